@@ -1,0 +1,43 @@
+# One command to try Townhall, one to test it. Both set themselves up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export FLASK_APP := app.py
+
+.PHONY: run test lint setup bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed
+
+## Set up, migrate, seed the demo event and serve Townhall at http://127.0.0.1:5000
+run: $(VENV)/.installed
+	$(BIN)/flask db upgrade
+	$(BIN)/flask seed-demo
+	$(BIN)/flask run --host $(HOST) --port $(PORT)
+
+## Set up and run the whole test suite (lint, SQLite and PostgreSQL, browser)
+test: $(VENV)/.installed tests/js/node_modules/.installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.installed
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) tests/js/node_modules .pytest_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""Townhall: the application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from .config import ENV_VARS, SCHEDULER_MODES, Defaults, load_secret_key, normalise_database_url, parse_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: defaults, instance/config.py, environment, then the test mapping."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("TOWNHALL_INSTANCE") or str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_object(Defaults)
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "townhall.db")
+    app.config["OUTBOX_DIR"] = os.path.join(app.instance_path, "outbox")
+    app.config.from_pyfile("config.py", silent=True)
+    for name, kind in ENV_VARS.items():
+        if name in os.environ:
+            app.config[name] = parse_env(os.environ[name], kind)
+    if test_config:
+        app.config.update(test_config)
+    if app.config.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(app.config["DATABASE_URL"])
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret_key(app.instance_path)
+    if app.config["SCHEDULER_MODE"] not in SCHEDULER_MODES:
+        raise RuntimeError(f"SCHEDULER_MODE must be one of {', '.join(SCHEDULER_MODES)}")
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URI"]
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_template_helpers(app)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from . import models  # noqa: F401  (tables known to Alembic)
+    from .database import configure_sqlite, reset_write_intent, set_write_intent
+    from .extensions import csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "admin.login"
+    login_manager.login_message = "Please log in to see that page."
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            configure_sqlite(db.engine)
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        return db.session.get(models.User, int(user_id)) if user_id.isdigit() else None
+
+    @app.before_request
+    def mark_reads():
+        from flask import g, request
+
+        g._write_token = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS"))
+
+    @app.teardown_request
+    def unmark_reads(_exc):
+        from flask import g
+
+        token = g.pop("_write_token", None)
+        if token is not None:
+            reset_write_intent(token)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .web import admin, errors, public
+
+    app.register_blueprint(public.bp)
+    app.register_blueprint(admin.bp)
+    errors.init_app(app)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from .domain.offsets import describe_offset, format_offsets
+    from .text import render_markdown
+    from .timefmt import format_datetime, format_range, format_time
+
+    app.jinja_env.filters.update(
+        markdown=render_markdown,
+        datetime_in=format_datetime,
+        event_range=lambda e: format_range(e.starts_at, e.ends_at, e.timezone),
+        time_in=format_time,
+        offsets=format_offsets,
+        offset_words=describe_offset,
+    )
+
+    @app.context_processor
+    def inject_now():
+        from .models import utcnow
+
+        return {"now": utcnow(), "has_endpoint": lambda name: name in app.view_functions}

@@ -1,0 +1,80 @@
+"""Configuration: defaults, then instance/config.py, then environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+# Environment variables read into config, with the type each one is parsed as.
+ENV_VARS: dict[str, type] = {
+    "DATABASE_URL": str,
+    "BASE_URL": str,
+    "MAIL_URL": str,
+    "MAIL_FROM": str,
+    "SCHEDULER_MODE": str,
+    "RATELIMIT_STORAGE_URI": str,
+    "SIGNUP_RATE_LIMIT": str,
+    "DOUBLE_OPT_IN_DEFAULT": bool,
+    "HOLD_EXPIRY_HOURS": float,
+    "SESSION_COOKIE_SECURE": bool,
+    "SCHEDULER_POLL_SECONDS": float,
+    "SCHEDULER_LOOKAHEAD_SECONDS": float,
+    "OUTBOX_BATCH_SIZE": int,
+    "OUTBOX_MAX_ATTEMPTS": int,
+    "ORGANIZER_NAME": str,
+}
+
+SCHEDULER_MODES = ("embedded", "off", "standalone")
+
+
+class Defaults:
+    """Values used when neither instance/config.py nor the environment sets them."""
+
+    BASE_URL = "http://127.0.0.1:5000"
+    MAIL_URL = ""  # empty: write .eml files to instance/outbox/
+    MAIL_FROM = "Townhall <townhall@localhost>"
+    ORGANIZER_NAME = "Townhall"
+    SCHEDULER_MODE = "embedded"
+    RATELIMIT_STORAGE_URI = "memory://"
+    SIGNUP_RATE_LIMIT = "20 per minute"
+    DOUBLE_OPT_IN_DEFAULT = True
+    HOLD_EXPIRY_HOURS = 24.0
+    SCHEDULER_POLL_SECONDS = 2.0
+    SCHEDULER_LOOKAHEAD_SECONDS = 60.0
+    OUTBOX_BATCH_SIZE = 200
+    OUTBOX_MAX_ATTEMPTS = 8
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    WTF_CSRF_TIME_LIMIT = None  # a signup page left open overnight still submits
+
+
+def parse_env(value: str, kind: type):
+    """Turn an environment string into the configured type."""
+    if kind is bool:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(value)
+
+
+def load_secret_key(instance_path: str) -> str:
+    """Read instance/secret_key, creating it with mode 0600 on first run."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def normalise_database_url(url: str) -> str:
+    """Let operators write postgres:// or postgresql:// and still get psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

@@ -1,0 +1,1 @@
+"""The rules of Townhall, free of Flask: each function takes a session and `now`, and flushes."""

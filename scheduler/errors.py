@@ -1,0 +1,74 @@
+"""Domain errors: each carries the message a person sees and the HTTP status it maps to."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status = 422
+    code = "invalid"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None):
+        super().__init__(message or self.__doc__ or self.code)
+        self.message = message or (self.__doc__ or self.code).strip()
+        self.field = field
+
+
+class NotFound(DomainError):
+    """Not found."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """That conflicts with the current state."""
+
+    status = 409
+    code = "conflict"
+
+
+class InvalidInput(DomainError):
+    """Some fields are not valid."""
+
+    status = 422
+    code = "invalid"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None, fields: dict | None = None):
+        super().__init__(message, field=field)
+        self.fields = fields or ({field: [self.message]} if field else {})
+
+
+class SlugTaken(Conflict):
+    """That slug is already used by another event."""
+
+    code = "slug_taken"
+
+
+class SignupClosed(Conflict):
+    """Signup for this event is closed."""
+
+    code = "signup_closed"
+
+
+class EventNotOpen(Conflict):
+    """This event is not open for signup."""
+
+    code = "event_not_open"
+
+
+class EventCancelled(Conflict):
+    """This event has been cancelled."""
+
+    code = "event_cancelled"
+
+
+class EventFull(Conflict):
+    """This event is full."""
+
+    code = "event_full"
+
+
+class InvalidTransition(Conflict):
+    """That change is not possible in the current state."""
+
+    code = "invalid_transition"

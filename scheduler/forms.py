@@ -1,0 +1,172 @@
+"""WTForms classes: validation only; the domain decides what the values mean."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import (
+    URL,
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
+
+from .domain.events import is_valid_timezone
+from .domain.offsets import format_offset, format_offsets, parse_offset, parse_offsets
+from .errors import InvalidInput
+from .models import EVENT_KINDS, SPEAKER_ROLES
+
+LOCAL_FORMAT = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+
+
+def valid_timezone(_form, field):
+    if not is_valid_timezone(field.data or ""):
+        raise ValidationError("Unknown timezone: use an IANA name such as Europe/Berlin.")
+
+
+def offsets_list(_form, field):
+    try:
+        parse_offsets(field.data or "")
+    except InvalidInput as exc:
+        raise ValidationError(exc.message) from None
+
+
+def single_offset(_form, field):
+    try:
+        parse_offset(field.data or "")
+    except InvalidInput as exc:
+        raise ValidationError(exc.message) from None
+
+
+def to_utc(local: datetime | None, zone: str) -> datetime | None:
+    """A wall-clock time typed in the event's zone, as an aware UTC datetime."""
+    if local is None:
+        return None
+    return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def to_local(moment: datetime | None, zone: str) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class EventForm(FlaskForm):
+    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
+    slug = StringField("Slug", validators=[Optional(), Length(max=120)],
+                       description="Part of the address; made from the title when empty.")
+    summary = StringField("Summary", validators=[Optional(), Length(max=500)])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=50_000)],
+                                description="Markdown.")
+    kind = SelectField("Kind", choices=[SelectChoice(k, k.capitalize()) for k in EVENT_KINDS], default="talk")
+    timezone = StringField("Timezone", validators=[DataRequired(), valid_timezone], default="UTC",
+                           description="IANA name, e.g. America/Los_Angeles. Times below are in this zone.")
+    starts_at = DateTimeLocalField("Starts", format=LOCAL_FORMAT, validators=[InputRequired()])
+    ends_at = DateTimeLocalField("Ends", format=LOCAL_FORMAT, validators=[InputRequired()])
+    venue = StringField("Venue", validators=[Optional(), Length(max=300)], description="A physical place, if any.")
+    join_url = StringField("Join link", validators=[Optional(), URL(require_tld=False), Length(max=500)],
+                           description="Private: only confirmed registrants and speakers see it.")
+    capacity = IntegerField("Capacity", validators=[Optional(), NumberRange(
+        min=0, max=1_000_000, message="Capacity must be between 0 and 1,000,000; leave it empty for unlimited.")],
+                            description="Empty for unlimited.")
+    signup_opens_at = DateTimeLocalField("Signup opens", format=LOCAL_FORMAT, validators=[Optional()])
+    signup_closes_at = DateTimeLocalField("Signup closes", format=LOCAL_FORMAT, validators=[Optional()])
+    tags = StringField("Tags", validators=[Optional(), Length(max=500)], description="Series, comma-separated.")
+    reminders = StringField("Reminders", validators=[Optional(), offsets_list], default="1d, 1h",
+                            description="Before the start, e.g. 7d, 1d, 1h, 10m.")
+    double_opt_in = BooleanField("Ask attendees to confirm their email", default=True)
+    briefing_enabled = BooleanField("Brief speakers before", default=True)
+    briefing_offset = StringField("Briefing", validators=[DataRequired(), single_offset], default="3d")
+    nudge_enabled = BooleanField("Nudge speakers before going live", default=True)
+    nudge_offset = StringField("Go-live nudge", validators=[DataRequired(), single_offset], default="15m")
+    thanks_enabled = BooleanField("Thank speakers after the end", default=True)
+    thanks_offset = StringField("Thank-you after the end", validators=[DataRequired(), single_offset],
+                                default="1h")
+
+    def domain_fields(self) -> dict:
+        """The form's values as the domain's event fields (UTC datetimes, offsets in seconds)."""
+        zone = self.timezone.data
+        return {
+            "title": self.title.data,
+            "slug": (self.slug.data or "").strip().lower(),
+            "summary": self.summary.data or "",
+            "description": self.description.data or "",
+            "kind": self.kind.data,
+            "timezone": zone,
+            "starts_at": to_utc(self.starts_at.data, zone),
+            "ends_at": to_utc(self.ends_at.data, zone),
+            "venue": self.venue.data or "",
+            "join_url": self.join_url.data or "",
+            "capacity": self.capacity.data,
+            "signup_opens_at": to_utc(self.signup_opens_at.data, zone),
+            "signup_closes_at": to_utc(self.signup_closes_at.data, zone),
+            "reminder_offsets": parse_offsets(self.reminders.data or ""),
+            "double_opt_in": bool(self.double_opt_in.data),
+            "briefing_enabled": bool(self.briefing_enabled.data),
+            "briefing_offset": parse_offset(self.briefing_offset.data),
+            "nudge_enabled": bool(self.nudge_enabled.data),
+            "nudge_offset": parse_offset(self.nudge_offset.data),
+            "thanks_enabled": bool(self.thanks_enabled.data),
+            "thanks_offset": parse_offset(self.thanks_offset.data),
+        }
+
+    def tag_names(self) -> list[str]:
+        return [t for t in (self.tags.data or "").split(",") if t.strip()]
+
+    def fill_from(self, event) -> None:
+        zone = event.timezone
+        for name in ("title", "slug", "summary", "description", "kind", "timezone", "venue", "join_url",
+                     "capacity", "double_opt_in", "briefing_enabled", "nudge_enabled", "thanks_enabled"):
+            getattr(self, name).data = getattr(event, name)
+        for name in ("starts_at", "ends_at", "signup_opens_at", "signup_closes_at"):
+            getattr(self, name).data = to_local(getattr(event, name), zone)
+        self.tags.data = ", ".join(t.name for t in event.tags)
+        self.reminders.data = format_offsets(event.reminder_offsets)
+        self.briefing_offset.data = format_offset(event.briefing_offset)
+        self.nudge_offset.data = format_offset(event.nudge_offset)
+        self.thanks_offset.data = format_offset(event.thanks_offset)
+
+    def show_errors(self, errors: dict[str, list[str]]) -> None:
+        """Put the domain's messages beside the matching fields (others at the top)."""
+        aliases = {"reminder_offsets": "reminders"}
+        for name, messages in errors.items():
+            field = getattr(self, aliases.get(name, name), None)
+            if field is None:
+                self.form_errors.extend(messages)
+            else:
+                field.errors = list(field.errors) + list(messages)
+
+
+class SpeakerForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=320)])
+    affiliation = StringField("Affiliation", validators=[Optional(), Length(max=200)])
+    bio = TextAreaField("Short bio", validators=[Optional(), Length(max=5000)])
+    photo_url = StringField("Photo URL", validators=[Optional(), URL(), Length(max=500)])
+    role = SelectField("Role", choices=[SelectChoice(r, r.capitalize()) for r in SPEAKER_ROLES], default="speaker")
+
+
+class ConfirmForm(FlaskForm):
+    """An empty form: a POST button protected by CSRF."""

@@ -1,0 +1,23 @@
+"""Typed SQLAlchemy models, one module per part of the domain."""
+
+from .accounts import TOKEN_SCOPES, ApiToken, User
+from .events import (
+    DEFAULT_REMINDERS,
+    EVENT_KINDS,
+    EVENT_STATUSES,
+    SPEAKER_ROLES,
+    Event,
+    EventSpeaker,
+    Speaker,
+    Tag,
+)
+from .jobs import JOB_KINDS, JOB_STATES, PlannedJob, SchedulerHeartbeat
+from .mail import OUTBOX_STATES, OutboxMessage
+from .registrations import REGISTRATION_STATES, Registration
+from .types import UTCDateTime, utcnow
+
+__all__ = [
+    "ApiToken", "DEFAULT_REMINDERS", "EVENT_KINDS", "EVENT_STATUSES", "Event", "EventSpeaker", "JOB_KINDS",
+    "JOB_STATES", "OUTBOX_STATES", "OutboxMessage", "PlannedJob", "REGISTRATION_STATES", "Registration",
+    "SPEAKER_ROLES", "SchedulerHeartbeat", "Speaker", "TOKEN_SCOPES", "Tag", "UTCDateTime", "User", "utcnow",
+]

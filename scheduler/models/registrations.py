@@ -1,0 +1,59 @@
+"""Registrations: one person's place (or place in line) at one event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .events import Event
+from .types import UTCDateTime, utcnow
+
+REGISTRATION_STATES = ("pending", "confirmed", "waitlisted", "cancelled", "expired")
+
+
+class Registration(db.Model):
+    __tablename__ = "registrations"
+    __table_args__ = (
+        UniqueConstraint("event_id", "email_key"),
+        Index("ix_registrations_event_state", "event_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    #: Normalised by email-validator, as the person typed it otherwise.
+    email: Mapped[str] = mapped_column(String(320))
+    #: Lower-cased email: one registration per address per event.
+    email_key: Mapped[str] = mapped_column(String(320))
+    question: Mapped[str] = mapped_column(Text, default="")
+    #: The attendee's IANA zone: times in their mail are shown in it.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    #: Order in the waitlist; smaller is earlier. Positions shown are ranks among waitlisted.
+    waitlist_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Manage token = HMAC(SECRET_KEY, id + nonce) (see tokens.py); only its sha256 is kept.
+    token_nonce: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    #: Personal calendar feed token, likewise; both None when revoked.
+    feed_nonce: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    reminders_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A pending hold lapses at this time unless confirmed.
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Last ICS SEQUENCE sent to this person (cancelling one registration sends a higher one).
+    ics_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Set when the person clicked the confirmation link (double opt-in) or none was needed.
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    event: Mapped[Event] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<Registration {self.id} {self.state} event={self.event_id}>"

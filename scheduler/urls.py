@@ -1,0 +1,19 @@
+"""Absolute URLs built from BASE_URL, usable in mail, feeds and jobs without a request."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+
+def external_url(endpoint: str, **values) -> str:
+    """Like url_for(_external=True), but based on BASE_URL so it works outside requests too."""
+    base = urlsplit(current_app.config["BASE_URL"])
+    adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
+    return adapter.build(endpoint, values, force_external=True)
+
+
+def webcal_url(url: str) -> str:
+    """The same feed address with webcal:// so calendar apps offer to subscribe."""
+    return "webcal://" + url.split("://", 1)[1]

@@ -1,0 +1,53 @@
+"""Error pages: HTML for people, JSON for the API; never a stack trace."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood. Please go back and try again."),
+    403: ("Forbidden", "You are not allowed to do that."),
+    404: ("Page not found", "There is nothing at this address. The event may have moved or been removed."),
+    405: ("Method not allowed", "That action is not available here."),
+    409: ("Conflict", "That change conflicts with the current state. Reload and try again."),
+    413: ("Too large", "What you sent is larger than we accept."),
+    422: ("Invalid input", "Some of what you sent is not valid."),
+    429: ("Slow down", "Too many requests from your address. Please wait a minute and try again."),
+    500: ("Something went wrong", "We could not complete that. Nothing was changed; please try again."),
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = exc.code or 500
+        title, text = MESSAGES.get(code, (exc.name, exc.description))
+        if code == 400 and exc.description and "CSRF" in exc.description:
+            text = "The form expired or was sent from elsewhere. Please reload the page and try again."
+        if wants_json():
+            response = jsonify(error={"code": exc.name.lower().replace(" ", "_"), "message": text, "fields": {}})
+            response.status_code = code
+        else:
+            response = app.make_response((render_template("errors/error.html", code=code, title=title, text=text),
+                                          code))
+        if code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        if code == 429:
+            response.headers["Retry-After"] = "60"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        from ..extensions import db
+
+        db.session.rollback()
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        title, text = MESSAGES[500]
+        if wants_json():
+            return jsonify(error={"code": "internal_error", "message": text, "fields": {}}), 500
+        return render_template("errors/error.html", code=500, title=title, text=text), 500

@@ -1,0 +1,54 @@
+"""Public pages: the event list and each event's page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import select
+
+from ..domain import events as event_rules
+from ..extensions import db
+from ..models import Event, utcnow
+
+bp = Blueprint("public", __name__)
+PAGE_SIZE = 20
+
+
+def _page() -> int:
+    page = request.args.get("page", "1")
+    return int(page) if page.isdigit() and 0 < int(page) < 10_000 else 1
+
+
+@bp.get("/")
+def index():
+    page = _page()
+    now = utcnow()
+    found = event_rules.upcoming(db.session, now=now, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    return render_template("events/list.html", events=found[:PAGE_SIZE], page=page,
+                           has_next=len(found) > PAGE_SIZE, heading="Upcoming events", past=False,
+                           counts=event_rules.counts(db.session, [e.id for e in found]))
+
+
+@bp.get("/past")
+def past():
+    page = _page()
+    found = event_rules.past(db.session, now=utcnow(), limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    return render_template("events/list.html", events=found[:PAGE_SIZE], page=page,
+                           has_next=len(found) > PAGE_SIZE, heading="Past events", past=True,
+                           counts=event_rules.counts(db.session, [e.id for e in found]))
+
+
+def published_event(slug: str) -> Event:
+    """The public event with this slug (published or cancelled), or 404."""
+    event = db.session.scalar(select(Event).where(Event.slug == slug))
+    if event is None or event.status == "draft":
+        abort(404)
+    return event
+
+
+@bp.get("/events/<slug>")
+def event(slug: str):
+    event = published_event(slug)
+    seats_left = None
+    if event.capacity is not None:
+        seats_left = max(0, event.capacity - event_rules.seats_taken(db.session, event))
+    return render_template("events/detail.html", event=event, seats_left=seats_left, now=utcnow())

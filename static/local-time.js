@@ -1,0 +1,15 @@
+// Show each event's time in the visitor's own zone beside the event's zone.
+(function () {
+  var fmt = { weekday: "long", day: "numeric", month: "long", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
+  var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  document.querySelectorAll(".local-time[data-start]").forEach(function (el) {
+    var start = new Date(el.dataset.start);
+    if (isNaN(start)) return;
+    el.textContent = "Your time: " + start.toLocaleString(undefined, fmt) + (zone ? " (" + zone + ")" : "");
+    el.hidden = false;
+  });
+  // Pre-fill timezone inputs marked for it with the browser's zone.
+  document.querySelectorAll("input[data-browser-timezone]").forEach(function (el) {
+    if (zone && !el.dataset.touched && (!el.value || el.dataset.browserTimezone === "replace")) el.value = zone;
+  });
+})();

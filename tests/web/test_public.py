@@ -1,0 +1,92 @@
+"""Public pages: list, event page, 404, sanitised descriptions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from scheduler.cli import DEMO_SLUG
+
+
+def test_event_page_shows_time_in_event_zone_and_speakers(client, create_event):
+    event = create_event(title="Zone test", timezone="America/Los_Angeles",
+                         speakers=[("Ada Lovelace", "host"), ("Alan Turing", "panelist")])
+    page = client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert "Zone test" in page
+    assert "Ada Lovelace" in page and "Alan Turing" in page
+    assert "(America/Los_Angeles)" in page
+    assert ("PST" in page) or ("PDT" in page)
+    assert 'class="local-time" data-start="' in page
+
+
+def test_join_url_never_on_public_pages(client, create_event):
+    event = create_event(join_url="https://meet.example.org/very-secret")
+    for path in ("/", f"/events/{event.slug}"):
+        assert "very-secret" not in client.get(path).get_data(as_text=True)
+
+
+def test_description_is_sanitised(client, create_event):
+    event = create_event(description='Hi <script>alert(1)</script><img src=x onerror="alert(2)"> '
+                                     '[link](javascript:alert(3)) **bold**')
+    page = client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert "<script>alert(1)" not in page
+    assert "onerror" not in page
+    assert "javascript:alert" not in page
+    assert "<strong>bold</strong>" in page
+
+
+def test_hostile_title_is_escaped(client, create_event):
+    event = create_event(title='<b onmouseover="x">Hello</b>')
+    page = client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert "&lt;b onmouseover=" in page
+    assert '<b onmouseover="x">' not in page
+
+
+def test_drafts_are_not_public(client, create_event):
+    event = create_event(publish=False, title="Secret draft")
+    assert client.get(f"/events/{event.slug}").status_code == 404
+    assert "Secret draft" not in client.get("/").get_data(as_text=True)
+
+
+def test_unknown_page_is_a_clean_404(client):
+    response = client.get("/events/does-not-exist")
+    assert response.status_code == 404
+    assert "Page not found" in response.get_data(as_text=True)
+
+
+def test_past_events_on_second_page(client, create_event, now):
+    create_event(title="Long ago", starts_at=now - timedelta(days=3))
+    create_event(title="Soon", starts_at=now + timedelta(days=3))
+    upcoming = client.get("/").get_data(as_text=True)
+    past = client.get("/past").get_data(as_text=True)
+    assert "Soon" in upcoming and "Long ago" not in upcoming
+    assert "Long ago" in past and "Soon" not in past
+
+
+def test_seats_left_shown(client, create_event):
+    event = create_event(capacity=25)
+    assert "25 of 25 seats left" in client.get(f"/events/{event.slug}").get_data(as_text=True)
+
+
+def test_seed_demo_creates_the_live_discussion_once(runner, client):
+    first = runner.invoke(args=["seed-demo"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(args=["seed-demo"])
+    assert "Already there" in second.output
+    page = client.get(f"/events/{DEMO_SLUG}").get_data(as_text=True)
+    assert "PyTorch: A Foundation for Open Source AI/ML" in page
+    assert "Soumith Chintala" in page and "Dr. Ibrahim Haddad" in page
+    assert "09:00" in page and "(America/Los_Angeles)" in page
+    assert page.count("Soumith Chintala") >= 1
+    from sqlalchemy import func, select
+
+    from scheduler.extensions import db
+    from scheduler.models import Event
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+
+
+def test_create_admin_command(runner):
+    result = runner.invoke(args=["create-admin", "--email", "boss@example.org", "--password", "longenough"])
+    assert result.exit_code == 0, result.output
+    short = runner.invoke(args=["create-admin", "--email", "x@example.org", "--password", "short"])
+    assert short.exit_code != 0
+    assert "at least 8 characters" in short.output
