@@ -1,0 +1,1 @@
+"""Email: compose from templates, queue in the outbox, deliver over SMTP or to .eml files."""
