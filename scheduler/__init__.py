@@ -89,6 +89,9 @@ def _register_blueprints(app: Flask) -> None:
     from .web import admin, errors, public
 
     app.register_blueprint(public.bp)
+    from .web import feeds
+
+    app.register_blueprint(feeds.bp)
     app.register_blueprint(admin.bp)
     errors.init_app(app)
 
