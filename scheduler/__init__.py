@@ -89,6 +89,7 @@ def _register_blueprints(app: Flask) -> None:
     from .web import admin, errors, public
 
     app.register_blueprint(public.bp)
+    from .mail import calendar_notices  # noqa: F401  (connects the event update / cancel receivers)
     from .web import feeds
 
     app.register_blueprint(feeds.bp)
