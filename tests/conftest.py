@@ -28,8 +28,11 @@ def require(flag: str, reason: str):
 
 
 def postgres_available() -> bool:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_ADMIN_URL)
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=1):
             return True
     except OSError:
         return False
@@ -39,7 +42,7 @@ def postgres_available() -> bool:
 def postgres_url():
     """A fresh PostgreSQL database for this test session, dropped at the end."""
     if not postgres_available():
-        require("REQUIRE_POSTGRES", "PostgreSQL is not reachable on 127.0.0.1:5432")
+        require("REQUIRE_POSTGRES", f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
     import sqlalchemy as sa
 
     name = f"townhall_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
