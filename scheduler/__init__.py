@@ -43,10 +43,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
     _register_template_helpers(app)
+    _register_security_headers(app)
 
-    from . import cli
+    from . import cli, jobs
 
     cli.init_app(app)
+    jobs.init_app(app)  # `flask scheduler`, and the embedded scheduler when SCHEDULER_MODE says so
     return app
 
 
@@ -86,15 +88,32 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .web import admin, errors, public
+    from .mail import notify  # noqa: F401  (connects the signup mail receivers)
+    from .web import admin, admin_registrations, errors, public, signup  # noqa: F401  (admin routes)
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(signup.bp)
     from .mail import calendar_notices  # noqa: F401  (connects the event update / cancel receivers)
     from .web import feeds
 
     app.register_blueprint(feeds.bp)
+    from .web import admin_tokens, api  # noqa: F401  (admin_tokens adds routes to admin.bp: import first)
+
     app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
+    from .web import health
+
+    app.register_blueprint(health.bp)
     errors.init_app(app)
+
+
+def _register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
 
 
 def _register_template_helpers(app: Flask) -> None:
