@@ -170,3 +170,34 @@ class SpeakerForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """An empty form: a POST button protected by CSRF."""
+
+
+def normalised_email(_form, field):
+    """email-validator's checks and normal form (no DNS lookups)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        field.data = validate_email((field.data or "").strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValidationError(f"Please enter a valid email address: {exc}") from None
+
+
+class SignupForm(FlaskForm):
+    name = StringField("Your name", validators=[DataRequired("Please tell us your name."), Length(max=200)])
+    email = EmailField("Email", validators=[DataRequired("Please enter your email address."), Length(max=320),
+                                            normalised_email],
+                       description="We send your confirmation and reminders here, nothing else.")
+    question = TextAreaField("A question for the speakers (optional)", validators=[Optional(), Length(max=2000)])
+    timezone = StringField("Your timezone", validators=[DataRequired("Please give your timezone."),
+                                                        Length(max=64), valid_timezone],
+                           description="Times in your emails are shown in this zone.",
+                           render_kw={"data-browser-timezone": "replace", "autocomplete": "off"})
+    consent = BooleanField("I agree that Townhall keeps my name and email to run this event and send me its "
+                           "reminders.", validators=[DataRequired("Please agree so we can register you.")])
+    #: Hidden from people; bots that fill every field get a polite "thanks" and nothing is stored.
+    website = StringField("Leave this empty", validators=[Optional()],
+                          render_kw={"tabindex": "-1", "autocomplete": "off"})
+
+
+class QuestionForm(FlaskForm):
+    question = TextAreaField("Your question for the speakers", validators=[Optional(), Length(max=2000)])

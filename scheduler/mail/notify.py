@@ -1,0 +1,106 @@
+"""Signal receivers: each registration change queues its email in the same transaction.
+
+Imported by create_app so the receivers connect. Dedupe keys name one logical message each,
+so a repeated signal (a retried request, a double click) never queues a second copy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+
+from .. import signals
+from ..calendars import invitation
+from ..domain.signups import waitlist_position
+from ..models import Registration
+from ..timefmt import format_datetime, format_range
+from ..tokens import manage_token
+from ..urls import external_url
+from . import outbox
+from .compose import sender
+
+#: A repeated signup re-sends the manage link at most once per this many seconds.
+REPEAT_WINDOW = 600
+
+
+def _stamp(moment: datetime | None) -> int:
+    return int(moment.timestamp()) if moment else 0
+
+
+def _invitation(registration: Registration, *, method: str, now: datetime) -> str:
+    event = registration.event
+    organizer_name, organizer_email = sender(current_app.config)
+    return invitation(
+        event, method=method, attendee_email=registration.email, attendee_name=registration.name,
+        sequence=max(registration.ics_sequence, event.sequence), organizer_email=organizer_email,
+        organizer_name=organizer_name, url=manage_url(registration), stamp=now,
+        # A cancellation may reach someone who only ever waited: it must not carry the private link.
+        join_url="" if method == "CANCEL" else None,
+    )
+
+
+def manage_url(registration: Registration) -> str:
+    return external_url("signup.manage", token=manage_token(current_app.config["SECRET_KEY"], registration))
+
+
+def confirm_url(registration: Registration) -> str:
+    return external_url("signup.confirm", token=manage_token(current_app.config["SECRET_KEY"], registration))
+
+
+def _queue(session, registration: Registration, *, kind: str, key: str, now: datetime, method: str | None = None,
+           **context) -> bool:
+    """Queue one message about this registration, with the context every signup template uses."""
+    event = registration.event
+    ics = _invitation(registration, method=method, now=now) if method else None
+    return outbox.queue(
+        session, kind=kind, to_addr=registration.email, to_name=registration.name, dedupe_key=f"{kind}:{key}",
+        now=now, event_id=event.id, registration_id=registration.id, ics=ics, ics_method=method,
+        event=event, registration=registration, when=format_range(event.starts_at, event.ends_at,
+                                                                  registration.timezone),
+        manage_url=manage_url(registration), **context,
+    )
+
+
+@signals.registration_pending.connect
+def on_pending(registration: Registration, *, session, now: datetime, promoted: bool = False, **_):
+    """A seat is held until the address is confirmed: send the confirm link."""
+    _queue(session, registration, kind="promoted" if promoted else "signup_received",
+           key=f"{registration.id}:hold:{_stamp(registration.hold_expires_at)}", now=now,
+           confirm_url=confirm_url(registration), needs_confirmation=True,
+           hold_until=format_datetime(registration.hold_expires_at, registration.timezone))
+
+
+@signals.registration_confirmed.connect
+def on_confirmed(registration: Registration, *, session, now: datetime, **_):
+    _queue(session, registration, kind="confirmed", key=f"{registration.id}:{_stamp(registration.confirmed_at)}",
+           now=now, method="REQUEST")
+
+
+@signals.registration_promoted.connect
+def on_promoted(registration: Registration, *, session, now: datetime, **_):
+    _queue(session, registration, kind="promoted", key=f"{registration.id}:{_stamp(registration.confirmed_at)}",
+           now=now, method="REQUEST", needs_confirmation=False)
+
+
+@signals.registration_waitlisted.connect
+def on_waitlisted(registration: Registration, *, session, now: datetime, position: int | None = None, **_):
+    unverified = registration.email_verified_at is None
+    _queue(session, registration, kind="waitlisted", key=f"{registration.id}:{registration.waitlist_seq}",
+           now=now, position=position, confirm_url=confirm_url(registration) if unverified else None)
+
+
+@signals.registration_cancelled.connect
+def on_cancelled(registration: Registration, *, session, now: datetime, by_organiser: bool = False, **_):
+    _queue(session, registration, kind="cancelled", key=f"{registration.id}:{_stamp(registration.cancelled_at)}",
+           now=now, method="CANCEL", by_organiser=by_organiser)
+
+
+@signals.registration_repeated.connect
+def on_repeated(registration: Registration, *, session, now: datetime, **_):
+    """The same address signed up again: send the manage link (at most once per window)."""
+    unverified = registration.email_verified_at is None and registration.state in ("pending", "waitlisted")
+    _queue(session, registration, kind="manage_link",
+           key=f"{registration.id}:{int(now.timestamp()) // REPEAT_WINDOW}", now=now,
+           position=waitlist_position(session, registration),
+           confirm_url=confirm_url(registration) if unverified else None)

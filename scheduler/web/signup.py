@@ -1,0 +1,171 @@
+"""Attendee pages: the signup form, confirming an address, and the private manage page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from ..domain import signups
+from ..domain.events import seats_taken
+from ..errors import DomainError
+from ..extensions import csrf, db, limiter
+from ..forms import ConfirmForm, QuestionForm, SignupForm
+from ..models import Registration, utcnow
+from ..tokens import looks_like_token
+from .public import published_event
+
+bp = Blueprint("signup", __name__)
+
+
+def signup_limit() -> str:
+    return current_app.config["SIGNUP_RATE_LIMIT"]
+
+
+def _hold_hours() -> float:
+    return float(current_app.config["HOLD_EXPIRY_HOURS"])
+
+
+@bp.route("/events/<slug>/signup", methods=["GET", "POST"])
+@limiter.limit(signup_limit, methods=["POST"])
+def form(slug: str):
+    event = published_event(slug)
+    now = utcnow()
+    try:
+        signups.check_open(event, now=now)
+    except DomainError as exc:
+        return render_template("signup/closed.html", event=event, message=exc.message), (
+            200 if request.method == "GET" else exc.status)
+    form = SignupForm()
+    if request.method == "GET":
+        form.timezone.data = event.timezone
+        return _form_page(event, form)
+    if form.website.data:
+        # A bot filled the hidden field: it sees the usual page, nothing is stored or sent.
+        return render_template("signup/thanks.html", event=event, email=form.email.data or "")
+    if not form.validate():
+        return _form_page(event, form), 422
+    try:
+        signups.sign_up(db.session, event, name=form.name.data, email=form.email.data,
+                        question=form.question.data or "", timezone=form.timezone.data, now=now,
+                        secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        return render_template("signup/closed.html", event=event, message=exc.message), exc.status
+    # Fresh signup or repeat, the page is the same: it must not tell whether the address was known.
+    return render_template("signup/thanks.html", event=event, email=form.email.data)
+
+
+def _form_page(event, form: SignupForm) -> str:
+    seats_left = None if event.capacity is None else max(0, event.capacity - seats_taken(db.session, event))
+    return render_template("signup/form.html", event=event, form=form, seats_left=seats_left)
+
+
+def registration_for(token: str) -> Registration:
+    """The registration behind a private link, or 404."""
+    registration = signups.find_by_token(db.session, token) if looks_like_token(token) else None
+    if registration is None:
+        abort(404)
+    return registration
+
+
+def _manage_page(registration: Registration, token: str, question_form: QuestionForm) -> str:
+    return render_template(
+        "signup/manage.html", registration=registration, event=registration.event, token=token,
+        position=signups.waitlist_position(db.session, registration), action_form=ConfirmForm(),
+        question_form=question_form,
+    )
+
+
+@bp.get("/r/<token>")
+def manage(token: str):
+    registration = registration_for(token)
+    return _manage_page(registration, token, QuestionForm(question=registration.question))
+
+
+def _back(token: str):
+    return redirect(url_for("signup.manage", token=token), code=303)
+
+
+def _change(token: str, action) -> object:
+    """Run one state change for the registration behind `token`; flash the domain's message on refusal."""
+    registration = registration_for(token)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        message = action(registration, utcnow())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return _back(token)
+    if message:
+        flash(message, "success")
+    return _back(token)
+
+
+@bp.route("/r/<token>/confirm", methods=["GET", "POST"])
+def confirm(token: str):
+    """GET shows a button (mail scanners follow links); POST confirms."""
+    registration = registration_for(token)
+    if request.method == "GET":
+        return render_template("signup/confirm.html", registration=registration, event=registration.event,
+                               token=token, action_form=ConfirmForm())
+
+    def do(reg, now):
+        state = signups.confirm_email(db.session, reg, now=now, hold_hours=_hold_hours())
+        return {"confirmed": "Your place is confirmed. The calendar invitation is on its way.",
+                "waitlisted": "Thanks, your email address is confirmed. You keep your place on the waitlist.",
+                "pending": "Your seat is held until you confirm."}.get(state, "Thanks.")
+
+    return _change(token, do)
+
+
+@bp.post("/r/<token>/cancel")
+def cancel(token: str):
+    def do(reg, now):
+        signups.cancel_registration(db.session, reg, now=now)
+        return "Your registration is cancelled. Thanks for letting us know."
+
+    return _change(token, do)
+
+
+@bp.post("/r/<token>/reminders")
+def reminders(token: str):
+    opt_out = request.form.get("opt_out") == "1"
+
+    def do(reg, now):
+        signups.set_reminders(db.session, reg, opt_out=opt_out, now=now)
+        return "You will not get reminders for this event." if opt_out else "Reminders are on again."
+
+    return _change(token, do)
+
+
+@bp.post("/r/<token>/question")
+def question(token: str):
+    registration = registration_for(token)
+    form = QuestionForm()
+    if not form.validate_on_submit():
+        return _manage_page(registration, token, form), 422
+    try:
+        signups.update_question(db.session, registration, question=form.question.data or "", now=utcnow())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return _back(token)
+    flash("Your question is saved.", "success")
+    return _back(token)
+
+
+@bp.route("/r/<token>/unsubscribe", methods=["GET", "POST"])
+@csrf.exempt
+def unsubscribe(token: str):
+    """RFC 8058 one-click unsubscribe: mail clients POST here without a session; the token is the key."""
+    registration = registration_for(token)
+    if request.method == "GET":
+        return render_template("signup/unsubscribe.html", registration=registration, event=registration.event,
+                               token=token)
+    signups.set_reminders(db.session, registration, opt_out=True, now=utcnow())
+    db.session.commit()
+    return render_template("signup/unsubscribed.html", registration=registration, event=registration.event,
+                           token=token)
