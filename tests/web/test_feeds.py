@@ -1,0 +1,206 @@
+"""Calendar routes and calendar mail through the app: feeds, conditional GETs, revocation, updates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from icalendar import Calendar
+from sqlalchemy import select
+
+from scheduler.domain import events as event_rules
+from scheduler.domain import signups
+from scheduler.extensions import db
+from scheduler.models import OutboxMessage
+from scheduler.tokens import feed_token
+from tests.conftest import csrf_token
+
+
+def sign_up(app, event, now, email="ann@example.org", name="Ann"):
+    result = signups.sign_up(db.session, event, name=name, email=email, timezone="Europe/Paris", now=now,
+                             secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    return result
+
+
+def events_in(body: bytes) -> dict[str, Calendar]:
+    return {str(e["SUMMARY"]): e for e in Calendar.from_ical(body).events}
+
+
+def outbox(kind: str) -> list[OutboxMessage]:
+    return list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind)
+                                   .order_by(OutboxMessage.to_addr)))
+
+
+def test_download_is_calendar_with_attachment_name(client, create_event):
+    event = create_event(title="Launch")
+    response = client.get(f"/events/{event.slug}.ics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{event.slug}.ics"'
+    body = response.get_data()
+    assert b"METHOD" not in body
+    assert event.join_url.encode() not in body
+    assert list(events_in(body)) == ["Launch"]
+
+
+def test_download_of_draft_or_unknown_event_is_404(client, create_event):
+    draft = create_event(publish=False)
+    assert client.get(f"/events/{draft.slug}.ics").status_code == 404
+    assert client.get("/events/nope.ics").status_code == 404
+
+
+def test_feed_etag_stable_and_conditional_get_is_304_without_body(client, create_event):
+    create_event(title="One")
+    first, second = client.get("/calendar.ics"), client.get("/calendar.ics")
+    assert first.status_code == second.status_code == 200
+    assert first.headers["ETag"] == second.headers["ETag"]
+    assert first.get_data() == second.get_data()
+    again = client.get("/calendar.ics", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.get_data() == b""
+    assert again.headers["ETag"] == first.headers["ETag"]
+    since = client.get("/calendar.ics", headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    assert since.status_code == 304
+    assert since.get_data() == b""
+
+
+def test_feed_etag_changes_when_an_event_changes(client, create_event, now):
+    event = create_event(title="One")
+    before = client.get("/calendar.ics")
+    event_rules.update_event(db.session, event, now=now + timedelta(seconds=5), starts_at=event.starts_at
+                             + timedelta(hours=1), ends_at=event.ends_at + timedelta(hours=1))
+    db.session.commit()
+    after = client.get("/calendar.ics", headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert events_in(after.get_data())["One"]["SEQUENCE"] == 1
+    download = client.get(f"/events/{event.slug}.ics")
+    assert download.headers["ETag"] != client.get("/calendar.ics").headers["ETag"]
+
+
+def test_public_feed_shows_upcoming_recent_and_cancelled_but_no_drafts_or_join_links(client, create_event, now):
+    create_event(title="Upcoming")
+    create_event(title="Draft", publish=False)
+    create_event(title="Last week", starts_at=now - timedelta(days=7))
+    create_event(title="Long ago", starts_at=now - timedelta(days=40))
+    cancelled = create_event(title="Called off")
+    event_rules.cancel_event(db.session, cancelled, now=now)
+    db.session.commit()
+    response = client.get("/calendar.ics")
+    found = events_in(response.get_data())
+    assert sorted(found) == ["Called off", "Last week", "Upcoming"]
+    assert str(found["Called off"]["STATUS"]) == "CANCELLED"
+    assert str(found["Upcoming"]["STATUS"]) == "CONFIRMED"
+    assert b"meet.example.org" not in response.get_data()
+
+
+def test_tag_feed_has_only_that_series(client, create_event):
+    create_event(title="Tagged", tags=["Open Source AI"])
+    create_event(title="Other", tags=["Cooking"])
+    response = client.get("/calendar/open-source-ai.ics")
+    assert response.status_code == 200
+    assert list(events_in(response.get_data())) == ["Tagged"]
+    assert b"X-WR-CALNAME:Townhall: Open Source AI" in response.get_data()
+    assert client.get("/calendar/unknown.ics").status_code == 404
+
+
+def test_personal_feed_lists_the_persons_events_with_join_link(app, client, create_event, now):
+    first, second, other = create_event(title="First"), create_event(title="Second"), create_event(title="Other")
+    mine = sign_up(app, first, now).registration
+    sign_up(app, second, now, email="ANN@example.org")
+    sign_up(app, other, now, email="bob@example.org")
+    token = feed_token(app.config["SECRET_KEY"], mine)
+    response = client.get(f"/feeds/{token}.ics")
+    assert response.status_code == 200
+    found = events_in(response.get_data())
+    assert sorted(found) == ["First", "Second"]
+    assert str(found["First"]["URL"]) == first.join_url
+    assert f"Join online: {first.join_url}" in str(found["First"]["DESCRIPTION"])
+
+
+def test_revoked_personal_feed_token_is_404(app, client, create_event, now):
+    event = create_event(title="Mine")
+    result = sign_up(app, event, now)
+    old = feed_token(app.config["SECRET_KEY"], result.registration)
+    assert client.get(f"/feeds/{old}.ics").status_code == 200
+    manage = f"/r/{result.token}"
+    assert f"/feeds/{old}.ics".encode() in client.get(manage).get_data()
+    response = client.post(f"/r/{result.token}/feed/revoke", data={"csrf_token": csrf_token(client, manage)})
+    assert response.status_code == 303
+    assert client.get(f"/feeds/{old}.ics").status_code == 404
+    db.session.expire_all()
+    new = feed_token(app.config["SECRET_KEY"], db.session.get(type(result.registration), result.registration.id))
+    assert new != old
+    assert client.get(f"/feeds/{new}.ics").status_code == 200
+
+
+def test_revoke_without_csrf_token_is_refused(app, client, create_event, now):
+    result = sign_up(app, create_event(), now)
+    old = feed_token(app.config["SECRET_KEY"], result.registration)
+    assert client.post(f"/r/{result.token}/feed/revoke").status_code == 400
+    assert client.get(f"/feeds/{old}.ics").status_code == 200
+
+
+def test_speaker_feed_lists_their_events_with_join_link(app, client, create_event, now):
+    from scheduler.web.feeds import speaker_feed_url
+
+    event = create_event(title="Panel", speakers=[("Soumith Chintala", "panelist")])
+    create_event(title="Without them")
+    url = speaker_feed_url(db.session, event.speakers[0].speaker)
+    db.session.commit()
+    response = client.get(url.removeprefix("http://townhall.test"))
+    assert response.status_code == 200
+    found = events_in(response.get_data())
+    assert list(found) == ["Panel"]
+    assert event.join_url in str(found["Panel"]["DESCRIPTION"])
+    assert client.get("/speakers/feeds/" + "x" * 43 + ".ics").status_code == 404
+
+
+def test_moving_an_event_queues_one_update_per_confirmed_attendee_and_speaker(app, create_event, now):
+    event = create_event(title="Moving", speakers=[("Ibrahim Haddad", "host")], capacity=1)
+    sign_up(app, event, now, email="ann@example.org")
+    sign_up(app, event, now, email="bob@example.org", name="Bob")  # waitlisted: no invitation to update
+    for minutes in (30, 60):  # two quick edits: one update per person, with the newest SEQUENCE
+        event_rules.update_event(db.session, event, now=now, starts_at=event.starts_at + timedelta(minutes=minutes),
+                                 ends_at=event.ends_at + timedelta(minutes=minutes))
+        db.session.commit()
+    updates = outbox("event_updated")
+    assert [m.to_addr for m in updates] == ["ann@example.org", "ibrahim@speakers.test"]
+    for message in updates:
+        vevent = Calendar.from_ical(message.ics).events[0]
+        assert message.ics_method == "REQUEST"
+        assert vevent["SEQUENCE"] == 2 == event.sequence
+        assert vevent.start == event.starts_at
+    assert "(was: " in updates[0].body_text
+
+    event_rules.cancel_event(db.session, event, now=now, reason="Speaker ill")
+    db.session.commit()
+    assert outbox("event_updated") == []  # the waiting update is replaced by the cancellation
+    cancels = outbox("event_cancelled")
+    assert [m.to_addr for m in cancels] == ["ann@example.org", "bob@example.org", "ibrahim@speakers.test"]
+    invited = [m for m in cancels if m.ics]
+    assert [m.to_addr for m in invited] == ["ann@example.org", "ibrahim@speakers.test"]
+    for message in invited:
+        cal = Calendar.from_ical(message.ics)
+        assert message.ics_method == "CANCEL" == str(cal["METHOD"])
+        assert cal.events[0]["SEQUENCE"] == 3
+        assert str(cal.events[0]["STATUS"]) == "CANCELLED"
+
+
+def test_title_change_queues_no_calendar_update(app, create_event, now):
+    event = create_event()
+    sign_up(app, event, now)
+    event_rules.update_event(db.session, event, now=now, title="Renamed")
+    db.session.commit()
+    assert outbox("event_updated") == []
+
+
+def test_event_page_offers_add_to_calendar(client, create_event):
+    event = create_event(title="Visible", tags=["Series"])
+    page = client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert f'href="/events/{event.slug}.ics"' in page
+    assert "https://calendar.google.com/calendar/render?action=TEMPLATE" in page
+    assert "https://outlook.live.com/calendar/0/action/compose?" in page
+    assert 'href="webcal://localhost/calendar.ics"' in page
+    assert 'href="webcal://localhost/calendar/series.ics"' in page
+    assert event.join_url not in page
