@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from markupsafe import Markup
 from sqlalchemy import func, select
 
+from ..charts import TimelineItem, cumulative, signups_svg, timeline_svg
 from ..domain import events as event_rules
 from ..domain import reminders
+from ..domain.offsets import describe_offset
 from ..errors import DomainError, InvalidInput
 from ..extensions import db, limiter
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
-from ..models import Event, Speaker, User, utcnow
+from ..models import Event, Registration, Speaker, User, utcnow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PUBLIC_ENDPOINTS = {"admin.login"}
@@ -79,7 +82,7 @@ def dashboard():
 def event_new():
     form = EventForm()
     if request.method == "GET":
-        form.double_opt_in.data = db.get_app().config["DOUBLE_OPT_IN_DEFAULT"]
+        form.double_opt_in.data = current_app.config["DOUBLE_OPT_IN_DEFAULT"]
     if form.validate_on_submit():
         try:
             event = event_rules.create_event(db.session, now=utcnow(), tags=form.tag_names(),
@@ -129,11 +132,25 @@ def _show_domain_error(form: EventForm, exc: DomainError) -> None:
 @bp.get("/events/<int:event_id>")
 def event_detail(event_id: int):
     event = get_event(event_id)
+    jobs = reminders.event_jobs(db.session, event.id)
     return render_template(
         "admin/event_detail.html", event=event, counts=event_rules.counts(db.session, [event.id])[event.id],
-        jobs=reminders.event_jobs(db.session, event.id), speaker_form=SpeakerForm(), action_form=ConfirmForm(),
+        jobs=jobs, speaker_form=SpeakerForm(), action_form=ConfirmForm(),
         speakers=db.session.scalars(select(Speaker).order_by(Speaker.name)).all(),
+        **_event_pictures(event, jobs, now=utcnow()),
     )
+
+
+def _event_pictures(event: Event, jobs: list, *, now) -> dict:
+    """The signups-over-time chart and the jobs timeline, as inline SVG."""
+    times = db.session.scalars(select(Registration.created_at).where(Registration.event_id == event.id))
+    chart = signups_svg(cumulative(times), zone=event.timezone, start=event.created_at,
+                        end=min(now, event.ends_at), title=f"Signups over time for {event.title}")
+    items = [TimelineItem(f"{job.kind.capitalize()} {describe_offset(job.offset_seconds)} "
+                          f"{'after' if job.kind == 'thanks' else 'before'}", job.due_at, job.state) for job in jobs]
+    timeline = timeline_svg(items, starts_at=event.starts_at, ends_at=event.ends_at, now=now, zone=event.timezone,
+                            title=f"Jobs timeline for {event.title}")
+    return {"signups_chart": Markup(chart), "jobs_timeline": Markup(timeline)}
 
 
 @bp.post("/events/<int:event_id>/publish")

@@ -1,0 +1,154 @@
+"""A real Townhall server on 127.0.0.1 and headless Chromium driving it; mail read from the .eml sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from scheduler import create_app
+from scheduler.extensions import db
+from tests.conftest import base_config, free_port, require
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+WIDTHS = {"desktop": (1280, 900), "phone": (375, 740)}
+ADMIN_EMAIL, ADMIN_PASSWORD = "organiser@townhall.test", "correct horse battery"
+
+pytestmark = pytest.mark.browser
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {SCREENSHOTS}")
+
+
+class LiveServer:
+    """The app served by werkzeug in a thread, plus what a test needs to reach into it."""
+
+    def __init__(self, app, port: int):
+        self.app = app
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def deliver_mail(self) -> list:
+        """Run the real outbox deliverer once and return every message in the .eml sink, oldest first."""
+        from scheduler.mail.outbox import deliver
+        from scheduler.mail.transports import transport_from_config
+
+        with self.app.app_context():
+            deliver(db.session, lambda: transport_from_config(self.app.config), self.app.config,
+                    worker="browser-test")
+            db.session.remove()
+        outbox = Path(self.app.config["OUTBOX_DIR"])
+        return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(outbox.glob("*.eml"))]
+
+    def mail_to(self, address: str) -> list:
+        return [m for m in self.deliver_mail() if address in str(m["To"])]
+
+
+def mail_text(message) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def links_in(text: str, base: str) -> list[str]:
+    return re.findall(re.escape(base) + r"[^\s<>\"')\]]+", text)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    from scheduler.cli import seed_demo
+    from scheduler.models import User, utcnow
+
+    tmp = tmp_path_factory.mktemp("browser")
+    port = free_port()
+    app = create_app(base_config(
+        tmp, DATABASE_URL="sqlite:///" + str(tmp / "townhall.db"), BASE_URL=f"http://127.0.0.1:{port}",
+        TESTING=False, SCHEDULER_MODE="off"))
+    with app.app_context():
+        db.create_all()
+        seed_demo(db.session, now=utcnow())
+        user = User(email=ADMIN_EMAIL, name="Organiser", created_at=utcnow())
+        user.set_password(ADMIN_PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+        db.session.remove()
+    server = LiveServer(app, port)
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.thread.join(timeout=5)
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        require("REQUIRE_BROWSER", f"Chromium is not installed at {CHROMIUM}")
+    if not AXE.exists():
+        require("REQUIRE_BROWSER", f"axe-core is not installed ({AXE}): run npm ci in tests/js")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900},
+                                  timezone_id="Europe/Berlin", locale="en-GB", accept_downloads=True)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def axe_violations(page) -> list[dict]:
+    """Serious and critical axe-core violations on the current page."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in results["violations"] if v["impact"] in ("serious", "critical")
+    ]
+
+
+def check_page(page, name: str, *, axe: bool = True) -> None:
+    """Screenshot the page at desktop and phone widths, check no sideways scrolling on a phone, run axe."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for label, (width, height) in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+        if label == "phone":
+            scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert scroll[0] <= scroll[1], f"{name}: horizontal scrolling at {width} px ({scroll[0]} > {scroll[1]})"
+        if axe:
+            found = axe_violations(page)
+            assert found == [], f"{name} at {width} px:\n" + json.dumps(found, indent=1)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def log_in(page) -> None:
+    page.goto("/admin/login")
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/")

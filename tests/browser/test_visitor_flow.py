@@ -1,0 +1,89 @@
+"""A visitor in Chromium: find the demo event, sign up by keyboard, follow the mailed link, get the .ics, cancel."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from scheduler.cli import DEMO_SLUG
+from tests.browser.conftest import check_page, links_in, mail_text
+
+pytestmark = pytest.mark.browser
+DEMO_TITLE = "PyTorch: A Foundation for Open Source AI/ML"
+
+
+def tab_to(page, name: str, limit: int = 40) -> None:
+    """Press Tab until the focused element's text is `name`, as a keyboard user would."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == name:
+            return
+    raise AssertionError(f"{name!r} not reachable with Tab in {limit} presses")
+
+
+def test_visitor_signs_up_follows_mailed_link_and_cancels(page, live_server):
+    email = "ada.visitor@example.org"
+
+    page.goto("/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Upcoming events")
+    check_page(page, "event-list")
+    page.get_by_role("link", name=DEMO_TITLE).click()
+
+    expect(page).to_have_url(f"{live_server.url}/events/{DEMO_SLUG}")
+    expect(page.get_by_role("heading", level=1)).to_have_text(DEMO_TITLE)
+    expect(page.locator(".event-header .when")).to_contain_text("(America/Los_Angeles)")
+    expect(page.locator(".event-header .local-time")).to_contain_text("(Europe/Berlin)")  # the browser's zone
+    expect(page.locator(".calendar-menu summary")).to_be_visible()
+    check_page(page, "event-page")
+
+    tab_to(page, "Sign up")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{live_server.url}/events/{DEMO_SLUG}/signup")
+    expect(page.get_by_label("Your timezone")).to_have_value("Europe/Berlin")  # filled in by the browser
+
+    page.get_by_role("button", name="Sign up").click()  # empty: messages beside the fields
+    expect(page.locator(".form-errors")).to_have_attribute("role", "alert")
+    expect(page.locator("#name-error")).to_have_text("Please tell us your name.")
+    expect(page.get_by_label("Your name")).to_have_attribute("aria-describedby", "name-error")
+    expect(page.get_by_label("Your name")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#consent-error")).to_have_text("Please agree so we can register you.")
+    check_page(page, "signup-form-errors")
+
+    # Fill it in with the keyboard only: the field order is the tab order, the honeypot is skipped.
+    page.get_by_label("Your name").focus()
+    page.keyboard.type("Ada Visitor")
+    page.keyboard.press("Tab")
+    page.keyboard.type(email)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Your timezone")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.type("How will the foundation fund maintainers?")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    expect(page.locator("#consent")).to_be_checked()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Sign up")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Thanks — check your email")
+    check_page(page, "signup-thanks")
+
+    messages = live_server.mail_to(email)
+    assert len(messages) == 1
+    manage_links = links_in(mail_text(messages[0]), f"{live_server.url}/r/")
+    assert manage_links, mail_text(messages[0])
+    page.goto(manage_links[0])
+
+    expect(page.locator(".registration-status")).to_contain_text("Confirmed")
+    expect(page.locator(".join")).to_have_text("https://zoom.example.org/j/pytorch-foundation")
+    check_page(page, "manage-page")
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download this event (.ics)").click()
+    ics = download_info.value.path().read_bytes().decode("utf-8")
+    assert ics.startswith("BEGIN:VCALENDAR\r\n")
+    assert f"SUMMARY:{DEMO_TITLE}\r\n" in ics
+
+    page.get_by_role("button", name="Cancel my registration").click()
+    expect(page.locator(".registration-status")).to_contain_text("Cancelled")
+    assert len(live_server.mail_to(email)) == 2  # the confirmation, then the cancellation
