@@ -1,0 +1,1 @@
+"""Benchmarks and the real-server launcher they share with the integration tests."""
