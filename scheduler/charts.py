@@ -83,6 +83,12 @@ def _open_svg(width: int, height: int, title: str, desc: str, css_class: str) ->
     ]
 
 
+def _tick_label(x: float, y: float, label: str, left: float, right: float) -> str:
+    """An axis label centred under its tick, but never hanging out of the picture at either end."""
+    anchor = "start" if x - left < 20 else "end" if right - x < 20 else "middle"
+    return f'<text x="{x}" y="{y}" text-anchor="{anchor}" fill="{MUTED}">{escape(label)}</text>'
+
+
 def _when(moment: datetime, zone: str) -> str:
     local = moment.astimezone(ZoneInfo(zone))
     return f"{local.day} {local:%b %Y %H:%M} {local.tzname()}"
@@ -120,7 +126,7 @@ def signups_svg(points: Sequence[tuple[datetime, int]], *, zone: str = "UTC", st
         out.append(f'<text x="{left - 6}" y="{y(value) + 4}" text-anchor="end" fill="{MUTED}">{value}</text>')
     for moment, label in time_ticks(start, end, zone):
         out.append(f'<line x1="{x(moment)}" x2="{x(moment)}" y1="{y(0)}" y2="{y(0) + 4}" stroke="{MUTED}"/>')
-        out.append(f'<text x="{x(moment)}" y="{height - 10}" text-anchor="middle" fill="{MUTED}">{escape(label)}</text>')
+        out.append(_tick_label(x(moment), height - 10, label, left, width - right))
     line = [f"M{x(start)},{y(0)}"]
     for moment, value in points:
         line.append(f"H{x(moment)}V{y(value)}")
@@ -133,14 +139,14 @@ def signups_svg(points: Sequence[tuple[datetime, int]], *, zone: str = "UTC", st
 
 
 def timeline_svg(items: Sequence[TimelineItem], *, starts_at: datetime, ends_at: datetime, now: datetime,
-                 zone: str = "UTC", title: str = "Jobs timeline", width: int = 640) -> str:
+                 zone: str = "UTC", title: str = "Jobs timeline", width: int = 720) -> str:
     """One row per job with a dot at its due time, the event itself as a band, and a line at now."""
     items = sorted(items, key=lambda i: i.due)
     moments = [i.due for i in items] + [starts_at, ends_at, now]
     start, end = min(moments), max(moments)
     pad = max((end - start) * 0.04, timedelta(minutes=5))
     start, end = start - pad, end + pad
-    left, right, row_h, upper = 210, 16, 26, 24
+    left, right, row_h, upper = 250, 16, 26, 24
     height = upper + row_h * max(len(items), 1) + 30
     plot_w = width - left - right
     axis_y = height - 26
@@ -153,7 +159,10 @@ def timeline_svg(items: Sequence[TimelineItem], *, starts_at: datetime, ends_at:
     out = _open_svg(width, height, title, desc, "chart-timeline")
     out.append(f'<rect x="{x(starts_at)}" y="{upper - 8}" width="{max(x(ends_at) - x(starts_at), 2)}" '
                f'height="{axis_y - upper + 8}" fill="{FILL}"/>')
-    out.append(f'<text x="{x(starts_at)}" y="{upper - 12}" fill="{INK}" font-weight="600">Event</text>')
+    # "Event" sits over the middle of its band, kept inside the picture when the band is at an edge.
+    label_x = min(max((x(starts_at) + x(ends_at)) / 2, left + 20), width - right - 20)
+    out.append(f'<text x="{label_x}" y="{upper - 12}" text-anchor="middle" fill="{INK}" '
+               f'font-weight="600">Event</text>')
     out.append(f'<line x1="{x(now)}" x2="{x(now)}" y1="{upper - 8}" y2="{axis_y}" stroke="{INK}" '
                f'stroke-dasharray="4 3"/>')
     out.append(f'<text x="{x(now)}" y="{upper - 12}" text-anchor="middle" fill="{INK}">now</text>')
@@ -170,5 +179,5 @@ def timeline_svg(items: Sequence[TimelineItem], *, starts_at: datetime, ends_at:
                    f'{escape(item.state)} · {escape(_when(item.due, zone))}</title></circle>')
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{axis_y}" y2="{axis_y}" stroke="{MUTED}"/>')
     for moment, label in time_ticks(start, end, zone):
-        out.append(f'<text x="{x(moment)}" y="{axis_y + 16}" text-anchor="middle" fill="{MUTED}">{escape(label)}</text>')
+        out.append(_tick_label(x(moment), axis_y + 16, label, left, width - right))
     return "\n".join(out + ["</svg>"])

@@ -143,14 +143,14 @@ def event_detail(event_id: int):
 
 def _event_pictures(event: Event, jobs: list, *, now) -> dict:
     """The signups-over-time chart and the jobs timeline, as inline SVG."""
-    times = db.session.scalars(select(Registration.created_at).where(Registration.event_id == event.id))
+    times = list(db.session.scalars(select(Registration.created_at).where(Registration.event_id == event.id)))
     chart = signups_svg(cumulative(times), zone=event.timezone, start=event.created_at,
-                        end=min(now, event.ends_at), title=f"Signups over time for {event.title}")
+                        end=min(now, event.ends_at), title=f"Signups over time for {event.title}") if times else None
     items = [TimelineItem(f"{job.kind.capitalize()} {describe_offset(job.offset_seconds)} "
                           f"{'after' if job.kind == 'thanks' else 'before'}", job.due_at, job.state) for job in jobs]
     timeline = timeline_svg(items, starts_at=event.starts_at, ends_at=event.ends_at, now=now, zone=event.timezone,
                             title=f"Jobs timeline for {event.title}")
-    return {"signups_chart": Markup(chart), "jobs_timeline": Markup(timeline)}
+    return {"signups_chart": Markup(chart) if chart else None, "jobs_timeline": Markup(timeline)}
 
 
 @bp.post("/events/<int:event_id>/publish")

@@ -33,8 +33,11 @@ def test_visitor_signs_up_follows_mailed_link_and_cancels(page, live_server):
     expect(page.get_by_role("heading", level=1)).to_have_text(DEMO_TITLE)
     expect(page.locator(".event-header .when")).to_contain_text("(America/Los_Angeles)")
     expect(page.locator(".event-header .local-time")).to_contain_text("(Europe/Berlin)")  # the browser's zone
-    expect(page.locator(".calendar-menu summary")).to_be_visible()
     check_page(page, "event-page")
+    page.get_by_text("Add to calendar").click()
+    expect(page.get_by_role("link", name="Google Calendar")).to_be_visible()
+    check_page(page, "event-page-calendar-menu")
+    page.get_by_text("Add to calendar").click()
 
     tab_to(page, "Sign up")
     page.keyboard.press("Enter")
