@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Event, PlannedJob
+from ..models import Event, OutboxMessage, PlannedJob, Registration
+
+ACTIVE_STATES = ("pending", "confirmed", "waitlisted")
 
 
 def desired_jobs(event: Event) -> dict[tuple[str, int], datetime]:
@@ -62,12 +64,15 @@ def plan_event_jobs(session: Session, event: Event, *, now: datetime) -> list[Pl
 
 
 def cancel_event_jobs(session: Session, event: Event, *, now: datetime, reason: str) -> int:
-    """Cancel every job of the event that has not run yet; returns how many."""
+    """Cancel every job of the event that has not finished; returns how many.
+
+    A fan-out in progress stops at its next chunk: its claim no longer matches.
+    """
     jobs = session.scalars(
-        select(PlannedJob).where(PlannedJob.event_id == event.id, PlannedJob.state == "planned")
+        select(PlannedJob).where(PlannedJob.event_id == event.id, PlannedJob.state.in_(("planned", "running")))
     ).all()
     for job in jobs:
-        job.state, job.reason, job.updated_at = "cancelled", reason, now
+        job.state, job.reason, job.updated_at, job.claimed_by = "cancelled", reason, now, None
     session.flush()
     return len(jobs)
 
@@ -83,3 +88,186 @@ def next_due(session: Session, *, now: datetime, limit: int = 10) -> list[Planne
         select(PlannedJob).where(PlannedJob.state == "planned", PlannedJob.due_at >= now - timedelta(hours=1))
         .order_by(PlannedJob.due_at).limit(limit)
     ))
+
+
+# --- firing: claim a due row, decide, record progress ------------------------------------------
+
+DEFAULT_LEASE = timedelta(seconds=60)
+#: Speaker thank-yous later than this are not worth sending any more.
+THANKS_TOO_LATE = timedelta(days=7)
+
+
+def _claimable(now: datetime, lease: timedelta):
+    """Due and planned, or running under a claim older than the lease (its process died mid-way)."""
+    return or_(
+        and_(PlannedJob.state == "planned", PlannedJob.due_at <= now),
+        and_(PlannedJob.state == "running",
+             or_(PlannedJob.claimed_at.is_(None), PlannedJob.claimed_at < now - lease)),
+    )
+
+
+def work_due(session: Session, *, now: datetime, horizon: timedelta,
+             lease: timedelta = DEFAULT_LEASE) -> list[tuple[int, datetime]]:
+    """(job id, when to fire) for work due before now + horizon, and for abandoned runs (fire now)."""
+    rows = session.execute(
+        select(PlannedJob.id, PlannedJob.due_at, PlannedJob.state).where(or_(
+            and_(PlannedJob.state == "planned", PlannedJob.due_at <= now + horizon),
+            and_(PlannedJob.state == "running",
+                 or_(PlannedJob.claimed_at.is_(None), PlannedJob.claimed_at < now - lease)),
+        )).order_by(PlannedJob.due_at, PlannedJob.id)
+    )
+    return [(job_id, due if state == "planned" else now) for job_id, due, state in rows]
+
+
+def claim_job(session: Session, job_id: int, *, worker: str, now: datetime,
+              lease: timedelta = DEFAULT_LEASE) -> PlannedJob | None:
+    """Take the job for this worker if it is due and nobody holds it; the caller commits at once.
+
+    PostgreSQL: the row is locked with FOR UPDATE SKIP LOCKED, so a second scheduler firing the
+    same job at the same instant skips it instead of waiting. SQLite: the transaction began with
+    BEGIN IMMEDIATE, and the UPDATE repeats the condition, so only one writer can flip the state.
+    """
+    due = _claimable(now, lease)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = session.scalar(
+            select(PlannedJob.id).where(PlannedJob.id == job_id, due).with_for_update(skip_locked=True)
+        )
+        if locked is None:
+            return None
+    result = session.execute(
+        update(PlannedJob).where(PlannedJob.id == job_id, due)
+        .values(state="running", claimed_by=worker, claimed_at=now, updated_at=now,
+                fired_at=func.coalesce(PlannedJob.fired_at, now))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    return session.scalar(
+        select(PlannedJob).where(PlannedJob.id == job_id).execution_options(populate_existing=True)
+    )
+
+
+def keep_claim(session: Session, job_id: int, *, worker: str, now: datetime, added: int = 0) -> bool:
+    """Renew the claim and count messages; False when the job was taken away (moved, cancelled, lease lost)."""
+    result = session.execute(
+        update(PlannedJob).where(PlannedJob.id == job_id, PlannedJob.state == "running",
+                                 PlannedJob.claimed_by == worker)
+        .values(claimed_at=now, updated_at=now, messages_queued=PlannedJob.messages_queued + added)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def finish_job(session: Session, job_id: int, *, worker: str, now: datetime, state: str = "done",
+               reason: str | None = None) -> bool:
+    """Mark the job done (or skipped with a reason) if this worker still holds it."""
+    result = session.execute(
+        update(PlannedJob).where(PlannedJob.id == job_id, PlannedJob.state == "running",
+                                 PlannedJob.claimed_by == worker)
+        .values(state=state, reason=reason, claimed_by=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def release_job(session: Session, job_id: int, *, worker: str, now: datetime) -> bool:
+    """Give a half-done job back (clean shutdown): another scheduler resumes it at once."""
+    result = session.execute(
+        update(PlannedJob).where(PlannedJob.id == job_id, PlannedJob.state == "running",
+                                 PlannedJob.claimed_by == worker)
+        .values(claimed_at=None, claimed_by=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def skip_reason(job: PlannedJob, event: Event, *, now: datetime) -> str | None:
+    """Why this job must not send anything now, or None when it should go out."""
+    if event.status != "published":
+        return f"not sent: the event is {event.status}"
+    if job.kind == "thanks":
+        if now > job.due_at + THANKS_TOO_LATE:
+            return f"not sent: more than a week late (ran {now:%Y-%m-%d %H:%M:%S} UTC)"
+        return None
+    if now >= event.starts_at:
+        return (f"not sent: the event had already started when the job ran "
+                f"(due {job.due_at:%Y-%m-%d %H:%M:%S}, ran {now:%Y-%m-%d %H:%M:%S} UTC)")
+    return None
+
+
+def job_key(job: PlannedJob) -> str:
+    """One firing of one job: a moved event's new due time gives new keys, a repeat gives the same."""
+    return f"{job.kind}:{job.event_id}:{job.offset_seconds}:{int(job.due_at.timestamp())}"
+
+
+def reminder_recipients(session: Session, event_id: int, *, after_id: int = 0, limit: int = 500) -> list:
+    """Confirmed registrations that did not opt out, in id order after `after_id`, as plain rows
+    (id, name, email, timezone, token_nonce): cheap to load, and they outlive the transaction."""
+    return list(session.execute(
+        select(Registration.id, Registration.name, Registration.email, Registration.timezone,
+               Registration.token_nonce)
+        .where(Registration.event_id == event_id, Registration.state == "confirmed",
+               Registration.reminders_opt_out.is_(False), Registration.id > after_id)
+        .order_by(Registration.id).limit(limit)
+    ))
+
+
+def queued_registration_ids(session: Session, event_id: int, key: str) -> set[int]:
+    """Registrations that already have this firing's message (a resumed fan-out skips them)."""
+    prefix = key + ":"
+    return set(session.scalars(
+        select(OutboxMessage.registration_id).where(
+            OutboxMessage.event_id == event_id, OutboxMessage.dedupe_key.startswith(prefix, autoescape=True))
+    ))
+
+
+def event_figures(session: Session, event: Event) -> dict[str, int]:
+    """Registration counts by state, questions asked, and reminders delivered, for speaker mail."""
+    counts = dict.fromkeys(("confirmed", "pending", "waitlisted", "cancelled", "expired"), 0)
+    counts.update(dict(session.execute(
+        select(Registration.state, func.count()).where(Registration.event_id == event.id)
+        .group_by(Registration.state)
+    ).all()))
+    counts["questions"] = session.scalar(
+        select(func.count()).select_from(Registration).where(
+            Registration.event_id == event.id, Registration.state.in_(ACTIVE_STATES), Registration.question != "")
+    ) or 0
+    counts["reminders_sent"] = session.scalar(
+        select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.event_id == event.id, OutboxMessage.kind == "reminder", OutboxMessage.state == "sent")
+    ) or 0
+    return counts
+
+
+def submitted_questions(session: Session, event: Event, *, limit: int = 200) -> list[Registration]:
+    """Questions from active registrations, oldest first."""
+    return list(session.scalars(
+        select(Registration).where(Registration.event_id == event.id, Registration.state.in_(ACTIVE_STATES),
+                                   Registration.question != "")
+        .order_by(Registration.created_at, Registration.id).limit(limit)
+    ))
+
+
+def needs_starting_soon(session: Session, registration: Registration, *, now: datetime) -> bool:
+    """True when a reminder already went out and none is left to come before the start."""
+    event = registration.event
+    if event.status != "published" or now >= event.starts_at or registration.reminders_opt_out:
+        return False
+    states = set(session.scalars(
+        select(PlannedJob.state).where(PlannedJob.event_id == event.id, PlannedJob.kind == "reminder")
+    ))
+    # A reminder still planned (even one due this very second) will include them: no extra message.
+    return bool(states & {"running", "done"}) and "planned" not in states
+
+
+def sent_log(session: Session, event_id: int) -> list[dict]:
+    """The event's mail by kind and state: how many, first and last sent."""
+    rows = session.execute(
+        select(OutboxMessage.kind, OutboxMessage.state, func.count(), func.min(OutboxMessage.sent_at),
+               func.max(OutboxMessage.sent_at), func.min(OutboxMessage.created_at))
+        .where(OutboxMessage.event_id == event_id)
+        .group_by(OutboxMessage.kind, OutboxMessage.state)
+        .order_by(func.min(OutboxMessage.created_at), OutboxMessage.kind, OutboxMessage.state)
+    )
+    return [dict(kind=kind, state=state, count=count, first_sent=first, last_sent=last, queued=queued)
+            for kind, state, count, first, last, queued in rows]

@@ -34,14 +34,23 @@ def queue(session: Session, *, kind: str, to_addr: str, dedupe_key: str, now: da
 
     Returns False (and adds nothing) when a message with this dedupe key was already queued.
     """
+    values = message_row(kind=kind, to_addr=to_addr, dedupe_key=dedupe_key, now=now, to_name=to_name,
+                         event_id=event_id, registration_id=registration_id, ics=ics, ics_method=ics_method,
+                         unsubscribe_url=unsubscribe_url, **context)
+    return insert_rows(session, [values]) == 1
+
+
+def message_row(*, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
+                event_id: int | None = None, registration_id: int | None = None, ics: str | None = None,
+                ics_method: str | None = None, unsubscribe_url: str | None = None, **context) -> dict:
+    """One rendered outbox row as a dict, for queue() or for insert_rows() in bulk."""
     subject, text, html = render(kind, **context)
-    values = dict(
+    return dict(
         dedupe_key=dedupe_key[:200], kind=kind, to_addr=to_addr, to_name=one_line(to_name)[:200], subject=subject,
         body_text=text, body_html=html, ics=ics, ics_method=ics_method, unsubscribe_url=unsubscribe_url,
         event_id=event_id, registration_id=registration_id, state="queued", attempts=0, next_attempt_at=now,
         created_at=now,
     )
-    return insert_rows(session, [values]) == 1
 
 
 def insert_rows(session: Session, rows: list[dict]) -> int:
@@ -50,7 +59,8 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(OutboxMessage).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    statement = (insert(OutboxMessage).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+                 .execution_options(preserve_rowcount=True))  # SQLAlchemy 2 reports -1 for INSERT otherwise
     result = session.execute(statement)
     return result.rowcount or 0
 

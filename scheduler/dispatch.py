@@ -1,0 +1,123 @@
+"""Firing planned jobs: claim the row, fan out to the outbox in committed chunks, mark it done.
+
+Every chunk commits its outbox rows together with the job's progress, under the job's claim:
+a process killed mid fan-out leaves a 'running' row whose claim goes stale, and whoever takes it
+next resumes; the dedupe keys make the rows already queued a no-op. The first chunk is small so
+delivery can start within milliseconds of the due time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .database import read_only
+from .domain import reminders
+from .mail import outbox
+from .mail import reminders as job_mail
+from .models import Event, utcnow
+
+log = logging.getLogger(__name__)
+FIRST_CHUNK = 25
+CHUNK = 500
+
+
+@dataclass
+class Firing:
+    job_id: int
+    #: done, skipped, released (clean shutdown), lost (taken away meanwhile), or busy (not claimable).
+    outcome: str
+    queued: int = 0
+    reason: str | None = None
+
+
+def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], datetime] = utcnow,
+         lease: timedelta = reminders.DEFAULT_LEASE, on_chunk: Callable[[], None] | None = None,
+         stopping: Callable[[], bool] | None = None) -> Firing:
+    """Run one planned job if it is due and free; `on_chunk()` is called after each committed chunk."""
+    now = clock()
+    job = reminders.claim_job(session, job_id, worker=worker, now=now, lease=lease)
+    session.commit()
+    if job is None:
+        return Firing(job_id, "busy")
+    kind, offset, key, event_id = job.kind, job.offset_seconds, reminders.job_key(job), job.event_id
+    event = _snapshot(session, event_id)
+    reason = reminders.skip_reason(job, event, now=now)
+    if reason is not None:
+        reminders.finish_job(session, job_id, worker=worker, now=now, state="skipped", reason=reason)
+        session.commit()
+        log.info("job %s (%s of event %s) skipped: %s", job_id, kind, event_id, reason)
+        return Firing(job_id, "skipped", reason=reason)
+    if kind == "reminder":
+        return _fan_out(session, job_id, key, offset, event, worker=worker, clock=clock, on_chunk=on_chunk,
+                        stopping=stopping)
+    rows = job_mail.speaker_rows(session, job, event, now=now)
+    added = outbox.insert_rows(session, rows)
+    if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
+        session.rollback()
+        return Firing(job_id, "lost")
+    reminders.finish_job(session, job_id, worker=worker, now=now)
+    session.commit()
+    if added and on_chunk:
+        on_chunk()
+    return Firing(job_id, "done", queued=added)
+
+
+def _fan_out(session: Session, job_id: int, key: str, offset: int, event: SimpleNamespace, *, worker: str, clock,
+             on_chunk, stopping) -> Firing:
+    with read_only():
+        done = reminders.queued_registration_ids(session, event.id, key)
+        session.commit()
+    after, size, total = 0, FIRST_CHUNK, 0
+    while True:
+        if stopping is not None and stopping():
+            reminders.release_job(session, job_id, worker=worker, now=clock())
+            session.commit()
+            return Firing(job_id, "released", queued=total)
+        # Read and render outside the write transaction: on SQLite the write lock is held only
+        # for the insert itself, so delivery can mark rows sent in between.
+        with read_only():
+            recipients = reminders.reminder_recipients(session, event.id, after_id=after, limit=size)
+            session.commit()
+        if not recipients:
+            break
+        after, size = recipients[-1].id, CHUNK
+        now = clock()
+        if now >= event.starts_at:
+            reason = f"stopped after {total} messages: the event started during the fan-out"
+            reminders.finish_job(session, job_id, worker=worker, now=now, reason=reason)
+            session.commit()
+            return Firing(job_id, "done", queued=total, reason=reason)
+        rows = job_mail.reminder_rows(key, event, [r for r in recipients if r.id not in done], offset=offset,
+                                      now=now)
+        added = outbox.insert_rows(session, rows)
+        if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
+            session.rollback()  # moved, cancelled, or our lease ran out and someone else took over
+            return Firing(job_id, "lost", queued=total)
+        session.commit()
+        total += added
+        if added and on_chunk:
+            on_chunk()
+    reminders.finish_job(session, job_id, worker=worker, now=clock())
+    session.commit()
+    log.info("job %s (reminder of event %s) queued %d message(s)", job_id, event.id, total)
+    return Firing(job_id, "done", queued=total)
+
+
+def _snapshot(session: Session, event_id: int) -> SimpleNamespace:
+    """The event's values as a plain object: templates read it between commits without reloading,
+    and the caller's own Event instance (if any) is left alone."""
+    event = session.scalar(select(Event).where(Event.id == event_id).execution_options(populate_existing=True))
+    view = SimpleNamespace(**{attr.key: getattr(event, attr.key) for attr in Event.__mapper__.column_attrs})
+    view.speakers = [
+        SimpleNamespace(role=link.role, speaker_id=link.speaker_id, speaker=SimpleNamespace(
+            id=link.speaker.id, name=link.speaker.name, email=link.speaker.email))
+        for link in event.speakers
+    ]
+    return view

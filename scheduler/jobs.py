@@ -1,0 +1,282 @@
+"""APScheduler glue, and the only module that imports apscheduler: it is the timer, the tables are the truth.
+
+The job store is in memory and rebuilt from planned_jobs every few seconds, so nothing is lost
+when a process dies and no two processes share a store. Each due row becomes a date job with
+no misfire limit; firing it only claims the row, so a job fired twice or by two processes sends
+once. Delivery runs on its own thread, woken at once by a fan-out and on an interval otherwise.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+
+import click
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask
+from flask.cli import with_appcontext
+from sqlalchemy import delete, select
+
+from . import dispatch
+from .domain import reminders, signups
+from .extensions import db
+from .mail import outbox
+from .mail import reminders as _reminder_mail  # noqa: F401  (connects the late-registrant receiver)
+from .mail.transports import transport_from_config
+from .models import SchedulerHeartbeat, utcnow
+
+log = logging.getLogger(__name__)
+#: Heartbeat rows older than this are removed (processes that stopped long ago).
+FORGET_HEARTBEATS = timedelta(days=1)
+_started: dict[int, Runner] = {}
+_started_lock = threading.Lock()
+
+
+def stale_after(config) -> float:
+    """Seconds without a heartbeat after which the scheduler counts as down."""
+    return 3 * float(config["SCHEDULER_POLL_SECONDS"]) + float(config.get("SCHEDULER_HEARTBEAT_MARGIN", 5))
+
+
+class Runner:
+    """One scheduler process (or embedded thread set): the APScheduler instance and its thin jobs."""
+
+    def __init__(self, app: Flask, *, mode: str):
+        self.app = app
+        self.mode = mode
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"[:100]
+        config = app.config
+        self.poll = float(config["SCHEDULER_POLL_SECONDS"])
+        self.lookahead = timedelta(seconds=float(config["SCHEDULER_LOOKAHEAD_SECONDS"]))
+        self.lease = timedelta(seconds=float(config.get("SCHEDULER_JOB_LEASE_SECONDS", 60)))
+        self.mail_poll = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
+        self.stopping = threading.Event()
+        self._mail_wanted = threading.Event()
+        self._mail_lock = threading.Lock()
+        self._delivering = False
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            jobstores={"default": MemoryJobStore()},
+            # Fan-outs, mail and housekeeping get their own threads: a burst of due reminders
+            # must not hold up the first delivery or the heartbeat.
+            executors={"default": ThreadPoolExecutor(3), "fire": ThreadPoolExecutor(6), "mail": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> Runner:
+        now = datetime.now(UTC)
+        add = self.scheduler.add_job
+        add(self.heartbeat, "interval", seconds=self.poll, id="heartbeat", next_run_time=now)
+        add(self.load, "interval", seconds=self.poll, id="load", next_run_time=now)
+        add(self.deliver, "interval", seconds=self.mail_poll, id="deliver", executor="mail", next_run_time=now)
+        add(self.expire_holds, "interval", seconds=float(self.app.config.get("HOLD_SWEEP_SECONDS", 30)),
+            id="expire-holds", next_run_time=now + timedelta(seconds=1))
+        self.scheduler.start()
+        log.info("scheduler %s started (%s mode)", self.worker, self.mode)
+        return self
+
+    def shutdown(self) -> None:
+        """Stop taking work, let running jobs reach a safe point, and say goodbye."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        with self.app.app_context():
+            try:
+                db.session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.id == self.worker))
+                db.session.commit()
+            except Exception:  # the database may be gone; the row then just goes stale
+                log.exception("could not remove heartbeat of %s", self.worker)
+        log.info("scheduler %s stopped", self.worker)
+
+    # --- thin jobs: ids in, app context, re-fetch and delegate -----------------------------------
+
+    def heartbeat(self) -> None:
+        with self.app.app_context():
+            now = utcnow()
+            row = db.session.get(SchedulerHeartbeat, self.worker)
+            if row is None:
+                db.session.add(SchedulerHeartbeat(id=self.worker, mode=self.mode, started_at=now, beat_at=now))
+                db.session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.beat_at < now - FORGET_HEARTBEATS))
+            else:
+                row.beat_at = now
+            db.session.commit()
+
+    def load(self) -> None:
+        """Turn every row due within the lookahead into a date job at its due time."""
+        if self.stopping.is_set():
+            return
+        with self.app.app_context():
+            now = utcnow()
+            work = reminders.work_due(db.session, now=now, horizon=self.lookahead, lease=self.lease)
+            db.session.commit()
+        wanted = set()
+        for job_id, when in work:
+            name = f"planned-{job_id}"
+            wanted.add(name)
+            current = self.scheduler.get_job(name)
+            if current is not None and current.next_run_time == when:
+                continue
+            self.scheduler.add_job(self.fire, "date", run_date=when, args=[job_id], id=name, executor="fire",
+                                   replace_existing=True, misfire_grace_time=None, coalesce=True)
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("planned-") and job.id not in wanted:
+                job.remove()  # moved beyond the lookahead or cancelled; firing would be a no-op anyway
+
+    def fire(self, job_id: int) -> None:
+        if self.stopping.is_set():
+            return
+        with self.app.app_context():
+            try:
+                result = dispatch.fire(db.session, job_id, worker=self.worker, lease=self.lease,
+                                       on_chunk=self.wake_delivery, stopping=self.stopping.is_set)
+            except Exception:
+                db.session.rollback()
+                log.exception("planned job %s failed; its claim expires and it is tried again", job_id)
+                return
+        if result.outcome != "busy":
+            log.info("planned job %s: %s, %d message(s)%s", job_id, result.outcome, result.queued,
+                     f" ({result.reason})" if result.reason else "")
+
+    def wake_delivery(self) -> None:
+        """Deliver now: start the delivery job at once, or tell the running one to go on."""
+        with self._mail_lock:
+            self._mail_wanted.set()
+            if not self._delivering and not self.stopping.is_set():
+                try:
+                    self.scheduler.modify_job("deliver", next_run_time=datetime.now(UTC))
+                except Exception:  # shutting down: the interval run picks the rows up
+                    log.debug("could not wake delivery", exc_info=True)
+
+    def deliver(self) -> None:
+        with self._mail_lock:
+            self._delivering = True
+        try:
+            with self.app.app_context():
+                config = self.app.config
+                batch = int(config.get("OUTBOX_BATCH_SIZE", 200))
+                while not self.stopping.is_set():
+                    self._mail_wanted.clear()
+                    report = outbox.deliver(db.session, lambda: transport_from_config(config), config,
+                                            worker=self.worker, limit=batch)
+                    if report.handled:
+                        continue
+                    with self._mail_lock:
+                        if not self._mail_wanted.is_set():
+                            self._delivering = False
+                            return
+        finally:
+            with self._mail_lock:
+                self._delivering = False
+
+    def expire_holds(self) -> None:
+        with self.app.app_context():
+            expired = signups.expire_holds(db.session, now=utcnow(),
+                                           hold_hours=float(self.app.config["HOLD_EXPIRY_HOURS"]))
+            db.session.commit()
+        if expired:
+            log.info("%d pending hold(s) expired", expired)
+
+
+# --- process model -----------------------------------------------------------------------------
+
+def start(app: Flask, *, mode: str) -> Runner:
+    """Start the scheduler for this app in this process, once."""
+    with _started_lock:
+        runner = _started.get(id(app))
+        if runner is None:
+            runner = _started[id(app)] = Runner(app, mode=mode).start()
+            if mode == "embedded":
+                atexit.register(runner.shutdown)
+        return runner
+
+
+def _flask_run_serving() -> bool | None:
+    """Under `flask run`: True in the process that serves (not the reloader's watcher parent).
+
+    False under any other flask command; None outside the flask CLI (a WSGI server imported us).
+    """
+    from flask.helpers import get_debug_flag
+    from werkzeug.serving import is_running_from_reloader
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    if ctx.command.name != "run":
+        return False
+    reload = ctx.params.get("reload")
+    if reload is None:
+        reload = get_debug_flag()
+    return is_running_from_reloader() or not reload
+
+
+def init_app(app: Flask) -> None:
+    """The `flask scheduler` commands, and the embedded scheduler when the mode asks for it."""
+    app.cli.add_command(scheduler_cli)
+    if app.config["SCHEDULER_MODE"] != "embedded":
+        return
+    autostart = app.config.get("SCHEDULER_AUTOSTART")  # True/False forces; None decides below
+    if autostart is False or (autostart is None and app.config.get("TESTING")):
+        return
+    serving = True if autostart else _flask_run_serving()
+    if serving:
+        start(app, mode="embedded")
+    elif serving is None:
+        # A WSGI server (gunicorn, waitress): start in the worker that serves, at its first request,
+        # so a --preload master never owns the threads.
+        @app.before_request
+        def start_embedded_scheduler():
+            if id(app) not in _started:
+                start(app, mode="embedded")
+
+
+@click.group("scheduler")
+def scheduler_cli():
+    """Reminders and speaker jobs: run the scheduler, see what is due."""
+
+
+@scheduler_cli.command("run")
+@with_appcontext
+def run_command():
+    """Run a standalone scheduler until SIGTERM or Ctrl-C; run several for failover."""
+    from flask import current_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = current_app._get_current_object()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runner = start(app, mode="standalone")
+    click.echo(f"Scheduler {runner.worker} running (poll {runner.poll:g} s). Stop with Ctrl-C or SIGTERM.")
+    while not stop.wait(0.2):
+        pass
+    runner.shutdown()
+    click.echo("Scheduler stopped.")
+
+
+@scheduler_cli.command("status")
+@with_appcontext
+def status_command():
+    """Show scheduler heartbeats and the next jobs due."""
+    from flask import current_app
+
+    now = utcnow()
+    beats = db.session.scalars(select(SchedulerHeartbeat).order_by(SchedulerHeartbeat.beat_at.desc())).all()
+    limit = stale_after(current_app.config)
+    for beat in beats:
+        age = (now - beat.beat_at).total_seconds()
+        click.echo(f"{beat.id}  {beat.mode}  last beat {age:.1f} s ago{'  (stale)' if age > limit else ''}")
+    if not beats:
+        click.echo("No scheduler is running.")
+    for job in reminders.next_due(db.session, now=now):
+        click.echo(f"{job.due_at:%Y-%m-%d %H:%M:%S} UTC  {job.kind:<9} event {job.event_id}  {job.state}")

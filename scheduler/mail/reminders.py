@@ -1,0 +1,138 @@
+"""Mail of planned jobs: attendee reminders, "starting soon", and the speaker briefing, nudge and thank-you.
+
+Builds outbox rows (rendered, with their dedupe keys) for scheduler.dispatch to insert in bulk,
+and connects the late-registrant receiver: imported by create_app through scheduler.jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from .. import signals
+from ..domain import reminders
+from ..domain.offsets import describe_offset
+from ..models import Event, PlannedJob, Registration
+from ..timefmt import format_range
+from ..tokens import manage_token
+from ..urls import external_url
+from . import outbox
+
+SPEAKER_TEMPLATES = {"briefing": "speaker_briefing", "nudge": "speaker_nudge", "thanks": "speaker_thanks"}
+
+
+def starts_in(event: Event, *, now: datetime, nominal: int | None = None) -> str:
+    """"1 hour": the planned offset when on time, else the real time left, to the minute."""
+    left = (event.starts_at - now).total_seconds()
+    if nominal is not None and abs(left - nominal) < 60:
+        return describe_offset(nominal)
+    minutes = max(1, round(left / 60))
+    if minutes % 1440 == 0 or minutes >= 2 * 1440:
+        return describe_offset(round(minutes / 1440) * 86400)
+    if minutes % 60 == 0 or minutes >= 180:
+        return describe_offset(round(minutes / 60) * 3600)
+    return describe_offset(minutes * 60)
+
+
+def attendee_links(secret: str, registration) -> tuple[str, str]:
+    """(manage URL, one-click unsubscribe URL) for a registration or a row with id and token_nonce."""
+    token = manage_token(secret, registration)
+    return external_url("signup.manage", token=token), external_url("signup.unsubscribe", token=token)
+
+
+def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: datetime) -> list[dict]:
+    """One rendered reminder per recipient (plain rows: id, name, email, timezone, token_nonce)."""
+    secret = current_app.config["SECRET_KEY"]
+    lead = starts_in(event, now=now, nominal=offset)
+    when_by_zone: dict[str, str] = {}
+    rows = []
+    for person in recipients:
+        zone = _zone(person.timezone, event.timezone)
+        when = when_by_zone.get(zone)
+        if when is None:
+            when = when_by_zone[zone] = format_range(event.starts_at, event.ends_at, zone)
+        manage_url, unsubscribe_url = attendee_links(secret, person)
+        rows.append(outbox.message_row(
+            kind="reminder", to_addr=person.email, to_name=person.name, dedupe_key=f"{job_key}:{person.id}",
+            now=now, event_id=event.id, registration_id=person.id, unsubscribe_url=unsubscribe_url,
+            event=event, name=person.name, when=when, starts_in=lead, manage_url=manage_url,
+        ))
+    return rows
+
+
+def speaker_rows(session: Session, job: PlannedJob, event: Event, *, now: datetime) -> list[dict]:
+    """One message per speaker with an email address, for a briefing, nudge or thank-you job."""
+    kind = SPEAKER_TEMPLATES[job.kind]
+    figures = reminders.event_figures(session, event)
+    context: dict = dict(event=event, figures=figures, when=format_range(event.starts_at, event.ends_at,
+                                                                         event.timezone))
+    if job.kind == "briefing":
+        questions = reminders.submitted_questions(session, event)
+        context.update(run_of_show=run_of_show(event),
+                       questions=[{"name": q.name, "text": q.question} for q in questions],
+                       questions_total=figures["questions"])
+    elif job.kind == "nudge":
+        context.update(starts_in=starts_in(event, now=now, nominal=job.offset_seconds))
+    key = reminders.job_key(job)
+    rows = []
+    for link in event.speakers:
+        speaker = link.speaker
+        if not speaker.email:
+            continue
+        rows.append(outbox.message_row(
+            kind=kind, to_addr=speaker.email, to_name=speaker.name, dedupe_key=f"{key}:s{speaker.id}", now=now,
+            event_id=event.id, name=speaker.name, role=link.role, **context,
+        ))
+    return rows
+
+
+def run_of_show(event: Event) -> list[dict]:
+    """What happens when, in the event's zone: reminders, the nudge, the live part, the thank-you."""
+    zone = ZoneInfo(event.timezone)
+
+    def at(moment: datetime) -> str:
+        local = moment.astimezone(zone)
+        return f"{local:%a} {local.day} {local:%b %H:%M} {local.tzname()}"
+
+    items = [(event.starts_at - timedelta(seconds=s), f"Attendees get their {describe_offset(s)} reminder")
+             for s in event.reminder_offsets or []]
+    if event.nudge_enabled:
+        items.append((event.starts_at - timedelta(seconds=event.nudge_offset),
+                      "You get the go-live nudge with the join link"))
+    people = ", ".join(f"{link.speaker.name} ({link.role})" for link in event.speakers)
+    items.append((event.starts_at, "Live" + (f": {people}" if people else "")))
+    items.append((event.ends_at, "End"))
+    if event.thanks_enabled:
+        items.append((event.ends_at + timedelta(seconds=event.thanks_offset),
+                      "Thank-you with attendance figures"))
+    items.sort(key=lambda item: item[0])
+    return [{"time": at(moment), "what": what} for moment, what in items]
+
+
+def _zone(name: str | None, fallback: str) -> str:
+    try:
+        ZoneInfo(name or fallback)
+    except (KeyError, ValueError):
+        return fallback
+    return name or fallback
+
+
+@signals.registration_confirmed.connect
+@signals.registration_promoted.connect
+def on_late_registration(registration: Registration, *, session: Session, now: datetime, **_) -> None:
+    """Registered after the last reminder went out but before the start: one "starting soon" message."""
+    if not reminders.needs_starting_soon(session, registration, now=now):
+        return
+    event = registration.event
+    manage_url, unsubscribe_url = attendee_links(current_app.config["SECRET_KEY"], registration)
+    outbox.queue(
+        session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,
+        dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
+        event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
+        name=registration.name, when=format_range(event.starts_at, event.ends_at,
+                                                  _zone(registration.timezone, event.timezone)),
+        starts_in=starts_in(event, now=now), manage_url=manage_url,
+    )

@@ -1,0 +1,247 @@
+"""Planned jobs: planning, moving, cancelling, firing, skipping after the start, late registrants."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from scheduler import dispatch
+from scheduler.domain import events as event_rules
+from scheduler.domain import reminders, signups
+from scheduler.extensions import db
+from scheduler.mail.compose import build_message
+from scheduler.models import OutboxMessage, PlannedJob, Registration
+
+
+def jobs_of(event) -> dict[tuple[str, int], PlannedJob]:
+    db.session.expire_all()
+    return {(j.kind, j.offset_seconds): j for j in reminders.event_jobs(db.session, event.id)}
+
+
+def sign_up(event, email: str, *, now, zone: str = "America/New_York", question: str = "") -> Registration:
+    result = signups.sign_up(db.session, event, name=email.split("@")[0].title(), email=email, question=question,
+                             timezone=zone, now=now, secret="test-secret-key")
+    db.session.commit()
+    return result.registration
+
+
+def outbox(kind: str) -> list[OutboxMessage]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id)))
+
+
+def fire(job: PlannedJob, at, worker: str = "worker-1", **kwargs) -> dispatch.Firing:
+    return dispatch.fire(db.session, job.id, worker=worker, clock=lambda: at, **kwargs)
+
+
+def test_publish_plans_reminders_and_speaker_jobs(create_event, now):
+    start = now + timedelta(days=5)
+    event = create_event(starts_at=start, reminder_offsets=[86400, 3600])
+    jobs = jobs_of(event)
+    assert {key: (job.due_at, job.state) for key, job in jobs.items()} == {
+        ("reminder", 86400): (start - timedelta(days=1), "planned"),
+        ("reminder", 3600): (start - timedelta(hours=1), "planned"),
+        ("briefing", 3 * 86400): (start - timedelta(days=3), "planned"),
+        ("nudge", 900): (start - timedelta(minutes=15), "planned"),
+        ("thanks", 3600): (start + timedelta(hours=2), "planned"),
+    }
+
+
+def test_moving_event_replans_reminders_and_speaker_jobs(create_event, now):
+    start = now + timedelta(days=5)
+    event = create_event(starts_at=start, reminder_offsets=[3600], briefing_enabled=False)
+    reminder = jobs_of(event)[("reminder", 3600)]
+    db.session.execute(update(PlannedJob).where(PlannedJob.id == reminder.id).values(state="done", messages_queued=7))
+    db.session.commit()
+    later = start + timedelta(days=1)
+    event_rules.update_event(db.session, event, now=now, starts_at=later, ends_at=later + timedelta(hours=1),
+                             nudge_offset=600)
+    db.session.commit()
+    jobs = jobs_of(event)
+    assert {key: (job.due_at, job.state, job.messages_queued) for key, job in jobs.items()} == {
+        ("reminder", 3600): (later - timedelta(hours=1), "planned", 0),
+        ("nudge", 900): (start - timedelta(minutes=15), "cancelled", 0),
+        ("nudge", 600): (later - timedelta(minutes=10), "planned", 0),
+        ("thanks", 3600): (later + timedelta(hours=2), "planned", 0),
+    }
+    assert jobs[("nudge", 900)].reason == "no longer in the event's plan"
+
+
+def test_cancelling_event_cancels_its_jobs(create_event, now):
+    event = create_event(starts_at=now + timedelta(days=5), reminder_offsets=[86400, 3600])
+    event_rules.cancel_event(db.session, event, now=now)
+    db.session.commit()
+    assert {(k, j.state, j.reason) for k, j in jobs_of(event).items()} == {
+        (("reminder", 86400), "cancelled", "event cancelled"), (("reminder", 3600), "cancelled", "event cancelled"),
+        (("briefing", 259200), "cancelled", "event cancelled"), (("nudge", 900), "cancelled", "event cancelled"),
+        (("thanks", 3600), "cancelled", "event cancelled"),
+    }
+    assert reminders.next_due(db.session, now=now) == []
+
+
+def test_reminder_queues_one_message_per_confirmed_registration_not_opted_out(create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600], capacity=3)
+    people = [sign_up(event, f"person{i}@example.org", now=now) for i in range(4)]  # the 4th is waitlisted
+    signups.set_reminders(db.session, people[1], opt_out=True, now=now)
+    db.session.commit()
+    job = jobs_of(event)[("reminder", 3600)]
+    result = fire(job, job.due_at + timedelta(milliseconds=300))
+    assert (result.outcome, result.queued) == ("done", 2)
+    rows = outbox("reminder")
+    assert [r.to_addr for r in rows] == ["person0@example.org", "person2@example.org"]
+    stamp = int(job.due_at.timestamp())
+    assert [r.dedupe_key for r in rows] == [f"reminder:{event.id}:3600:{stamp}:{people[0].id}",
+                                            f"reminder:{event.id}:3600:{stamp}:{people[2].id}"]
+    assert rows[0].subject == f"Reminder: {event.title} starts in 1 hour"
+    assert "(America/New_York)" in rows[0].body_text
+    assert event.join_url in rows[0].body_text and event.join_url in rows[0].body_html
+    job = jobs_of(event)[("reminder", 3600)]
+    assert (job.state, job.messages_queued, job.claimed_by) == ("done", 2, None)
+    # Firing again (a second process, or APScheduler firing twice) is a no-op.
+    assert fire(job, job.due_at + timedelta(seconds=1), worker="worker-2").outcome == "busy"
+    assert len(outbox("reminder")) == 2
+
+
+def test_reminder_carries_one_click_unsubscribe(create_event, now, app):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    sign_up(event, "ada@example.org", now=now)
+    job = jobs_of(event)[("reminder", 3600)]
+    fire(job, job.due_at)
+    row = outbox("reminder")[0]
+    message = build_message(row, app.config, now=now)
+    assert message["List-Unsubscribe"] == f"<{row.unsubscribe_url}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert row.unsubscribe_url.startswith("http://townhall.test/r/") and row.unsubscribe_url.endswith("/unsubscribe")
+
+
+def test_reminder_after_event_started_is_skipped_with_reason(create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    sign_up(event, "late@example.org", now=now)
+    job = jobs_of(event)[("reminder", 3600)]
+    result = fire(job, event.starts_at + timedelta(seconds=5))
+    assert result.outcome == "skipped"
+    job = jobs_of(event)[("reminder", 3600)]
+    assert job.state == "skipped"
+    assert job.reason.startswith("not sent: the event had already started when the job ran")
+    assert outbox("reminder") == []
+
+
+def test_reminder_fired_late_but_before_start_still_sends(create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    sign_up(event, "ada@example.org", now=now)
+    job = jobs_of(event)[("reminder", 3600)]
+    result = fire(job, event.starts_at - timedelta(minutes=20))
+    assert (result.outcome, result.queued) == ("done", 1)
+    assert outbox("reminder")[0].subject == f"Reminder: {event.title} starts in 20 minutes"
+
+
+def test_moved_event_reminder_is_sent_again_under_a_new_key(create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    sign_up(event, "ada@example.org", now=now)
+    job = jobs_of(event)[("reminder", 3600)]
+    fire(job, job.due_at)
+    later = event.starts_at + timedelta(hours=2)
+    event_rules.update_event(db.session, event, now=now, starts_at=later, ends_at=later + timedelta(hours=1))
+    db.session.commit()
+    job = jobs_of(event)[("reminder", 3600)]
+    assert job.state == "planned"
+    assert fire(job, job.due_at).queued == 1
+    assert len({r.dedupe_key for r in outbox("reminder")}) == 2
+
+
+def test_abandoned_fan_out_resumes_after_lease_without_duplicates(create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    for i in range(60):
+        sign_up(event, f"p{i}@example.org", now=now)
+    job = jobs_of(event)[("reminder", 3600)]
+    # The first worker dies after its first chunk: simulate by stopping it there.
+    chunks = []
+    first = fire(job, job.due_at, worker="dead", on_chunk=lambda: chunks.append(1),
+                 stopping=lambda: len(chunks) == 1 and not chunks.append(0))
+    assert first.outcome == "released"
+    db.session.execute(update(PlannedJob).where(PlannedJob.id == job.id)
+                       .values(claimed_by="dead", claimed_at=job.due_at))
+    db.session.commit()
+    assert fire(job, job.due_at + timedelta(seconds=10), worker="other").outcome == "busy"  # lease still held
+    resumed = fire(job, job.due_at + timedelta(seconds=61), worker="other")
+    assert (resumed.outcome, resumed.queued) == ("done", 60 - dispatch.FIRST_CHUNK)
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage)
+                             .where(OutboxMessage.kind == "reminder")) == 60
+    assert jobs_of(event)[("reminder", 3600)].messages_queued == 60
+
+
+def test_late_registrant_gets_one_starting_soon_message(create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    sign_up(event, "early@example.org", now=now)
+    assert outbox("starting_soon") == []
+    job = jobs_of(event)[("reminder", 3600)]
+    fire(job, job.due_at)
+    late_at = job.due_at + timedelta(minutes=30)
+    late = sign_up(event, "late@example.org", now=late_at, zone="Asia/Tokyo")
+    rows = outbox("starting_soon")
+    assert [(r.to_addr, r.registration_id) for r in rows] == [("late@example.org", late.id)]
+    assert rows[0].subject == f"Starting soon: {event.title}"
+    assert "starts in 30 minutes" in rows[0].body_text and "(Asia/Tokyo)" in rows[0].body_text
+    assert rows[0].unsubscribe_url is not None
+    # Signing up again (repeat) or confirming again queues nothing more.
+    sign_up(event, "late@example.org", now=late_at + timedelta(minutes=1))
+    assert len(outbox("starting_soon")) == 1
+
+
+def test_registrant_before_last_reminder_gets_no_starting_soon(create_event, now):
+    event = create_event(starts_at=now + timedelta(days=2), reminder_offsets=[86400, 3600])
+    job = jobs_of(event)[("reminder", 86400)]
+    fire(job, job.due_at)
+    sign_up(event, "between@example.org", now=job.due_at + timedelta(hours=1))
+    assert outbox("starting_soon") == []
+
+
+def test_speaker_briefing_has_counts_questions_and_run_of_show(create_event, now):
+    event = create_event(starts_at=now + timedelta(days=4), capacity=2, reminder_offsets=[3600],
+                         speakers=[("Soumith Chintala", "speaker"), ("Ibrahim Haddad", "host")])
+    sign_up(event, "a@example.org", now=now, question="Will <b>governance</b> change?")
+    sign_up(event, "b@example.org", now=now)
+    sign_up(event, "c@example.org", now=now, question="What about compilers?")  # waitlisted
+    job = jobs_of(event)[("briefing", 3 * 86400)]
+    result = fire(job, job.due_at)
+    assert (result.outcome, result.queued) == ("done", 2)
+    rows = outbox("speaker_briefing")
+    assert [r.to_addr for r in rows] == ["soumith@speakers.test", "ibrahim@speakers.test"]
+    text = rows[0].body_text
+    assert "Registrations: 2 confirmed, 1 on the waitlist (capacity 2)." in text
+    assert "- A: Will <b>governance</b> change?" in text and "- C: What about compilers?" in text
+    assert "Attendees get their 1 hour reminder" in text
+    assert "Live: Soumith Chintala (speaker), Ibrahim Haddad (host)" in text
+    assert "Will &lt;b&gt;governance&lt;/b&gt; change?" in rows[0].body_html
+    assert event.join_url in text
+
+
+def test_speaker_nudge_and_thanks(create_event, now):
+    event = create_event(starts_at=now + timedelta(days=4), speakers=[("Soumith Chintala", "speaker")])
+    sign_up(event, "a@example.org", now=now)
+    jobs = jobs_of(event)
+    fire(jobs[("nudge", 900)], jobs[("nudge", 900)].due_at)
+    nudge = outbox("speaker_nudge")[0]
+    assert nudge.subject == f"Going live in 15 minutes: {event.title}"
+    assert f"Join now: {event.join_url}" in nudge.body_text
+    thanks_job = jobs[("thanks", 3600)]
+    assert fire(thanks_job, thanks_job.due_at).outcome == "done"
+    thanks = outbox("speaker_thanks")[0]
+    assert "- 1 registered and confirmed" in thanks.body_text
+
+
+def test_speaker_jobs_switched_off_are_not_planned(create_event, now):
+    event = create_event(starts_at=now + timedelta(days=4), reminder_offsets=[], briefing_enabled=False,
+                         nudge_enabled=False, thanks_enabled=False)
+    assert jobs_of(event) == {}
+
+
+def test_sent_log_counts_messages_by_kind(create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    for i in range(3):
+        sign_up(event, f"p{i}@example.org", now=now)
+    job = jobs_of(event)[("reminder", 3600)]
+    fire(job, job.due_at)
+    log = {(row["kind"], row["state"]): row["count"] for row in reminders.sent_log(db.session, event.id)}
+    assert log[("reminder", "queued")] == 3
