@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Timezone, vDuration
 
-from .text import one_line, strip_controls
+from .text import one_line as _one_line
+from .text import strip_controls as _strip_controls
 
 PRODID = "-//Townhall//Townhall events//EN"
 #: How often subscribers should poll a feed (REFRESH-INTERVAL and X-PUBLISHED-TTL).
@@ -39,10 +40,26 @@ class Entry:
     link: str = ""
 
 
+def one_line(text: str) -> str:
+    # Most text is already one clean line; str.isprintable() is false for every control, bidi or
+    # line-separator character, so only the rest pays for the regular expressions.
+    if text.isprintable() and "  " not in text and text == text.strip():
+        return text
+    return _one_line(text)
+
+
+def strip_controls(text: str) -> str:
+    return text if text.isprintable() else _strip_controls(text)
+
+
+@lru_cache(maxsize=64)
+def _host(netloc: str) -> str:
+    return urlsplit("//" + netloc).hostname or "localhost"
+
+
 def uid_for(event, url: str) -> str:
     """Stable per event and site: the same in every feed, download and invitation."""
-    host = urlsplit(url).hostname or "localhost"
-    return f"event-{event.id}@{host}"
+    return f"event-{event.id}@{_host(url.partition('://')[2].partition('/')[0])}"
 
 
 def _location(event, join_url: str) -> str:

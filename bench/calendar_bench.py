@@ -1,0 +1,206 @@
+"""Calendar feed benchmark: /calendar.ics for 1,000 events in several timezones, cold and warm.
+
+Prints µs per event for a cold build (empty caches: query, load, VTIMEZONEs, bytes) and a warm one,
+beside icalendar's own naive cost measured in the same run (a fresh Calendar of icalendar Events
+with add_missing_timezones). Then serves the app under gunicorn on 127.0.0.1 and compares polling
+the unchanged feed (cached bytes, and a conditional GET answered 304) with a hello-world route.
+
+    .venv/bin/python -m bench.calendar_bench [--events 1000] [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bench.server import gunicorn, write_instance
+
+ZONES = ["America/Los_Angeles", "America/New_York", "Europe/Berlin", "Europe/London", "Asia/Kolkata",
+         "Asia/Tokyo", "Australia/Sydney", "UTC"]
+COLD_TARGET_US = 60.0
+
+
+def seed(app, count: int) -> None:
+    from scheduler.extensions import db
+    from scheduler.models import Event, Tag
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with app.app_context():
+        db.create_all()
+        tags = [Tag(slug=f"series-{i}", name=f"Series {i}") for i in range(5)]
+        db.session.add_all(tags)
+        for i in range(count):
+            start = now + timedelta(days=i * 300 / count - 20, hours=i % 9)
+            event = Event(
+                slug=f"event-{i}", title=f"Event {i}: talk, panel; live discussion", summary="A short summary.",
+                description="Markdown *description* with a [link](https://example.org).\n\nSecond paragraph.",
+                kind="talk", starts_at=start, ends_at=start + timedelta(hours=1), timezone=ZONES[i % len(ZONES)],
+                venue=f"Room {i % 12}" if i % 3 else "", join_url=f"https://meet.example.org/{i}",
+                status="cancelled" if i % 50 == 0 else "published", sequence=i % 3, created_at=now,
+                updated_at=now, published_at=now, tags=[tags[i % 5]],
+            )
+            db.session.add(event)
+        db.session.commit()
+
+
+def naive_icalendar(events, base_url: str) -> bytes:
+    """What icalendar alone costs for the same feed: Components, add_missing_timezones, to_ical."""
+    from icalendar import Calendar, Event, vCalAddress
+
+    calendar = Calendar()
+    calendar.add("prodid", "-//bench//EN")
+    calendar.add("version", "2.0")
+    for row in events:
+        event = Event()
+        event.add("uid", f"event-{row.id}@bench")
+        event.add("dtstamp", row.updated_at)
+        event.add("sequence", row.sequence)
+        event.add("summary", row.title)
+        zone = ZoneInfo(row.timezone)
+        event.add("dtstart", row.starts_at.astimezone(zone))
+        event.add("dtend", row.ends_at.astimezone(zone))
+        if row.venue:
+            event.add("location", row.venue)
+        event.add("description", row.summary + "\n\n" + row.description)
+        event.add("url", f"{base_url}/events/{row.slug}")
+        event.add("status", "CANCELLED" if row.status == "cancelled" else "CONFIRMED")
+        event.add("organizer", vCalAddress("mailto:events@bench.test"))
+        event.add("created", row.created_at)
+        event.add("last-modified", row.updated_at)
+        calendar.add_component(event)
+    calendar.add_missing_timezones()
+    return calendar.to_ical()
+
+
+def in_process(app, rounds: int = 5) -> dict:
+    """Median CPU time per event of each way to answer /calendar.ics (CPU time: the machine is shared)."""
+    from scheduler import calendars
+    from scheduler.extensions import db
+    from scheduler.models import Event, utcnow
+    from scheduler.web import feeds
+
+    client = app.test_client()
+    timings: dict[str, list[float]] = {"first": [], "cold": [], "warm": [], "naive": []}
+
+    def timed(name, action):
+        start = time.process_time()
+        result = action()
+        timings[name].append(time.process_time() - start)
+        return result
+
+    for _ in range(rounds):
+        feeds.cache.items.clear()
+        feeds._checked.clear()
+        calendars._vtimezone.cache_clear()
+        body = timed("first", lambda: client.get("/calendar.ics").get_data())
+        feeds.cache.items.clear()  # the data changed: bytes rebuilt, VTIMEZONEs still cached
+        feeds._checked.clear()
+        assert timed("cold", lambda: client.get("/calendar.ics").get_data()) == body
+        assert timed("warm", lambda: client.get("/calendar.ics").get_data()) == body
+        with app.app_context():
+            shown_events = db.session.scalars(db.select(Event).where(*feeds._public_window(utcnow()))
+                                              .order_by(Event.starts_at, Event.id)).all()
+            timed("naive", partial(naive_icalendar, shown_events, app.config["BASE_URL"]))
+    shown = body.count(b"BEGIN:VEVENT")
+    result = {name: statistics.median(values) / shown * 1e6 for name, values in timings.items()}
+    return result | {"events": shown, "bytes": len(body)}
+
+
+def throughput(base_url: str, path: str, requests: int, threads: int, headers: dict | None = None) -> float:
+    """Requests per second over `threads` client threads (a new connection per request, as pollers do)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    per_thread = requests // threads
+    errors: list[str] = []
+
+    def run():
+        for _ in range(per_thread):
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            connection.request("GET", path, headers=headers or {})
+            response = connection.getresponse()
+            response.read()
+            if response.status not in (200, 304):
+                errors.append(f"{path}: {response.status}")
+            connection.close()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(errors[:3])
+    return per_thread * threads / elapsed
+
+
+def over_http(instance: Path, requests: int) -> dict:
+    with gunicorn(instance, app="bench.calendar_wsgi:app", workers=2) as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/calendar.ics")
+        first = connection.getresponse()
+        first.read()
+        etag = first.getheader("ETag")
+        connection.close()
+        for path in ("/bench/hello", "/calendar.ics"):  # warm both workers' caches
+            throughput(url, path, 20, 4)
+        rounds = {"hello": [], "cached": [], "not_modified": []}
+        for _ in range(3):  # interleaved: a neighbour's load hits all three alike
+            rounds["hello"].append(throughput(url, "/bench/hello", requests, 4))
+            rounds["cached"].append(throughput(url, "/calendar.ics", requests, 4))
+            rounds["not_modified"].append(throughput(url, "/calendar.ics", requests, 4, {"If-None-Match": etag}))
+    return {name: statistics.median(values) for name, values in rounds.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=400)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="townhall-calbench-") as tmp:
+        instance = write_instance(
+            Path(tmp) / "instance", SECRET_KEY="bench-secret", SCHEDULER_MODE="off",
+            DATABASE_URL="sqlite:///" + str(Path(tmp) / "bench.db"), BASE_URL="http://calendar.bench",
+            MAIL_FROM="Townhall <events@bench.test>", RATELIMIT_ENABLED=False,
+        )
+        import os
+
+        os.environ["TOWNHALL_INSTANCE"] = str(instance)
+        from scheduler import create_app
+
+        app = create_app()
+        seed(app, args.events)
+        local = in_process(app)
+        http_rates = over_http(instance, args.requests)
+
+    print(f"/calendar.ics: {local['events']} events ({len(ZONES)} zones), {local['bytes']:,} bytes;"
+          " CPU µs per event, median of 5:")
+    verdict = "OK" if local["cold"] <= COLD_TARGET_US else "MISSED"
+    print(f"  cold: data changed, bytes rebuilt (query, load, build)  {local['cold']:7.1f}"
+          f"   target ≤ {COLD_TARGET_US:.0f}: {verdict}")
+    print(f"  first request of a fresh process (+ VTIMEZONEs)        {local['first']:7.1f}")
+    print(f"  warm: unchanged, cached bytes                          {local['warm']:7.1f}")
+    print(f"  icalendar naive (Calendar + add_missing_timezones)     {local['naive']:7.1f}"
+          f"   ({local['naive'] / local['cold']:.1f}× our cold)")
+    hello = http_rates["hello"]
+    print("gunicorn on 127.0.0.1, 2 workers, 4 client threads, new connection per request (median of 3):")
+    print(f"  hello-world route                {hello:8.0f} req/s")
+    for name, label in (("cached", "/calendar.ics 200 (cached bytes)"), ("not_modified", "/calendar.ics 304")):
+        ratio = http_rates[name] / hello
+        print(f"  {label:32} {http_rates[name]:8.0f} req/s  = {ratio:.2f} × hello")
+    best = max(http_rates["cached"], http_rates["not_modified"]) / hello
+    print(f"  unchanged feed polled again ≥ 0.5 × hello: {'OK' if best >= 0.5 else 'MISSED'} ({best:.2f})")
+
+
+if __name__ == "__main__":
+    main()
