@@ -23,6 +23,8 @@ ENV_VARS: dict[str, type] = {
     "OUTBOX_BATCH_SIZE": int,
     "OUTBOX_MAX_ATTEMPTS": int,
     "ORGANIZER_NAME": str,
+    "UPDATE_BATCH_SECONDS": float,
+    "FEED_CHECK_SECONDS": float,
 }
 
 SCHEDULER_MODES = ("embedded", "off", "standalone")
@@ -44,6 +46,10 @@ class Defaults:
     SCHEDULER_LOOKAHEAD_SECONDS = 60.0
     OUTBOX_BATCH_SIZE = 200
     OUTBOX_MAX_ATTEMPTS = 8
+    #: An event update waits this long in the outbox; edits meanwhile fold into the same message.
+    UPDATE_BATCH_SECONDS = 120.0
+    #: A calendar feed's data is re-checked at most this often per process (local writes: at once).
+    FEED_CHECK_SECONDS = 1.0
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False

@@ -66,6 +66,7 @@ def base_config(tmp_path, **overrides) -> dict:
         "OUTBOX_DIR": str(tmp_path / "outbox"),
         "RATELIMIT_ENABLED": False,
         "DOUBLE_OPT_IN_DEFAULT": False,
+        "UPDATE_BATCH_SECONDS": 0,  # event updates are due at once (still folded while queued)
     }
     config.update(overrides)
     return config

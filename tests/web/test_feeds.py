@@ -172,6 +172,7 @@ def test_moving_an_event_queues_one_update_per_confirmed_attendee_and_speaker(ap
         assert vevent["SEQUENCE"] == 2 == event.sequence
         assert vevent.start == event.starts_at
     assert "(was: " in updates[0].body_text
+    assert [m.next_attempt_at for m in updates] == [now, now]  # UPDATE_BATCH_SECONDS is 0 in tests
 
     event_rules.cancel_event(db.session, event, now=now, reason="Speaker ill")
     db.session.commit()
@@ -185,6 +186,15 @@ def test_moving_an_event_queues_one_update_per_confirmed_attendee_and_speaker(ap
         assert message.ics_method == "CANCEL" == str(cal["METHOD"])
         assert cal.events[0]["SEQUENCE"] == 3
         assert str(cal.events[0]["STATUS"]) == "CANCELLED"
+
+
+def test_update_waits_update_batch_seconds_in_the_outbox(app, create_event, now):
+    app.config["UPDATE_BATCH_SECONDS"] = 120
+    event = create_event()
+    sign_up(app, event, now)
+    event_rules.update_event(db.session, event, now=now, venue="Room 2")
+    db.session.commit()
+    assert [m.next_attempt_at for m in outbox("event_updated")] == [now + timedelta(seconds=120)]
 
 
 def test_title_change_queues_no_calendar_update(app, create_event, now):
