@@ -6,6 +6,7 @@ import json
 import os
 import re
 import threading
+from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -24,9 +25,6 @@ AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WIDTHS = {"desktop": (1280, 900), "phone": (375, 740)}
 ADMIN_EMAIL, ADMIN_PASSWORD = "organiser@townhall.test", "correct horse battery"
-
-pytestmark = pytest.mark.browser
-
 
 def pytest_terminal_summary(terminalreporter):
     if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
@@ -57,6 +55,24 @@ class LiveServer:
     def mail_to(self, address: str) -> list:
         return [m for m in self.deliver_mail() if address in str(m["To"])]
 
+    def add_event(self, *, title: str, days_ahead: int = 14, **fields) -> str:
+        """Create and publish an event through the domain, as the admin would; returns its slug."""
+        from scheduler.domain import events as event_rules
+        from scheduler.models import utcnow
+
+        now = utcnow()
+        start = (now + timedelta(days=days_ahead)).replace(minute=0, second=0, microsecond=0)
+        fields.setdefault("timezone", "Europe/Berlin")
+        fields.setdefault("kind", "talk")
+        with self.app.app_context():
+            event = event_rules.create_event(db.session, now=now, title=title, starts_at=start,
+                                             ends_at=start + timedelta(hours=1), **fields)
+            event_rules.publish_event(db.session, event, now=now)
+            db.session.commit()
+            slug = event.slug
+            db.session.remove()
+        return slug
+
 
 def mail_text(message) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
@@ -66,7 +82,8 @@ def links_in(text: str, base: str) -> list[str]:
     return re.findall(re.escape(base) + r"[^\s<>\"')\]]+", text)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the server and Chromium stop once the browser tests are done, not at the end of the run.
+@pytest.fixture(scope="package")
 def live_server(tmp_path_factory):
     from scheduler.cli import seed_demo
     from scheduler.models import User, utcnow
@@ -93,7 +110,7 @@ def live_server(tmp_path_factory):
         db.engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     if not os.path.exists(CHROMIUM):
         require("REQUIRE_BROWSER", f"Chromium is not installed at {CHROMIUM}")
