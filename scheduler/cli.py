@@ -63,6 +63,10 @@ def seed_demo(session, *, now: datetime) -> tuple[Event, bool]:
 
 
 def init_app(app: Flask) -> None:
+    from . import cli_tokens
+
+    cli_tokens.init_app(app)
+
     @app.cli.command("seed-demo")
     def seed_demo_command():
         """Create the demo live discussion (once; running it again changes nothing)."""

@@ -1,0 +1,477 @@
+"""The JSON API: public reads of events, and organiser operations with bearer tokens.
+
+Every operation is declared with `@operation(...)`, which both routes it and records what it takes and
+returns; the OpenAPI document (api_doc.py) is written from those records and the payload models.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import wraps
+
+from flask import Blueprint, current_app, g, jsonify, request
+from flask_login import current_user
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import OperationalError
+
+from ..domain import api_tokens, signups
+from ..domain import events as event_rules
+from ..errors import DomainError, EventNotOpen, InvalidInput, NotFound
+from ..extensions import csrf, db
+from ..models import ApiToken, Event, Registration, Speaker, Tag, utcnow
+from ..text import render_markdown, slugify
+from ..urls import external_url
+from . import api_schemas as s
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+# Bearer-token requests carry no ambient credential, so they need no CSRF token; session-cookie
+# requests do (see csrf_for_sessions).
+csrf.exempt(bp)
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+class ApiError(Exception):
+    """An error answered as {"error": {"code", "message", "fields"}} with its status."""
+
+    def __init__(self, status: int, code: str, message: str, fields: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+
+
+@dataclass
+class Operation:
+    method: str
+    rule: str
+    endpoint: str
+    summary: str
+    scope: str | None
+    responses: dict[int, type[BaseModel] | None]
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    tag: str = "events"
+    errors: tuple[int, ...] = field(default_factory=tuple)
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(method: str, rule: str, *, summary: str, ok: dict[int, type[BaseModel] | None],
+              scope: str | None = None, body: type[BaseModel] | None = None, body_required: bool = True,
+              query: type[BaseModel] | None = None, errors: tuple[int, ...] = (), tag: str = "events"):
+    """Route a view and record it for the OpenAPI document; views that change data commit or roll back."""
+
+    def wrap(view):
+        @wraps(view)
+        def run(**kwargs):
+            if scope is not None:
+                authenticate(scope)
+            try:
+                return view(**kwargs)
+            except Exception:
+                db.session.rollback()  # a failed request leaves nothing half-written
+                raise
+
+        bp.add_url_rule(rule, view.__name__, run, methods=[method])
+        statuses = set(errors) | ({401, 403} if scope else set())
+        if body is not None:
+            statuses |= {400, 413, 422}
+        if query is not None:
+            statuses.add(400)
+        OPERATIONS.append(Operation(method, rule, view.__name__, summary, scope, ok, body, body_required, query,
+                                    tag, tuple(sorted(statuses))))
+        return run
+
+    return wrap
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def error_response(status: int, code: str, message: str, fields: dict | None = None):
+    response = jsonify(error={"code": code, "message": message, "fields": fields or {}})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="townhall"'
+    return response
+
+
+@bp.errorhandler(ApiError)
+def api_error(exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message, exc.fields)
+
+
+@bp.errorhandler(DomainError)
+def domain_error(exc: DomainError):
+    db.session.rollback()
+    fields = exc.fields if isinstance(exc, InvalidInput) else ({exc.field: [exc.message]} if exc.field else {})
+    return error_response(exc.status, exc.code, exc.message, fields)
+
+
+def _fields(exc: ValidationError) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
+    for item in exc.errors(include_url=False, include_input=False, include_context=False):
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        fields.setdefault(name, []).append(item["msg"])
+    return fields
+
+
+# --- auth -----------------------------------------------------------------------------------------
+
+def _bearer() -> str | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+@bp.before_request
+def csrf_for_sessions():
+    """A logged-in organiser's browser may write through the API, but only with a CSRF token."""
+    if request.method not in SAFE_METHODS and _bearer() is None and current_user.is_authenticated:
+        csrf.protect()
+
+
+def authenticate(scope: str) -> None:
+    """Let the request through with a live token of enough scope, or an organiser's session."""
+    if request.headers.get("Authorization"):
+        token = _bearer()
+        if not token:
+            raise ApiError(401, "unauthorized", "Send the token as: Authorization: Bearer <token>.")
+        row = api_tokens.find_active(db.session, token)
+        if row is None:
+            raise ApiError(401, "invalid_token", "This token is unknown or has been revoked.")
+        if scope == "write" and row.scope != "write":
+            raise ApiError(403, "insufficient_scope", "This token can only read; this needs a write token.")
+        _touch(row)
+        g.api_token = row
+    elif not current_user.is_authenticated:
+        raise ApiError(401, "unauthorized", "This needs an API token: Authorization: Bearer <token>.")
+
+
+def _touch(row: ApiToken) -> None:
+    now = utcnow()
+    if row.last_used_at is not None and now - row.last_used_at < TOUCH_EVERY:
+        return
+    if request.method not in SAFE_METHODS:
+        row.last_used_at = now  # committed with the change, or rolled back with it
+        return
+    # A read holds no write lock: note the use on a connection of its own, best effort, never waiting
+    # long behind a writer (a read must not fail or stall for a bookkeeping column).
+    try:
+        with db.engine.connect() as conn:
+            _lock_wait(conn, short=True)
+            try:
+                conn.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+                conn.commit()
+            finally:
+                conn.rollback()
+                _lock_wait(conn, short=False)
+    except OperationalError:
+        current_app.logger.info("API token %s: last use not recorded (database busy)", row.id)
+
+
+def _lock_wait(conn, *, short: bool) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={200 if short else 30000}")
+    else:
+        conn.exec_driver_sql("SET lock_timeout = '200ms'" if short else "SET lock_timeout = 0")
+    conn.commit()
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+def _scrub(value):
+    """NUL and lone surrogates cannot be stored by PostgreSQL or encoded: drop them before validation."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def parse_body(model: type[BaseModel], *, required: bool = True):
+    raw = request.get_data(cache=True)
+    if not raw:
+        if required:
+            raise ApiError(400, "bad_request", "Send a JSON object as the request body.")
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "bad_request", "The request body is not valid JSON.") from None
+    try:
+        return model.model_validate(_scrub(data))
+    except ValidationError as exc:
+        raise ApiError(422, "invalid", "Some fields are not valid.", _fields(exc)) from None
+
+
+def parse_query(model: type[BaseModel]):
+    data = {key: _scrub(value) for key, value in request.args.items()}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "bad_query", "Some query parameters are not valid.", _fields(exc)) from None
+
+
+def _encode_cursor(*parts) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, kinds: tuple[type, ...]) -> list:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(parts, list) or len(parts) != len(kinds):
+            raise ValueError
+        values = []
+        for part, kind in zip(parts, kinds, strict=True):
+            if kind is datetime:
+                values.append(s._utc(datetime.fromisoformat(part)))
+            elif isinstance(part, int) and 0 <= part <= s.MAX_ID:
+                values.append(part)
+            else:
+                raise ValueError
+        return values
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise ApiError(400, "bad_cursor", "That cursor is not one this API gave out.",
+                       {"cursor": ["Not a cursor from a previous page."]}) from None
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+def _signup_open(event: Event, now: datetime) -> bool:
+    try:
+        signups.check_open(event, now=now)
+    except DomainError:
+        return False
+    return True
+
+
+def public_event(event: Event, counts: dict[str, int], now: datetime) -> dict:
+    """Public fields only: never the join URL, never attendee or speaker contact data."""
+    taken = counts.get("confirmed", 0) + counts.get("pending", 0)
+    return s.EventPublic(
+        slug=event.slug, title=event.title, summary=event.summary, description=event.description,
+        description_html=render_markdown(event.description), kind=event.kind, status=event.status,
+        starts_at=event.starts_at, ends_at=event.ends_at, timezone=event.timezone, venue=event.venue,
+        online=bool(event.join_url), capacity=event.capacity,
+        seats_left=None if event.capacity is None else max(0, event.capacity - taken),
+        signup_open=_signup_open(event, now), tags=[s.TagOut(slug=t.slug, name=t.name) for t in event.tags],
+        speakers=[s.SpeakerOut(name=link.speaker.name, affiliation=link.speaker.affiliation, bio=link.speaker.bio,
+                               photo_url=link.speaker.photo_url, role=link.role) for link in event.speakers],
+        url=external_url("public.event", slug=event.slug),
+    ).model_dump(mode="json")
+
+
+def private_event(event: Event) -> dict:
+    counts = event_rules.counts(db.session, [event.id])[event.id]
+    return s.EventPrivate(
+        **{name: getattr(event, name) for name in s.EventPrivate.model_fields
+           if name not in ("tags", "speakers", "counts", "url")},
+        tags=[s.TagOut(slug=t.slug, name=t.name) for t in event.tags],
+        speakers=[s.SpeakerPrivate(id=link.speaker.id, name=link.speaker.name, email=link.speaker.email,
+                                   affiliation=link.speaker.affiliation, bio=link.speaker.bio,
+                                   photo_url=link.speaker.photo_url, role=link.role) for link in event.speakers],
+        counts={state: counts.get(state, 0) for state in s.State.__args__},
+        url=external_url("public.event", slug=event.slug),
+    ).model_dump(mode="json")
+
+
+def registration_out(registration: Registration, position: int | None) -> s.RegistrationOut:
+    return s.RegistrationOut(
+        id=registration.id, name=registration.name, email=registration.email, state=registration.state,
+        waitlist_position=position, question=registration.question, timezone=registration.timezone,
+        created_at=registration.created_at, confirmed_at=registration.confirmed_at,
+        cancelled_at=registration.cancelled_at,
+    )
+
+
+def _event(slug: str) -> Event:
+    """The event with this slug, whatever its status (organisers see drafts)."""
+    event = None
+    if event_rules.SLUG_RE.match(slug) and len(slug) <= 120:
+        event = db.session.scalar(select(Event).where(Event.slug == slug))
+    if event is None:
+        raise NotFound("No event with that slug.")
+    return event
+
+
+def _committed(event: Event, status: int = 200):
+    db.session.commit()
+    db.session.refresh(event)
+    response = jsonify(private_event(event))
+    response.status_code = status
+    if status == 201:
+        response.headers["Location"] = external_url("api.event", slug=event.slug)
+    return response
+
+
+def _event_fields(data: BaseModel, names) -> dict:
+    fields = {name: getattr(data, name) for name in names if name != "tags"}
+    if fields.get("reminder_offsets") is not None:
+        fields["reminder_offsets"] = sorted(set(fields["reminder_offsets"]), reverse=True)
+    return fields
+
+
+# --- public ---------------------------------------------------------------------------------------
+
+@operation("GET", "/events", summary="Upcoming public events, soonest first", ok={200: s.EventList},
+           query=s.EventQuery)
+def events():
+    query = parse_query(s.EventQuery)
+    now = utcnow()
+    statement = select(Event).where(Event.status.in_(("published", "cancelled")),
+                                    Event.ends_at >= (query.from_ or now))
+    if query.to is not None:
+        statement = statement.where(Event.starts_at < query.to)
+    if query.tag:
+        statement = statement.where(Event.tags.any(Tag.slug == slugify(query.tag)))
+    if query.cursor:
+        starts, last_id = _decode_cursor(query.cursor, (datetime, int))
+        statement = statement.where(or_(Event.starts_at > starts, and_(Event.starts_at == starts, Event.id > last_id)))
+    found = list(db.session.scalars(statement.order_by(Event.starts_at, Event.id).limit(query.limit + 1)))
+    page = found[:query.limit]
+    counts = event_rules.counts(db.session, [e.id for e in page])
+    next_cursor = None
+    if len(found) > query.limit:
+        next_cursor = _encode_cursor(page[-1].starts_at.isoformat(), page[-1].id)
+    return jsonify(events=[public_event(e, counts[e.id], now) for e in page], next_cursor=next_cursor)
+
+
+@operation("GET", "/events/<slug>", summary="One public event", ok={200: s.EventPublic}, errors=(404,))
+def event(slug: str):
+    found = _event(slug)
+    if found.status == "draft":
+        raise NotFound("No event with that slug.")
+    return jsonify(public_event(found, event_rules.counts(db.session, [found.id])[found.id], utcnow()))
+
+
+# --- organisers -----------------------------------------------------------------------------------
+
+@operation("POST", "/events", summary="Create a draft event", ok={201: s.EventPrivate}, scope="write",
+           body=s.EventCreate, errors=(409,))
+def event_create():
+    data = parse_body(s.EventCreate)
+    created = event_rules.create_event(db.session, now=utcnow(), tags=data.tags,
+                                       **_event_fields(data, s.EventCreate.model_fields))
+    return _committed(created, 201)
+
+
+@operation("PATCH", "/events/<slug>", summary="Change an event; people are told when time or place change",
+           ok={200: s.EventPrivate}, scope="write", body=s.EventUpdate, errors=(404, 409))
+def event_update(slug: str):
+    found = _event(slug)
+    data = parse_body(s.EventUpdate)
+    tags = data.tags if "tags" in data.model_fields_set else None
+    event_rules.update_event(db.session, found, now=utcnow(), tags=tags,
+                             **_event_fields(data, data.model_fields_set))
+    return _committed(found)
+
+
+@operation("POST", "/events/<slug>/publish", summary="Publish a draft (plans reminders and speaker jobs)",
+           ok={200: s.EventPrivate}, scope="write", errors=(404, 409))
+def event_publish(slug: str):
+    found = _event(slug)
+    event_rules.publish_event(db.session, found, now=utcnow())
+    return _committed(found)
+
+
+@operation("POST", "/events/<slug>/cancel", summary="Cancel an event: everyone is told, pending jobs removed",
+           ok={200: s.EventPrivate}, scope="write", body=s.CancelRequest, body_required=False, errors=(404,))
+def event_cancel(slug: str):
+    found = _event(slug)
+    data = parse_body(s.CancelRequest, required=False)
+    event_rules.cancel_event(db.session, found, now=utcnow(), reason=data.reason)
+    return _committed(found)
+
+
+@operation("POST", "/events/<slug>/speakers", summary="Add a speaker (existing by id, or a new person)",
+           ok={201: s.EventPrivate}, scope="write", body=s.SpeakerAdd, errors=(404,))
+def speaker_add(slug: str):
+    found = _event(slug)
+    data = parse_body(s.SpeakerAdd)
+    now = utcnow()
+    if data.speaker_id is not None:
+        speaker = db.session.get(Speaker, data.speaker_id)
+        if speaker is None:
+            raise InvalidInput("No speaker with that id.", field="speaker_id")
+    else:
+        speaker = event_rules.create_speaker(db.session, now=now, **data.model_dump(
+            include={"name", "email", "affiliation", "bio", "photo_url"}))
+    event_rules.add_speaker(db.session, found, speaker, role=data.role, now=now)
+    return _committed(found, 201)
+
+
+@operation("DELETE", "/events/<slug>/speakers/<int:speaker_id>", summary="Remove a speaker from an event",
+           ok={204: None}, scope="write", errors=(404,))
+def speaker_remove(slug: str, speaker_id: int):
+    found = _event(slug)
+    if not any(link.speaker_id == speaker_id for link in found.speakers):
+        raise NotFound("That person does not speak at this event.")
+    event_rules.remove_speaker(db.session, found, speaker_id, now=utcnow())
+    db.session.commit()
+    return "", 204
+
+
+@operation("GET", "/events/<slug>/registrations", summary="Registrations of an event, oldest first",
+           ok={200: s.RegistrationList}, scope="read", query=s.PageQuery, errors=(404,), tag="registrations")
+def registrations(slug: str):
+    found = _event(slug)
+    query = parse_query(s.PageQuery)
+    statement = select(Registration).where(Registration.event_id == found.id)
+    if query.cursor:
+        (after,) = _decode_cursor(query.cursor, (int,))
+        statement = statement.where(Registration.id > after)
+    rows = list(db.session.scalars(statement.order_by(Registration.id).limit(query.limit + 1)))
+    page = rows[:query.limit]
+    waiting = db.session.scalars(
+        select(Registration.id).where(Registration.event_id == found.id, Registration.state == "waitlisted")
+        .order_by(Registration.waitlist_seq, Registration.id)
+    ).all()
+    positions = {registration_id: n for n, registration_id in enumerate(waiting, start=1)}
+    result = s.RegistrationList(
+        registrations=[registration_out(r, positions.get(r.id)) for r in page],
+        next_cursor=_encode_cursor(page[-1].id) if len(rows) > query.limit else None,
+    )
+    return jsonify(result.model_dump(mode="json"))
+
+
+@operation("POST", "/events/<slug>/registrations",
+           summary="Register someone: same rules as the form (capacity, waitlist, one seat per address)",
+           ok={201: s.SignupOut, 200: s.SignupOut}, scope="write", body=s.RegistrationCreate, errors=(404, 409),
+           tag="registrations")
+def registration_create(slug: str):
+    found = _event(slug)
+    data = parse_body(s.RegistrationCreate)
+    if data.timezone and not event_rules.is_valid_timezone(data.timezone):
+        raise InvalidInput("Unknown timezone: use an IANA name such as Europe/Berlin.", field="timezone")
+    if found.status == "draft":
+        raise EventNotOpen("This event is not published yet.")
+    config = current_app.config
+    result = signups.sign_up(db.session, found, name=data.name, email=data.email, question=data.question,
+                             timezone=data.timezone or "", now=utcnow(), secret=config["SECRET_KEY"],
+                             hold_hours=config["HOLD_EXPIRY_HOURS"])
+    db.session.commit()
+    registration = result.registration
+    body = s.SignupOut(outcome=result.outcome,
+                       registration=registration_out(registration, signups.waitlist_position(db.session, registration)))
+    return jsonify(body.model_dump(mode="json")), (200 if result.outcome == "repeat" else 201)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document, written from the operations above and their payload models."""
+    from .api_doc import document
+
+    return jsonify(document())

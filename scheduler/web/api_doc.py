@@ -1,0 +1,106 @@
+"""The OpenAPI 3.1 document, written from the API's operation records and its pydantic payload models."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from pydantic.json_schema import models_json_schema
+
+from . import api_schemas as s
+from .api import OPERATIONS, Operation
+
+REF = "#/components/schemas/{model}"
+STATUS_TEXT = {
+    200: "OK", 201: "Created", 204: "No content", 400: "Malformed request (JSON, query or cursor)",
+    401: "No token, an unknown one or a revoked one", 403: "The token's scope does not allow this",
+    404: "No such event (or speaker link)", 409: "Conflicts with the event's state (slug taken, closed, cancelled)",
+    413: "Body too large", 422: "Some fields are not valid: see error.fields",
+}
+_CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
+
+
+def _drop_null_defaults(node):
+    """A field that may be absent but not null: keep `default: null` out of its schema."""
+    if isinstance(node, dict):
+        if node.get("default", 0) is None and "type" in node and node["type"] != "null":
+            node = {k: v for k, v in node.items() if k != "default"}
+        return {k: _drop_null_defaults(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_drop_null_defaults(v) for v in node]
+    return node
+
+
+def _not_null(schema: dict) -> dict:
+    """Query strings cannot carry null: keep only the non-null alternative."""
+    options = [o for o in schema.get("anyOf", []) if o.get("type") != "null"]
+    if len(options) == 1:
+        schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "default")}, **options[0]}
+    return schema
+
+
+def _path(op: Operation) -> tuple[str, list[dict]]:
+    parameters = []
+    for converter, name in _CONVERTER.findall(op.rule):
+        if converter == "int":
+            schema = {"type": "integer", "minimum": 0, "maximum": s.MAX_ID}
+        else:
+            schema = {"type": "string", "minLength": 1}
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return "/api/v1" + _CONVERTER.sub(r"{\2}", op.rule), parameters
+
+
+def _query(model) -> list[dict]:
+    schema = model.model_json_schema(by_alias=True, ref_template=REF)
+    required = set(schema.get("required", []))
+    return [{"name": name, "in": "query", "required": name in required, "schema": _not_null(prop)}
+            for name, prop in schema["properties"].items()]
+
+
+@cache
+def document() -> dict:
+    inputs = {op.body for op in OPERATIONS if op.body}
+    outputs = {m for op in OPERATIONS for m in op.responses.values() if m} | {s.Error}
+    refs, defs = models_json_schema([(m, "validation") for m in inputs] + [(m, "serialization") for m in outputs],
+                                    ref_template=REF)
+    error = {"description": "", "content": {"application/json": {"schema": refs[(s.Error, "serialization")]}}}
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        path, parameters = _path(op)
+        if op.query is not None:
+            parameters += _query(op.query)
+        responses = {}
+        for status, model in op.responses.items():
+            responses[str(status)] = {"description": STATUS_TEXT[status]}
+            if model is not None:
+                responses[str(status)]["content"] = {
+                    "application/json": {"schema": refs[(model, "serialization")]}}
+        for status in op.errors:
+            responses[str(status)] = {**error, "description": STATUS_TEXT[status]}
+        entry = {"operationId": op.endpoint, "summary": op.summary, "tags": [op.tag], "responses": responses,
+                 "security": [{"bearer": []}] if op.scope else []}
+        if op.scope:
+            entry["description"] = f"Needs a {op.scope} token (or an organiser's session with a CSRF token)."
+        if parameters:
+            entry["parameters"] = parameters
+        if op.body is not None:
+            entry["requestBody"] = {"required": op.body_required, "content": {
+                "application/json": {"schema": refs[(op.body, "validation")]}}}
+        paths.setdefault(path, {})[op.method.lower()] = entry
+    paths["/api/v1/openapi.json"] = {"get": {
+        "operationId": "openapi", "summary": "This document", "tags": ["meta"], "security": [],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Townhall API", "version": "1.0.0",
+                 "description": "Public reads of events; organiser operations with bearer tokens. Errors are "
+                                "always {\"error\": {\"code\", \"message\", \"fields\"}}."},
+        "paths": paths,
+        "components": {
+            "schemas": _drop_null_defaults(defs.get("$defs", {})),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "A token from the admin's API tokens page or "
+                                                          "`flask api-token create`."}},
+        },
+    }
