@@ -4,7 +4,8 @@
   var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   document.querySelectorAll(".local-time[data-start]").forEach(function (el) {
     var start = new Date(el.dataset.start);
-    if (isNaN(start)) return;
+    // Same zone as the event: the line above already says it.
+    if (isNaN(start) || (zone && el.dataset.zone === zone)) return;
     el.textContent = "Your time: " + start.toLocaleString(undefined, fmt) + (zone ? " (" + zone + ")" : "");
     el.hidden = false;
   });

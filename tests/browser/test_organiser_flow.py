@@ -84,6 +84,8 @@ def test_organiser_creates_publishes_and_moves_an_event(page, live_server):
     expect(card.locator(".speakers-line")).to_have_text("With Ada Maintainer, Grace Reviewer")
     card.get_by_role("link", name=title).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(title)
+    expect(page.locator(".event-header .when")).to_contain_text("(Europe/Berlin)")
+    expect(page.locator(".event-header .local-time")).to_be_hidden()  # the browser is in Berlin too
 
     page.goto("/admin/")
     page.get_by_role("region", name="Upcoming events").get_by_role("link", name=title).click()
