@@ -63,29 +63,43 @@ class FeedCache:
                 self.items.popitem(last=False)
 
 
-cache = FeedCache()
-#: feed key -> (expires at, signature, latest): polls within FEED_CHECK_SECONDS skip even the signature query.
-_checked: dict = {}
+class FeedState:
+    """Per app (so tests and apps never share bytes): built feeds, and when each was last checked."""
+
+    def __init__(self):
+        self.cache = FeedCache()
+        #: feed key -> (commit generation, expires at, signature, latest)
+        self.checked: dict = {}
+
+
+def state() -> FeedState:
+    return current_app.extensions.setdefault("townhall_feeds", FeedState())
+
+
+_commits = [0]  # bumped by every commit in this process: a local write is seen by the next poll at once
 
 
 @sa_event.listens_for(Session, "after_commit")
-def _forget_checks(_session) -> None:
-    # A write in this process is seen by the next poll at once; other processes' within FEED_CHECK_SECONDS.
-    _checked.clear()
+def _count_commit(_session) -> None:
+    _commits[0] += 1
 
 
 def _fresh(key, compute):
-    """The feed's data signature, re-checked at most every FEED_CHECK_SECONDS per process."""
+    """The feed's data signature, re-checked at most every FEED_CHECK_SECONDS per process.
+
+    Other processes' writes show within that time; polls in between cost no query at all.
+    """
+    checked = state().checked
     ttl = float(current_app.config.get("FEED_CHECK_SECONDS", 1.0))
     now = time.monotonic()
-    hit = _checked.get(key)
-    if hit is not None and hit[0] > now:
-        return hit[1], hit[2]
+    hit = checked.get(key)
+    if hit is not None and hit[0] == _commits[0] and hit[1] > now:
+        return hit[2], hit[3]
     signature, latest = compute()
     if ttl > 0:
-        if len(_checked) > 4096:
-            _checked.clear()
-        _checked[key] = (now + ttl, signature, latest)
+        if len(checked) > 4096:
+            checked.clear()
+        checked[key] = (_commits[0], now + ttl, signature, latest)
     return signature, latest
 
 
@@ -105,6 +119,7 @@ def _event_urls():
 
 def _serve(key, last_modified: datetime | None, build, *, filename: str | None = None) -> Response:
     """Answer from cache or build; 304 when the client's copy is current."""
+    cache = state().cache
     full_key = (current_app.config["BASE_URL"], current_app.config["MAIL_FROM"]) + key
     hit = cache.get(full_key)
     if hit is None:
