@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask_login import current_user
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..domain import api_tokens, signups
 from ..domain import events as event_rules
@@ -75,12 +75,17 @@ def operation(method: str, rule: str, *, summary: str, ok: dict[int, type[BaseMo
                 authenticate(scope)
             try:
                 return view(**kwargs)
+            except IntegrityError:
+                # A concurrent request took the same slug or tag between our check and our insert.
+                db.session.rollback()
+                raise ApiError(409, "conflict", "That conflicts with a change made at the same moment; "
+                                                "try again.") from None
             except Exception:
                 db.session.rollback()  # a failed request leaves nothing half-written
                 raise
 
         bp.add_url_rule(rule, view.__name__, run, methods=[method])
-        statuses = set(errors) | ({401, 403} if scope else set())
+        statuses = set(errors) | ({401, 403} if scope else set()) | ({409} if scope == "write" else set())
         if body is not None:
             statuses |= {400, 413, 422}
         if query is not None:
