@@ -75,13 +75,8 @@ def sign_up(session: Session, event: Event, *, name: str, email: str, question: 
     registration.cancelled_at = None
     registration.reminders_opt_out = False
     registration.email_verified_at = None if event.double_opt_in else now
-    if existing is None:
-        session.add(registration)
-        session.flush()
-        registration.token_hash = token_hash(_manage(secret, registration))
-        registration.feed_nonce = new_nonce()
-        registration.feed_token_hash = token_hash(derive(secret, "feed", registration.id, registration.feed_nonce))
-    outcome = _seat_or_waitlist(session, event, registration, now=now, hold_hours=hold_hours)
+    outcome = _seat_or_waitlist(session, event, registration, now=now, hold_hours=hold_hours,
+                                secret=secret if existing is None else None)
     return SignupResult(registration, outcome, _manage(secret, registration))
 
 
@@ -90,13 +85,23 @@ def _manage(secret: str, registration: Registration) -> str:
 
 
 def _seat_or_waitlist(session: Session, event: Event, registration: Registration, *, now: datetime,
-                      hold_hours: float) -> str:
-    registration.state = "waitlisted"  # out of the seat count while we count
-    session.flush()
-    if has_free_seat(session, event):
+                      hold_hours: float, secret: str | None = None) -> str:
+    """Seat or waitlist someone who holds no seat yet: a new row (pass `secret`), or a cancelled/expired one.
+
+    The decision is made before the row is written, so its one INSERT/UPDATE already carries it.
+    """
+    if has_free_seat(session, event):  # this person is not counted: new, cancelled or expired
         _take_seat(registration, now=now, hold_hours=hold_hours)
     else:
         registration.waitlist_seq = _next_waitlist_seq(session, event)
+        registration.state = "waitlisted"
+        registration.hold_expires_at = None
+    if secret is not None:
+        session.add(registration)
+        session.flush()  # the id is part of the tokens
+        registration.token_hash = token_hash(_manage(secret, registration))
+        registration.feed_nonce = new_nonce()
+        registration.feed_token_hash = token_hash(derive(secret, "feed", registration.id, registration.feed_nonce))
     session.flush()
     _announce(session, registration, now=now, promoted=False)
     return registration.state

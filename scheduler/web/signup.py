@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import lazyload
 
 from ..domain import signups
 from ..domain.events import seats_taken
 from ..errors import DomainError
 from ..extensions import csrf, db, limiter
 from ..forms import ConfirmForm, QuestionForm, SignupForm
-from ..models import Registration, utcnow
+from ..models import Event, Registration, utcnow
 from ..tokens import looks_like_token
-from .public import published_event
 
 bp = Blueprint("signup", __name__)
 
@@ -27,7 +30,7 @@ def _hold_hours() -> float:
 @bp.route("/events/<slug>/signup", methods=["GET", "POST"])
 @limiter.limit(signup_limit, methods=["POST"])
 def form(slug: str):
-    event = published_event(slug)
+    event = _public_event(slug)
     now = utcnow()
     try:
         signups.check_open(event, now=now)
@@ -43,6 +46,9 @@ def form(slug: str):
         return render_template("signup/thanks.html", event=event, email=form.email.data or "")
     if not form.validate():
         return _form_page(event, form), 422
+    # What the thanks page shows, read now: after the commit the event is expired, and reloading it
+    # would open a second (on SQLite, write-locking) transaction just to print the title.
+    shown = SimpleNamespace(title=event.title, slug=event.slug, double_opt_in=event.double_opt_in)
     try:
         signups.sign_up(db.session, event, name=form.name.data, email=form.email.data,
                         question=form.question.data or "", timezone=form.timezone.data, now=now,
@@ -52,7 +58,16 @@ def form(slug: str):
         db.session.rollback()
         return render_template("signup/closed.html", event=event, message=exc.message), exc.status
     # Fresh signup or repeat, the page is the same: it must not tell whether the address was known.
-    return render_template("signup/thanks.html", event=event, email=form.email.data)
+    return render_template("signup/thanks.html", event=shown, email=form.email.data)
+
+
+def _public_event(slug: str) -> Event:
+    """The published or cancelled event, without its tags and speakers (the signup pages do not show them)."""
+    event = db.session.scalar(select(Event).where(Event.slug == slug).options(lazyload(Event.tags),
+                                                                               lazyload(Event.speakers)))
+    if event is None or event.status == "draft":
+        abort(404)
+    return event
 
 
 def _form_page(event, form: SignupForm) -> str:

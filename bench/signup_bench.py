@@ -1,0 +1,199 @@
+"""Signup throughput on a real server: POST /events/<slug>/signup beside a hello-world route, same run.
+
+Starts gunicorn (4 sync workers) on 127.0.0.1 against a fresh database, then drives each route with
+32 concurrent connections from a small asyncio HTTP client and prints requests per second and p99.
+Every signup uses a distinct address and a real CSRF token (one form fetch per connection).
+
+    .venv/bin/python bench/signup_bench.py [--db sqlite|postgres] [--seconds 6] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.server import gunicorn, write_instance  # noqa: E402
+
+TOKEN_RE = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
+COOKIE_RE = re.compile(rb"Set-Cookie: (session=[^;]+)", re.IGNORECASE)
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+async def fetch(host: str, port: int, raw: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a fresh connection (gunicorn's sync workers close after each)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        data = await reader.read(-1)
+    finally:
+        writer.close()
+    return int(data[9:12]), data
+
+
+def get(path: str, host: str, cookie: bytes = b"") -> bytes:
+    extra = b"Cookie: " + cookie + b"\r\n" if cookie else b""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n".encode() + extra + b"\r\n"
+
+
+def post(path: str, host: str, cookie: bytes, form: dict) -> bytes:
+    body = urlencode(form).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n").encode() + (
+        b"Cookie: " + cookie + b"\r\n\r\n" + body)
+
+
+async def drive(base: str, make_request, *, connections: int, seconds: float, prepare=None):
+    """`connections` loops sending requests for `seconds`; returns (latencies, statuses)."""
+    parts = urlsplit(base)
+    host, port = parts.hostname, parts.port
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + seconds
+
+    async def loop(n: int):
+        state = await prepare(host, port) if prepare else None
+        i = 0
+        while time.perf_counter() < deadline:
+            raw = make_request(f"{host}:{port}", state, n, i)
+            start = time.perf_counter()
+            status, _ = await fetch(host, port, raw)
+            latencies.append(time.perf_counter() - start)
+            statuses[status] = statuses.get(status, 0) + 1
+            i += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(loop(n) for n in range(connections)))
+    return latencies, statuses, time.perf_counter() - began
+
+
+def summary(name: str, latencies: list[float], statuses: dict, elapsed: float) -> dict:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    p50 = ordered[len(ordered) // 2] * 1000
+    rps = len(latencies) / elapsed
+    print(f"{name:<8} {len(latencies):>7} requests  {rps:>8.1f} req/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
+          f"statuses {dict(sorted(statuses.items()))}")
+    return {"rps": rps, "p99": p99, "statuses": statuses}
+
+
+def setup_database(kind: str, tmp: Path) -> tuple[str, callable]:
+    if kind == "sqlite":
+        return "sqlite:///" + str(tmp / "bench.db"), lambda: None
+    import sqlalchemy as sa
+
+    name = f"townhall_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def create_event(settings: dict) -> tuple[str, int]:
+    from scheduler import create_app
+    from scheduler.domain import events as event_rules
+    from scheduler.extensions import db
+
+    app = create_app(settings)
+    now = datetime.now(UTC)
+    with app.app_context():
+        db.create_all()
+        event = event_rules.create_event(
+            db.session, now=now, title="Benchmark talk", timezone="Europe/Berlin", capacity=1_000_000,
+            starts_at=now + timedelta(days=30), ends_at=now + timedelta(days=30, hours=1), double_opt_in=False,
+            join_url="https://meet.example.org/bench")
+        event_rules.publish_event(db.session, event, now=now)
+        db.session.commit()
+        slug, event_id = event.slug, event.id
+        db.session.remove()
+        db.engine.dispose()
+    return slug, event_id
+
+
+def count_confirmed(settings: dict, event_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from scheduler import create_app
+    from scheduler.extensions import db
+    from scheduler.models import Registration
+
+    app = create_app(settings)
+    with app.app_context():
+        n = db.session.scalar(select(func.count()).select_from(Registration).where(
+            Registration.event_id == event_id, Registration.state == "confirmed"))
+        db.session.remove()
+        db.engine.dispose()
+    return n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="townhall-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        url, drop = setup_database(args.db, tmp)
+        settings = {"SECRET_KEY": "bench-secret", "DATABASE_URL": url, "SCHEDULER_MODE": "off",
+                    "BASE_URL": "http://127.0.0.1", "OUTBOX_DIR": str(tmp / "outbox"), "RATELIMIT_ENABLED": False}
+        try:
+            slug, event_id = create_event(settings)
+            instance = write_instance(tmp / "instance", **settings)
+            with gunicorn(instance, app="bench.wsgi_bench:app", workers=args.workers) as base:
+                form_path = f"/events/{slug}/signup"
+                run = uuid.uuid4().hex[:6]
+
+                async def prepare(host, port):
+                    _, page = await fetch(host, port, get(form_path, f"{host}:{port}"))
+                    return COOKIE_RE.search(page).group(1), TOKEN_RE.search(page).group(1).decode()
+
+                def signup_request(host, state, n, i):
+                    cookie, token = state
+                    return post(form_path, host, cookie, {
+                        "csrf_token": token, "name": f"Bench {n}-{i}", "email": f"b{run}-{n}-{i}@example.org",
+                        "timezone": "America/New_York", "consent": "y"})
+
+                def hello_request(host, state, n, i):
+                    return get("/bench/hello", host)
+
+                print(f"gunicorn -w {args.workers} on {base}, {args.db}, {args.connections} connections, "
+                      f"{args.seconds:g} s per route")
+                asyncio.run(drive(base, hello_request, connections=4, seconds=1.0))  # warm every worker
+                hello = summary("hello", *asyncio.run(drive(base, hello_request, connections=args.connections,
+                                                            seconds=args.seconds)))
+                signup = summary("signup", *asyncio.run(drive(base, signup_request, connections=args.connections,
+                                                              seconds=args.seconds, prepare=prepare)))
+            stored = count_confirmed(settings, event_id)
+        finally:
+            drop()
+    ratio = signup["rps"] / hello["rps"]
+    ok = set(signup["statuses"]) == {200} and stored == sum(signup["statuses"].values())
+    print(f"signup/hello = {ratio:.2f} (target >= 0.25); signup p99 {signup['p99']:.1f} ms (target <= 100 ms); "
+          f"{stored} registrations stored for {sum(signup['statuses'].values())} POSTs")
+    passed = ok and ratio >= 0.25 and signup["p99"] <= 100
+    print("PASS" if passed else "MISS")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
