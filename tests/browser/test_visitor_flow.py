@@ -39,6 +39,9 @@ def test_visitor_signs_up_follows_mailed_link_and_cancels(page, live_server):
     check_page(page, "event-page-calendar-menu")
     page.get_by_text("Add to calendar").click()
 
+    page.reload()  # from the top, as a keyboard user arrives: the skip link comes first
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     tab_to(page, "Sign up")
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{live_server.url}/events/{DEMO_SLUG}/signup")
