@@ -20,7 +20,7 @@ from tests.conftest import base_config, free_port, require
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
 AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WIDTHS = {"desktop": (1280, 900), "phone": (375, 740)}
