@@ -217,7 +217,8 @@ def parse_body(model: type[BaseModel], *, required: bool = True):
     except (ValueError, RecursionError):
         raise ApiError(400, "bad_request", "The request body is not valid JSON.") from None
     try:
-        return model.model_validate(_scrub(data))
+        # Strict JSON mode: 12 is a number and "12" is not, true is not 1; date-times are strings.
+        return model.model_validate_json(json.dumps(_scrub(data)), strict=True)
     except ValidationError as exc:
         raise ApiError(422, "invalid", "Some fields are not valid.", _fields(exc)) from None
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ..models import EVENT_KINDS, REGISTRATION_STATES, SPEAKER_ROLES
+from ..text import one_line
 
 MAX_OFFSET = 60 * 86400
 MAX_ID = 2**31 - 1
@@ -48,6 +49,12 @@ def _email(value: str) -> str:
         return validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _a_line(value: str) -> str:
+    if not one_line(value):
+        raise ValueError("Cannot be blank.")
+    return value
 
 
 Moment = Annotated[AwareDatetime, AfterValidator(_utc), Field(description="RFC 3339 date-time with an offset")]
@@ -148,7 +155,7 @@ class SpeakerAdd(Strict):
 class RegistrationCreate(Strict):
     """Register someone, with the same rules as the public form."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_a_line)]
     email: Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_email)]
     question: str = Field("", max_length=2000)
     timezone: str | None = Field(None, max_length=64, description="IANA zone; the event's when absent")

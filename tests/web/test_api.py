@@ -322,6 +322,8 @@ def test_api_register_follows_the_form_rules(client, create_event):
     assert response.status_code == 409
     response = client.post(path, json={"name": "Dee", "email": "not-an-email"}, headers=headers)
     assert (response.status_code, list(response.get_json()["error"]["fields"])) == (422, ["email"])
+    response = client.post(path, json={"name": "\x01 ", "email": "dee@attendees.example.org"}, headers=headers)
+    assert (response.status_code, list(response.get_json()["error"]["fields"])) == (422, ["name"])
 
 
 def test_api_domain_rules_come_back_as_field_errors(client, create_event, now):
@@ -359,6 +361,10 @@ BAD_BODIES = [
      422),
     (b'{"title": "\\ud800", "starts_at": "2031-03-01T10:00:00Z", "ends_at": "2031-03-01T11:00:00Z", "x\\ud800": 1}',
      422),
+    (json.dumps({"title": "x", "capacity": "12", "starts_at": "2031-03-01T10:00:00Z",
+                 "ends_at": "2031-03-01T11:00:00Z"}).encode(), 422),
+    (json.dumps({"title": "x", "capacity": True, "starts_at": "2031-03-01T10:00:00Z",
+                 "ends_at": "2031-03-01T11:00:00Z"}).encode(), 422),
     (b'{"title": NaN, "starts_at": "2031-03-01T10:00:00Z", "ends_at": "2031-03-01T11:00:00Z"}', 422),
     (json.dumps({"title": "x", "reminder_offsets": [1] * 11, "starts_at": "2031-03-01T10:00:00Z",
                  "ends_at": "2031-03-01T11:00:00Z"}).encode(), 422),
