@@ -57,6 +57,24 @@ def counts() -> tuple[int, ...]:
                  for model in (Event, Registration, Speaker, OutboxMessage, PlannedJob))
 
 
+# --- the document ---------------------------------------------------------------------------------
+
+def test_api_document_is_valid_openapi_and_lists_every_route(app, client):
+    from openapi_spec_validator import validate
+
+    document = client.get("/api/v1/openapi.json").get_json()
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("api."):
+            path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            routed |= {(method, path) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == routed
+    assert len(routed) == 11
+
+
 # --- tokens and scopes ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("method", "path"), [
