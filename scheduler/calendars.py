@@ -237,13 +237,16 @@ def invitation(event, *, method: str, attendee_email: str, attendee_name: str, s
                join_url: str | None = None) -> str:
     """An email invitation for one person: METHOD:REQUEST (add / update) or METHOD:CANCEL (remove).
 
-    The join URL (private) is included: invitations go only to confirmed attendees and speakers.
-    `url` is the event's public page; the UID's host is taken from it.
+    The join URL (private) is included in a REQUEST: invitations go only to confirmed attendees and
+    speakers. `url` becomes URL (the event page, or the person's manage page) and must be built
+    from BASE_URL: the UID's host is taken from it, so it matches the feeds'.
     """
     method = method.upper()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     join = event.join_url if join_url is None else join_url
+    if method == "CANCEL":
+        join = ""  # a cancellation removes the event; it need not carry the private link
     entry = Entry(event, url, join_url=join or "", sequence=sequence,
                   status="CANCELLED" if method == "CANCEL" else None)
     partstat = "DECLINED" if method == "CANCEL" and event.status != "cancelled" else "ACCEPTED"

@@ -64,6 +64,7 @@ def test_invitation_cancel_has_method_cancel_and_status_cancelled():
     assert str(cal["METHOD"]) == "CANCEL"
     assert str(cal.events[0]["STATUS"]) == "CANCELLED"
     assert cal.events[0]["SEQUENCE"] == 5
+    assert "secret" not in cal.to_ical().decode()
 
 
 def test_invitation_unknown_method_is_refused():
