@@ -14,7 +14,7 @@ from markupsafe import escape
 # Tick spacings an axis may use, smallest first; the first giving at most MAX_TICKS wins.
 TICK_STEPS = [timedelta(minutes=m) for m in (10, 30)] + [timedelta(hours=h) for h in (1, 3, 6, 12)] + [
     timedelta(days=d) for d in (1, 2, 7, 14, 28)]
-MAX_TICKS = 6
+MAX_TICKS = 7
 INK, MUTED, LINE, ACCENT, FILL = "#1c1d21", "#5b5f6b", "#d9dbe1", "#3548c8", "#dfe3fa"
 STATE_COLOURS = {"planned": ACCENT, "running": "#8a5a00", "done": "#1d6b3a", "skipped": "#8a5a00",
                  "cancelled": "#8a8f9c"}
@@ -64,7 +64,9 @@ def time_ticks(start: datetime, end: datetime, zone: str) -> list[tuple[datetime
         if moment > end:
             break
         if moment >= start:
-            label = f"{tick.day} {tick:%b}" if step >= timedelta(days=1) else f"{tick:%H:%M}"
+            # Midnight shows the date, so a span across days says which day each stretch is.
+            by_day = step >= timedelta(days=1) or (tick.hour, tick.minute) == (0, 0)
+            label = f"{tick.day} {tick:%b}" if by_day else f"{tick:%H:%M}"
             ticks.append((moment, label))
         tick += step
     return ticks

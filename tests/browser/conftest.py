@@ -64,6 +64,7 @@ class LiveServer:
         start = (now + timedelta(days=days_ahead)).replace(minute=0, second=0, microsecond=0)
         fields.setdefault("timezone", "Europe/Berlin")
         fields.setdefault("kind", "talk")
+        fields.setdefault("double_opt_in", False)
         with self.app.app_context():
             event = event_rules.create_event(db.session, now=now, title=title, starts_at=start,
                                              ends_at=start + timedelta(hours=1), **fields)
@@ -72,6 +73,22 @@ class LiveServer:
             slug = event.slug
             db.session.remove()
         return slug
+
+    def sign_up_earlier(self, slug: str, count: int, *, every: timedelta) -> None:
+        """`count` signups through the domain, the last one `every` ago, spaced `every` apart."""
+        from sqlalchemy import select
+
+        from scheduler.domain import signups
+        from scheduler.models import Event, utcnow
+
+        now = utcnow()
+        with self.app.app_context():
+            event = db.session.scalar(select(Event).where(Event.slug == slug))
+            for n in range(count):
+                signups.sign_up(db.session, event, name=f"Early bird {n}", email=f"early{n}@example.org",
+                                now=now - every * (count - n), secret=self.app.config["SECRET_KEY"])
+            db.session.commit()
+            db.session.remove()
 
 
 def mail_text(message) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from playwright.sync_api import expect
 
@@ -46,7 +48,16 @@ def test_other_pages_fit_a_phone_and_pass_axe(page, live_server):
     page.goto("/admin/login")
     check_page(page, "admin-login")
 
+    slug = live_server.add_event(title="Popular workshop", kind="workshop", capacity=5)
+    live_server.sign_up_earlier(slug, 7, every=timedelta(hours=5))  # 5 seats taken, 2 on the waitlist
+
     log_in(page)
+    page.get_by_role("region", name="Upcoming events").get_by_role("link", name="Popular workshop").click()
+    chart = page.get_by_role("img", name="Signups over time for Popular workshop")
+    expect(chart.locator("desc")).to_contain_text("7 signups between")
+    expect(page.locator(".stats")).to_contain_text("5 confirmed")
+    check_page(page, "admin-event-with-signups")
+    page.goto("/admin/")
     page.get_by_role("region", name="Upcoming events").get_by_role("link", name="PyTorch").click()
     check_page(page, "admin-demo-event")
     registrants = page.get_by_role("link", name="Registrants, waitlist and CSV export")

@@ -27,8 +27,8 @@ def test_nice_ceiling_rounds_up_to_1_2_5():
 
 def test_time_ticks_hours_in_the_given_zone():
     ticks = time_ticks(T0, T0 + timedelta(hours=5), "America/Los_Angeles")
-    # 08:00 UTC is 00:00 PST; a 5-hour span gets hourly ticks, labelled in Los Angeles time.
-    assert [label for _, label in ticks] == ["00:00", "01:00", "02:00", "03:00", "04:00", "05:00"]
+    # 08:00 UTC is 00:00 PST; a 5-hour span gets hourly ticks in Los Angeles time, midnight as its date.
+    assert [label for _, label in ticks] == ["1 Dec", "01:00", "02:00", "03:00", "04:00", "05:00"]
     assert ticks[0][0] == T0
 
 
