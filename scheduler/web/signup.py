@@ -30,21 +30,24 @@ def _hold_hours() -> float:
 @bp.route("/events/<slug>/signup", methods=["GET", "POST"])
 @limiter.limit(signup_limit, methods=["POST"])
 def form(slug: str):
-    event = _public_event(slug)
     now = utcnow()
+    form = SignupForm()
+    posted = request.method == "POST"
+    # Validate before the first query: on SQLite that query takes the write lock for the whole request.
+    valid = posted and not form.website.data and form.validate()
+    event = _public_event(slug)
     try:
         signups.check_open(event, now=now)
     except DomainError as exc:
         return render_template("signup/closed.html", event=event, message=exc.message), (
-            200 if request.method == "GET" else exc.status)
-    form = SignupForm()
-    if request.method == "GET":
+            exc.status if posted else 200)
+    if not posted:
         form.timezone.data = event.timezone
         return _form_page(event, form)
     if form.website.data:
         # A bot filled the hidden field: it sees the usual page, nothing is stored or sent.
         return render_template("signup/thanks.html", event=event, email=form.email.data or "")
-    if not form.validate():
+    if not valid:
         return _form_page(event, form), 422
     # What the thanks page shows, read now: after the commit the event is expired, and reloading it
     # would open a second (on SQLite, write-locking) transaction just to print the title.
