@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 
 from .. import signals
 from ..calendars import invitation
+from ..domain import speaker_feeds
 from ..domain.events import CALENDAR_FIELDS
 from ..domain.signups import ACTIVE
 from ..models import Event, OutboxMessage, Registration
 from ..timefmt import format_range
-from ..tokens import manage_token
-from ..urls import external_url
+from ..tokens import feed_token, manage_token
+from ..urls import external_url, webcal_url
 from . import outbox
 from .compose import render, sender
 
@@ -43,6 +44,8 @@ class Recipient:
     manage_url: str | None = None
     #: Only confirmed registrants and speakers have the event in their calendar (and the join link).
     invited: bool = True
+    #: Their private calendar feed (webcal://), which follows every change on its own.
+    feed_url: str | None = None
 
 
 def recipients(session: Session, event: Event, *, states=("confirmed",)) -> list[Recipient]:
@@ -59,13 +62,21 @@ def recipients(session: Session, event: Event, *, states=("confirmed",)) -> list
             timezone=registration.timezone or event.timezone,
             sequence=max(registration.ics_sequence, event.sequence), registration_id=registration.id,
             manage_url=external_url("signup.manage", token=manage_token(secret, registration)),
-            invited=registration.state == "confirmed",
+            invited=registration.state == "confirmed", feed_url=_webcal("feeds.personal_feed",
+                                                                     feed_token(secret, registration)),
         ))
     for link in event.speakers:
-        if link.speaker.email:
-            found.append(Recipient(key=f"s{link.speaker.id}", email=link.speaker.email, name=link.speaker.name,
-                                   timezone=event.timezone, sequence=event.sequence))
+        speaker = link.speaker
+        if speaker.email:
+            found.append(Recipient(key=f"s{speaker.id}", email=speaker.email, name=speaker.name,
+                                   timezone=event.timezone, sequence=event.sequence,
+                                   feed_url=_webcal("feeds.speaker_feed",
+                                                    speaker_feeds.feed_token(session, speaker, secret=secret))))
     return found
+
+
+def _webcal(endpoint: str, token: str | None) -> str | None:
+    return webcal_url(external_url(endpoint, token=token)) if token else None
 
 
 def _invite(event: Event, recipient: Recipient, *, method: str, now: datetime) -> str:

@@ -24,12 +24,13 @@ from sqlalchemy.orm import Session
 
 from .. import calendars
 from ..domain import signups as signup_rules
+from ..domain import speaker_feeds
 from ..extensions import db
 from ..mail.compose import sender
 from ..models import Event, EventSpeaker, Registration, Speaker, Tag, utcnow
 from ..models.events import event_tags
 from ..text import one_line
-from ..tokens import feed_token, looks_like_token, token_hash
+from ..tokens import feed_token, looks_like_token
 from ..urls import external_url
 
 bp = Blueprint("feeds", __name__)
@@ -333,9 +334,7 @@ def _personal_entry(event: FeedEvent, url: str, state: str, sequence: int) -> ca
 @bp.get("/speakers/feeds/<token>.ics")
 def speaker_feed(token: str):
     """The events one speaker appears in, with the join link."""
-    speaker = None
-    if looks_like_token(token):
-        speaker = db.session.scalar(select(Speaker).where(Speaker.feed_token_hash == token_hash(token)))
+    speaker = speaker_feeds.find_by_token(db.session, token)
     if speaker is None:
         abort(404)
     joins = ((EventSpeaker, EventSpeaker.event_id == Event.id),)
@@ -353,14 +352,8 @@ def speaker_feed(token: str):
 
 def speaker_feed_url(session: Session, speaker: Speaker) -> str:
     """The speaker's feed address, issuing a token on first use (the caller commits)."""
-    from ..tokens import derive, new_nonce
-
-    secret = current_app.config["SECRET_KEY"]
-    if not speaker.feed_nonce:
-        speaker.feed_nonce = new_nonce()
-        speaker.feed_token_hash = token_hash(derive(secret, "speaker-feed", speaker.id, speaker.feed_nonce))
-        session.flush()
-    return external_url("feeds.speaker_feed", token=feed_token(secret, speaker, "speaker-feed"))
+    token = speaker_feeds.feed_token(session, speaker, secret=current_app.config["SECRET_KEY"])
+    return external_url("feeds.speaker_feed", token=token)
 
 
 def personal_feed_url(registration: Registration) -> str | None:
@@ -411,5 +404,6 @@ def calendar_links():
     from ..urls import webcal_url
 
     return {"google_calendar_url": google_calendar_url, "outlook_calendar_url": outlook_calendar_url,
-            "webcal_url": webcal_url, "personal_feed_url": personal_feed_url}
+            "webcal_url": webcal_url, "personal_feed_url": personal_feed_url,
+            "subscribe_url": lambda endpoint, **values: webcal_url(external_url(endpoint, **values))}
 

@@ -211,6 +211,6 @@ def test_event_page_offers_add_to_calendar(client, create_event):
     assert f'href="/events/{event.slug}.ics"' in page
     assert "https://calendar.google.com/calendar/render?action=TEMPLATE" in page
     assert "https://outlook.live.com/calendar/0/action/compose?" in page
-    assert 'href="webcal://localhost/calendar.ics"' in page
-    assert 'href="webcal://localhost/calendar/series.ics"' in page
+    assert 'href="webcal://townhall.test/calendar.ics"' in page
+    assert 'href="webcal://townhall.test/calendar/series.ics"' in page
     assert event.join_url not in page
