@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from email.charset import BASE64, QP, Charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 from flask import current_app, render_template
@@ -31,8 +36,81 @@ def sender(config) -> tuple[str, str]:
     return one_line(name) or config.get("ORGANIZER_NAME", "Townhall"), addr
 
 
-def build_message(row, config, *, now) -> EmailMessage:
-    """The EmailMessage for one outbox row: text + HTML, optional invitation, RFC 8058 unsubscribe."""
+def build_message(row, config, *, now) -> Message:
+    """The message for one outbox row: text + HTML, optional invitation, RFC 8058 unsubscribe.
+
+    Built with the classic (compat32) MIME classes: EmailMessage's header registry costs ~7 ms
+    per message, which capped a 10,000-recipient reminder at a fraction of what SMTP can take.
+    Addresses that are not ASCII (SMTPUTF8) still go through EmailMessage.
+    """
+    from_name, from_addr = sender(config)
+    to_addr = _ascii_address(row.to_addr)
+    if to_addr is None or not from_addr.isascii():
+        return _unicode_message(row, config, now=now)
+    text = _text_part(row.body_text, "plain")
+    alternative = MIMEMultipart("alternative", _subparts=[text, _text_part(row.body_html, "html")])
+    if row.ics:
+        method = row.ics_method or "REQUEST"
+        # The calendar part inside the alternative is what Outlook and Gmail show as an invitation;
+        # the attachment is what other clients offer to import.
+        calendar = _text_part(row.ics, "calendar", charset=_BASE64_UTF8)
+        calendar.set_param("method", method)
+        alternative.attach(calendar)
+        attachment = MIMEApplication(row.ics.encode("utf-8"), "ics")
+        del attachment["MIME-Version"]
+        attachment.add_header("Content-Disposition", "attachment",
+                              filename="invite.ics" if method == "REQUEST" else "cancel.ics")
+        del alternative["MIME-Version"]
+        message = MIMEMultipart("mixed", _subparts=[alternative, attachment])
+    else:
+        message = alternative
+    del message["MIME-Version"]
+    message["From"] = formataddr((from_name, from_addr), charset="utf-8")
+    message["To"] = formataddr((one_line(row.to_name or "")[:100], to_addr), charset="utf-8")
+    message["Subject"] = _header(one_line(row.subject))
+    message["Date"] = format_datetime(now)
+    domain = from_addr.rpartition("@")[2] or "townhall.local"
+    message["Message-ID"] = row.message_id or make_msgid(idstring=f"outbox{row.id}", domain=domain)
+    message["Auto-Submitted"] = "auto-generated"
+    if row.unsubscribe_url:
+        message["List-Unsubscribe"] = f"<{row.unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["MIME-Version"] = "1.0"
+    return message
+
+
+_QP_UTF8 = Charset("utf-8")
+_QP_UTF8.body_encoding = QP  # readable in raw form, and no line is ever too long
+_BASE64_UTF8 = Charset("utf-8")
+_BASE64_UTF8.body_encoding = BASE64  # an invitation's CRLF line ends arrive exactly as written
+
+
+def _text_part(body: str, subtype: str, *, charset: Charset = _QP_UTF8) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    del part["MIME-Version"]
+    part.set_payload(body, charset)
+    return part
+
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _ascii_address(addr: str) -> str | None:
+    """The address with its domain in IDNA form; None when the local part itself is not ASCII."""
+    local, _, domain = (addr or "").rpartition("@")
+    if not local.isascii():
+        return None
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    return f"{local}@{domain}"
+
+
+def _unicode_message(row, config, *, now) -> EmailMessage:
+    """EmailMessage with SMTPUTF8 headers, for the rare address with a non-ASCII local part."""
     message = EmailMessage()
     from_name, from_addr = sender(config)
     message["From"] = formataddr((from_name, from_addr))
@@ -49,10 +127,7 @@ def build_message(row, config, *, now) -> EmailMessage:
     message.add_alternative(row.body_html, subtype="html")
     if row.ics:
         method = row.ics_method or "REQUEST"
-        # The calendar part inside the alternative is what Outlook and Gmail show as an invitation;
-        # the attachment is what other clients offer to import.
-        alternative = message
-        alternative.add_alternative(row.ics, subtype="calendar", params={"method": method})
+        message.add_alternative(row.ics, subtype="calendar", params={"method": method})
         message.make_mixed()
         message.add_attachment(row.ics.encode("utf-8"), maintype="application", subtype="ics",
                                filename="invite.ics" if method == "REQUEST" else "cancel.ics")

@@ -65,11 +65,12 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
     return result.rowcount or 0
 
 
-def claim(session: Session, *, worker: str, now: datetime, limit: int = 100) -> list[OutboxMessage]:
+def claim(session: Session, *, worker: str, now: datetime, limit: int = 100,
+          lease: timedelta = LEASE) -> list[OutboxMessage]:
     """Claim up to `limit` due rows for this worker and commit the claim."""
     due = or_(
         and_(OutboxMessage.state == "queued", OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.state == "sending", OutboxMessage.claimed_at < now - LEASE),
+        and_(OutboxMessage.state == "sending", OutboxMessage.claimed_at < now - lease),
     )
     query = select(OutboxMessage.id).where(due).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
@@ -118,7 +119,8 @@ def deliver(session: Session, transport_factory, config, *, worker: str, clock=u
     called after each hand-over (benchmarks and tests time the first message with it).
     """
     report = DeliveryReport()
-    rows = claim(session, worker=worker, now=clock(), limit=limit)
+    lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", LEASE.total_seconds())))
+    rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease)
     if not rows:
         return report
     for row in rows:  # plain objects from here on: marks are single UPDATEs, no reloads
