@@ -143,7 +143,7 @@ def throughput(base_url: str, path: str, requests: int, threads: int, headers: d
 
 
 def over_http(instance: Path, requests: int) -> dict:
-    with gunicorn(instance, app="bench.calendar_wsgi:app", workers=2) as url:
+    with gunicorn(instance, app="bench.wsgi_bench:app", workers=2) as url:
         host, port = url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=30)
         connection.request("GET", "/calendar.ics")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime as http_date
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, request, url_for
@@ -105,7 +106,12 @@ def _fresh(key, compute):
 
 
 def _organizer() -> tuple[str, str]:
-    return sender(current_app.config)
+    return _sender(current_app.config["MAIL_FROM"], current_app.config.get("ORGANIZER_NAME", "Townhall"))
+
+
+@lru_cache(maxsize=8)
+def _sender(mail_from: str, organizer_name: str) -> tuple[str, str]:
+    return sender({"MAIL_FROM": mail_from, "ORGANIZER_NAME": organizer_name})
 
 
 def event_url(event: Event) -> str:
