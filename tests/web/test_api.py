@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 
 from scheduler.domain import api_tokens, signups
 from scheduler.extensions import db
-from scheduler.models import ApiToken, Event, OutboxMessage, PlannedJob, Registration, Speaker, utcnow
+from scheduler.models import ApiToken, Event, OutboxMessage, PlannedJob, Registration, Speaker, Tag, utcnow
 from tests.conftest import csrf_token
 
 ZONE = "Europe/Berlin"
@@ -357,6 +359,36 @@ def test_api_domain_rules_come_back_as_field_errors(client, create_event, now):
     response = client.post("/api/v1/events", json={**payload, "timezone": "Mars/Olympus_Mons"}, headers=headers)
     assert list(response.get_json()["error"]["fields"]) == ["timezone"]
     assert counts() == before
+
+
+def _waiting_on(holder) -> bool:
+    """Whether some session waits for a lock held by `holder` (asked on a fresh connection: the
+    statistics views keep one snapshot per transaction)."""
+    pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
+    with db.engine.connect() as probe:
+        return bool(probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+                                  {"pid": pid}).scalar())
+
+
+def test_api_tag_taken_by_a_concurrent_request_is_409_not_500(client, backend, now):
+    """Two requests creating the same new tag: the loser waits on the unique index, then gets a 409."""
+    if backend != "postgres":
+        pytest.skip("needs row-level concurrency: PostgreSQL")
+    token = make_token()
+    result = {}
+    with db.engine.connect() as other:
+        other.execute(insert(Tag).values(slug="racy", name="Racy"))  # not committed yet
+        thread = threading.Thread(target=lambda: result.update(response=client.post(
+            "/api/v1/events", json=event_payload(now, tags=["Racy"]), headers=bearer(token))))
+        thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _waiting_on(other):
+            time.sleep(0.05)
+        other.commit()
+        thread.join(20)
+    assert result["response"].status_code == 409
+    assert result["response"].get_json()["error"]["code"] == "conflict"
+    assert counts()[0] == 0
 
 
 # --- bad input ------------------------------------------------------------------------------------
