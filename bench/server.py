@@ -28,6 +28,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def seed_event(settings: dict, **fields) -> tuple[str, int]:
+    """Create the schema in a fresh database and one published event; returns its (slug, id)."""
+    from datetime import UTC, datetime, timedelta
+
+    from scheduler import create_app
+    from scheduler.domain import events as event_rules
+    from scheduler.extensions import db
+
+    app = create_app({**settings, "TESTING": True})
+    now = datetime.now(UTC).replace(microsecond=0)
+    starts = fields.pop("starts_at", now + timedelta(days=3))
+    fields.setdefault("timezone", "Europe/Berlin")
+    with app.app_context():
+        db.create_all()
+        event = event_rules.create_event(db.session, now=now, starts_at=starts, ends_at=starts + timedelta(hours=1),
+                                         **fields)
+        event_rules.publish_event(db.session, event, now=now)
+        db.session.commit()
+        slug, event_id = event.slug, event.id
+        db.session.remove()
+        db.engine.dispose()
+    return slug, event_id
+
+
 def write_instance(path: Path, **settings) -> Path:
     """An instance folder whose config.py sets these values."""
     path.mkdir(parents=True, exist_ok=True)

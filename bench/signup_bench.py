@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import gunicorn, write_instance  # noqa: E402
+from bench.server import gunicorn, seed_event, write_instance  # noqa: E402
 
 TOKEN_RE = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
 COOKIE_RE = re.compile(rb"Set-Cookie: (session=[^;]+)", re.IGNORECASE)
@@ -106,27 +106,6 @@ def setup_database(kind: str, tmp: Path) -> tuple[str, callable]:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
 
 
-def create_event(settings: dict) -> tuple[str, int]:
-    from scheduler import create_app
-    from scheduler.domain import events as event_rules
-    from scheduler.extensions import db
-
-    app = create_app(settings)
-    now = datetime.now(UTC)
-    with app.app_context():
-        db.create_all()
-        event = event_rules.create_event(
-            db.session, now=now, title="Benchmark talk", timezone="Europe/Berlin", capacity=1_000_000,
-            starts_at=now + timedelta(days=30), ends_at=now + timedelta(days=30, hours=1), double_opt_in=False,
-            join_url="https://meet.example.org/bench")
-        event_rules.publish_event(db.session, event, now=now)
-        db.session.commit()
-        slug, event_id = event.slug, event.id
-        db.session.remove()
-        db.engine.dispose()
-    return slug, event_id
-
-
 def count_confirmed(settings: dict, event_id: int) -> int:
     from sqlalchemy import func, select
 
@@ -157,7 +136,9 @@ def main() -> int:
         settings = {"SECRET_KEY": "bench-secret", "DATABASE_URL": url, "SCHEDULER_MODE": "off",
                     "BASE_URL": "http://127.0.0.1", "OUTBOX_DIR": str(tmp / "outbox"), "RATELIMIT_ENABLED": False}
         try:
-            slug, event_id = create_event(settings)
+            slug, event_id = seed_event(settings, title="Benchmark talk", capacity=1_000_000, double_opt_in=False,
+                                        starts_at=datetime.now(UTC) + timedelta(days=30),
+                                        join_url="https://meet.example.org/bench")
             instance = write_instance(tmp / "instance", **settings)
             with gunicorn(instance, app="bench.wsgi_bench:app", workers=args.workers) as base:
                 form_path = f"/events/{slug}/signup"

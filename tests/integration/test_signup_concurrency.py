@@ -11,16 +11,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from bench.server import gunicorn, write_instance
+from bench.server import gunicorn, seed_event, write_instance
 from scheduler import create_app
-from scheduler.domain import events as event_rules
 from scheduler.extensions import db
 from scheduler.models import Event, OutboxMessage, Registration
 from scheduler.tokens import manage_token
@@ -76,19 +74,9 @@ def _all_at_once(jobs: list) -> list:
 
 def test_signup_200_at_capacity_100_never_oversells(database_url, tmp_path):
     settings = _settings(database_url, tmp_path)
+    slug, event_id = seed_event(settings, title="Busy talk", capacity=CAPACITY, double_opt_in=False,
+                                join_url="https://meet.example.org/busy")
     app = create_app({**settings, "TESTING": True})
-    now = datetime.now(UTC).replace(microsecond=0)
-    with app.app_context():
-        db.create_all()
-        event = event_rules.create_event(db.session, now=now, title="Busy talk", timezone="Europe/Berlin",
-                                         starts_at=now + timedelta(days=3), ends_at=now + timedelta(days=3, hours=1),
-                                         capacity=CAPACITY, double_opt_in=False,
-                                         join_url="https://meet.example.org/busy")
-        event_rules.publish_event(db.session, event, now=now)
-        db.session.commit()
-        event_id, slug = event.id, event.slug
-        db.session.remove()
-        db.engine.dispose()
 
     instance = write_instance(tmp_path / "instance", **settings)
     started = time.monotonic()
