@@ -92,11 +92,12 @@ def _prefix(kind: str, event: Event, recipient: Recipient) -> str:
 
 @signals.event_changed.connect
 def on_event_changed(event: Event, *, session: Session, now: datetime, changed: set, previous: dict, **_):
-    """Time, place or join link of a published event changed: an updated invitation for everyone invited."""
+    """Time, place or join link of a published event changed: an updated invitation for everyone invited,
+    a note for everyone holding a seat or waiting for one."""
     if not changed & set(CALENDAR_FIELDS):
         return
     delay = timedelta(seconds=float(current_app.config.get("UPDATE_BATCH_SECONDS", DEFAULT_BATCH_SECONDS)))
-    for recipient in recipients(session, event):
+    for recipient in recipients(session, event, states=ACTIVE):
         _queue_update(session, event, recipient, now=now, send_at=now + delay, changed=changed, previous=previous)
 
 
@@ -112,7 +113,8 @@ def _queue_update(session: Session, event: Event, recipient: Recipient, *, now: 
         # What their calendar holds is what they were last sent, not what the previous edit left.
         previous = _last_sent(session, event, recipient, besides=waiting.id) or previous
     context = _update_context(event, recipient, previous)
-    ics = _invite(event, recipient, method="REQUEST", now=now)
+    # Held seats and waitlist places have no invitation to update: they are told by email only.
+    ics = _invite(event, recipient, method="REQUEST", now=now) if recipient.invited else None
     key = f"{prefix}{recipient.sequence}"
     if waiting is not None:
         subject, text, html = render(UPDATE, **context)
@@ -126,8 +128,8 @@ def _queue_update(session: Session, event: Event, recipient: Recipient, *, now: 
             return
     # Nothing waiting (or a deliverer claimed it just now): a new row.
     if outbox.queue(session, kind=UPDATE, to_addr=recipient.email, to_name=recipient.name, dedupe_key=key, now=now,
-                    event_id=event.id, registration_id=recipient.registration_id, ics=ics, ics_method="REQUEST",
-                    **context):
+                    event_id=event.id, registration_id=recipient.registration_id, ics=ics,
+                    ics_method="REQUEST" if ics else None, **context):
         session.execute(
             update(OutboxMessage).where(OutboxMessage.dedupe_key == key).values(next_attempt_at=send_at)
             .execution_options(synchronize_session=False)

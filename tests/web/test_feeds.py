@@ -156,7 +156,7 @@ def test_speaker_feed_lists_their_events_with_join_link(app, client, create_even
     assert client.get("/speakers/feeds/" + "x" * 43 + ".ics").status_code == 404
 
 
-def test_moving_an_event_queues_one_update_per_confirmed_attendee_and_speaker(app, create_event, now):
+def test_moving_an_event_queues_one_update_per_person_with_higher_sequence(app, create_event, now):
     event = create_event(title="Moving", speakers=[("Ibrahim Haddad", "host")], capacity=1)
     sign_up(app, event, now, email="ann@example.org")
     sign_up(app, event, now, email="bob@example.org", name="Bob")  # waitlisted: no invitation to update
@@ -165,7 +165,10 @@ def test_moving_an_event_queues_one_update_per_confirmed_attendee_and_speaker(ap
                                  ends_at=event.ends_at + timedelta(minutes=minutes))
         db.session.commit()
     updates = outbox("event_updated")
-    assert [m.to_addr for m in updates] == ["ann@example.org", "ibrahim@speakers.test"]
+    assert [m.to_addr for m in updates] == ["ann@example.org", "bob@example.org", "ibrahim@speakers.test"]
+    assert [m.ics_method for m in updates] == ["REQUEST", None, "REQUEST"]  # Bob waits: a note, no invitation
+    assert event.join_url not in updates[1].body_text
+    updates = [m for m in updates if m.ics]
     for message in updates:
         vevent = Calendar.from_ical(message.ics).events[0]
         assert message.ics_method == "REQUEST"
