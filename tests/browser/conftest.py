@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -25,6 +26,7 @@ AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WIDTHS = {"desktop": (1280, 900), "phone": (375, 740)}
 ADMIN_EMAIL, ADMIN_PASSWORD = "organiser@townhall.test", "correct horse battery"
+
 
 def pytest_terminal_summary(terminalreporter):
     if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
@@ -135,6 +137,7 @@ def browser():
         require("REQUIRE_BROWSER", f"axe-core is not installed ({AXE}): run npm ci in tests/js")
     from playwright.sync_api import sync_playwright
 
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)  # the folder shows this run only
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium
@@ -165,7 +168,7 @@ def axe_violations(page) -> list[dict]:
     ]
 
 
-def check_page(page, name: str, *, axe: bool = True) -> None:
+def check_page(page, name: str) -> None:
     """Screenshot the page at desktop and phone widths, check no sideways scrolling on a phone, run axe."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for label, (width, height) in WIDTHS.items():
@@ -174,9 +177,8 @@ def check_page(page, name: str, *, axe: bool = True) -> None:
         if label == "phone":
             scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
             assert scroll[0] <= scroll[1], f"{name}: horizontal scrolling at {width} px ({scroll[0]} > {scroll[1]})"
-        if axe:
-            found = axe_violations(page)
-            assert found == [], f"{name} at {width} px:\n" + json.dumps(found, indent=1)
+        found = axe_violations(page)
+        assert found == [], f"{name} at {width} px:\n" + json.dumps(found, indent=1)
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
