@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -45,6 +45,10 @@ def test_other_pages_fit_a_phone_and_pass_axe(page, live_server):
     page.goto("/events/no-such-event")
     expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
     check_page(page, "not-found")
+    closed = live_server.add_event(title="Signup not open yet", signup_opens_at=datetime.now(UTC) + timedelta(days=3))
+    page.goto(f"/events/{closed}/signup")
+    expect(page.get_by_role("status")).to_have_text("Signup has not opened yet.")
+    check_page(page, "signup-closed")
     page.goto("/admin/login")
     check_page(page, "admin-login")
 
