@@ -377,7 +377,8 @@ def revoke_personal_feed(token: str):
         abort(404)
     signup_rules.revoke_feed(db.session, registration, secret=current_app.config["SECRET_KEY"])
     db.session.commit()
-    flash("Your calendar feed has a new address; the old one no longer works. Subscribe again with the new link.")
+    flash("Your calendar feed has a new address; the old one no longer works. Subscribe again with the new link.",
+          "success")
     if "signup.manage" in current_app.view_functions:
         return redirect(url_for("signup.manage", token=token), code=303)
     return redirect(url_for("public.index"), code=303)
