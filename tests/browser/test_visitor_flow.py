@@ -26,6 +26,8 @@ def test_visitor_signs_up_follows_mailed_link_and_cancels(page, live_server):
 
     page.goto("/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Upcoming events")
+    subscribe = page.get_by_role("link", name="Subscribe to all events")
+    assert subscribe.get_attribute("href") == f"webcal://{live_server.url.split('://')[1]}/calendar.ics"
     check_page(page, "event-list")
     page.get_by_role("link", name=DEMO_TITLE).click()
 
