@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from .. import signals
 from ..errors import InvalidInput, InvalidTransition, NotFound, SlugTaken
@@ -211,8 +211,11 @@ def cancel_event(session: Session, event: Event, *, now: datetime, reason: str =
 
 def lock_event(session: Session, event_id: int) -> Event:
     """Lock the event row for the rest of the transaction (FOR UPDATE; on SQLite BEGIN IMMEDIATE did it)."""
+    # Tags and speakers load only if used: re-loading them on every signup doubled its cost.
     event = session.scalar(
-        select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
+        select(Event).where(Event.id == event_id).with_for_update()
+        .options(lazyload(Event.tags), lazyload(Event.speakers))
+        .execution_options(populate_existing=True)
     )
     if event is None:
         raise NotFound("No such event.")
