@@ -24,23 +24,31 @@ from .mail import reminders as job_mail
 from .models import Event, utcnow
 
 log = logging.getLogger(__name__)
-FIRST_CHUNK = 25
+FIRST_CHUNK = 1
 CHUNK = 500
 
 
 @dataclass
 class Firing:
     job_id: int
-    #: done, skipped, released (clean shutdown), lost (taken away meanwhile), or busy (not claimable).
+    #: done, skipped, more (call resume() with `after`), released (clean shutdown),
+    #: lost (taken away meanwhile), or busy (not claimable).
     outcome: str
     queued: int = 0
     reason: str | None = None
+    #: For "more": the last registration id handled.
+    after: int = 0
 
 
 def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], datetime] = utcnow,
          lease: timedelta = reminders.DEFAULT_LEASE, on_chunk: Callable[[], None] | None = None,
-         stopping: Callable[[], bool] | None = None) -> Firing:
-    """Run one planned job if it is due and free; `on_chunk()` is called after each committed chunk."""
+         stopping: Callable[[], bool] | None = None, chunks: int | None = None) -> Firing:
+    """Run one planned job if it is due and free; `on_chunk()` is called after each committed chunk.
+
+    With `chunks`, a reminder stops after that many chunks with outcome "more": the caller queues
+    resume() behind the other due jobs, so a hundred reminders due in the same second each get
+    their first messages out before any of them sends its thousandth.
+    """
     now = clock()
     job = reminders.claim_job(session, job_id, worker=worker, now=now, lease=lease)
     session.commit()
@@ -55,8 +63,11 @@ def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], date
         log.info("job %s (%s of event %s) skipped: %s", job_id, kind, event_id, reason)
         return Firing(job_id, "skipped", reason=reason)
     if kind == "reminder":
+        with read_only():
+            done = reminders.queued_registration_ids(session, event.id, key) if job.messages_queued else set()
+            session.commit()
         return _fan_out(session, job_id, key, offset, event, worker=worker, clock=clock, on_chunk=on_chunk,
-                        stopping=stopping)
+                        stopping=stopping, chunks=chunks, done=done, after=0, size=FIRST_CHUNK)
     rows = job_mail.speaker_rows(session, job, event, now=now)
     added = outbox.insert_rows(session, rows)
     if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
@@ -69,17 +80,31 @@ def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], date
     return Firing(job_id, "done", queued=added)
 
 
-def _fan_out(session: Session, job_id: int, key: str, offset: int, event: SimpleNamespace, *, worker: str, clock,
-             on_chunk, stopping) -> Firing:
+def resume(session: Session, job_id: int, *, after: int, worker: str, clock: Callable[[], datetime] = utcnow,
+           on_chunk: Callable[[], None] | None = None, stopping: Callable[[], bool] | None = None,
+           chunks: int | None = None) -> Firing:
+    """Go on with a reminder this worker claimed, after registration id `after`."""
     with read_only():
-        done = reminders.queued_registration_ids(session, event.id, key)
+        job = reminders.held_job(session, job_id, worker=worker)
+        if job is None:
+            session.commit()
+            return Firing(job_id, "lost")
+        key, offset, event = reminders.job_key(job), job.offset_seconds, _snapshot(session, job.event_id)
         session.commit()
-    after, size, total = 0, FIRST_CHUNK, 0
+    return _fan_out(session, job_id, key, offset, event, worker=worker, clock=clock, on_chunk=on_chunk,
+                    stopping=stopping, chunks=chunks, done=set(), after=after, size=CHUNK)
+
+
+def _fan_out(session: Session, job_id: int, key: str, offset: int, event: SimpleNamespace, *, worker: str, clock,
+             on_chunk, stopping, chunks: int | None, done: set[int], after: int, size: int) -> Firing:
+    total = 0
     while True:
         if stopping is not None and stopping():
             reminders.release_job(session, job_id, worker=worker, now=clock())
             session.commit()
             return Firing(job_id, "released", queued=total)
+        if chunks is not None and chunks <= 0:
+            return Firing(job_id, "more", queued=total, after=after)
         # Read and render outside the write transaction: on SQLite the write lock is held only
         # for the insert itself, so delivery can mark rows sent in between.
         with read_only():
@@ -90,7 +115,7 @@ def _fan_out(session: Session, job_id: int, key: str, offset: int, event: Simple
         after, size = recipients[-1].id, CHUNK
         now = clock()
         if now >= event.starts_at:
-            reason = f"stopped after {total} messages: the event started during the fan-out"
+            reason = "stopped: the event started during the fan-out"
             reminders.finish_job(session, job_id, worker=worker, now=now, reason=reason)
             session.commit()
             return Firing(job_id, "done", queued=total, reason=reason)
@@ -102,11 +127,13 @@ def _fan_out(session: Session, job_id: int, key: str, offset: int, event: Simple
             return Firing(job_id, "lost", queued=total)
         session.commit()
         total += added
+        if chunks is not None:
+            chunks -= 1
         if added and on_chunk:
             on_chunk()
     reminders.finish_job(session, job_id, worker=worker, now=clock())
     session.commit()
-    log.info("job %s (reminder of event %s) queued %d message(s)", job_id, event.id, total)
+    log.info("job %s (reminder of event %s) finished", job_id, event.id)
     return Firing(job_id, "done", queued=total)
 
 

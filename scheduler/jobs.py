@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -61,18 +62,32 @@ class Runner:
         self._mail_wanted = threading.Event()
         self._mail_lock = threading.Lock()
         self._delivering = False
+        #: planned job id -> the time it was timed for, until its firing finishes.
+        self._timed: dict[int, datetime] = {}
+        self._timer_lock = threading.Lock()
+        # SQLite takes one writer at a time, and waiting writers back off in sleeps of up to 100 ms:
+        # more firing threads than two only adds lock waits there.
+        with app.app_context():
+            sqlite = db.engine.dialect.name == "sqlite"
+        fire_threads = int(config.get("SCHEDULER_FIRE_THREADS") or (2 if sqlite else 4))
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             jobstores={"default": MemoryJobStore()},
             # Fan-outs, mail and housekeeping get their own threads: a burst of due reminders
             # must not hold up the first delivery or the heartbeat.
-            executors={"default": ThreadPoolExecutor(3), "fire": ThreadPoolExecutor(6), "mail": ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(3), "fire": ThreadPoolExecutor(fire_threads),
+                       "mail": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Runner:
+        if self.mode == "standalone":
+            # The delivery thread waits on SMTP replies four times per message; each time it wants
+            # the GIL back while a fan-out thread renders. The default 5 ms hand-over interval then
+            # costs more than the sending itself. (Only in our own process, never in a web server's.)
+            sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         now = datetime.now(UTC)
         add = self.scheduler.add_job
         add(self.heartbeat, "interval", seconds=self.poll, id="heartbeat", next_run_time=now)
@@ -120,33 +135,51 @@ class Runner:
             now = utcnow()
             work = reminders.work_due(db.session, now=now, horizon=self.lookahead, lease=self.lease)
             db.session.commit()
-        wanted = set()
+        wanted = {}
         for job_id, when in work:
-            name = f"planned-{job_id}"
-            wanted.add(name)
-            current = self.scheduler.get_job(name)
-            if current is not None and current.next_run_time == when:
-                continue
-            self.scheduler.add_job(self.fire, "date", run_date=when, args=[job_id], id=name, executor="fire",
-                                   replace_existing=True, misfire_grace_time=None, coalesce=True)
+            wanted[f"planned-{job_id}"] = job_id
+            with self._timer_lock:
+                current = self._timed.get(job_id)
+                if current is not None and (current == when or current <= now):
+                    continue  # already timed, or firing right now: nothing to do
+                self._timed[job_id] = when
+            self.scheduler.add_job(self.fire, "date", run_date=when, args=[job_id], id=f"planned-{job_id}",
+                                   executor="fire", replace_existing=True, misfire_grace_time=None, coalesce=True)
         for job in self.scheduler.get_jobs():
             if job.id.startswith("planned-") and job.id not in wanted:
                 job.remove()  # moved beyond the lookahead or cancelled; firing would be a no-op anyway
+                with self._timer_lock:
+                    self._timed.pop(job.args[0], None)
 
-    def fire(self, job_id: int) -> None:
-        if self.stopping.is_set():
-            return
-        with self.app.app_context():
-            try:
-                result = dispatch.fire(db.session, job_id, worker=self.worker, lease=self.lease,
-                                       on_chunk=self.wake_delivery, stopping=self.stopping.is_set)
-            except Exception:
-                db.session.rollback()
-                log.exception("planned job %s failed; its claim expires and it is tried again", job_id)
+    def fire(self, job_id: int, after: int | None = None) -> None:
+        """Fire (or go on with) one planned job, a chunk or two at a time, then queue the rest."""
+        more = False
+        try:
+            if self.stopping.is_set():
                 return
-        if result.outcome != "busy":
-            log.info("planned job %s: %s, %d message(s)%s", job_id, result.outcome, result.queued,
-                     f" ({result.reason})" if result.reason else "")
+            with self.app.app_context():
+                options = dict(worker=self.worker, on_chunk=self.wake_delivery, stopping=self.stopping.is_set,
+                               chunks=1 if after is None else 2)
+                try:
+                    if after is None:
+                        result = dispatch.fire(db.session, job_id, lease=self.lease, **options)
+                    else:
+                        result = dispatch.resume(db.session, job_id, after=after, **options)
+                except Exception:
+                    db.session.rollback()
+                    log.exception("planned job %s failed; its claim expires and it is tried again", job_id)
+                    return
+            if result.outcome == "more":
+                # Behind every other due job in the queue: each reminder's first chunk goes out first.
+                more = True
+                self.scheduler.add_job(self.fire, args=[job_id, result.after], id=f"more-{job_id}-{result.after}",
+                                       executor="fire", replace_existing=True, misfire_grace_time=None)
+            elif result.outcome != "busy":
+                log.info("planned job %s: %s%s", job_id, result.outcome, f" ({result.reason})" if result.reason else "")
+        finally:
+            if not more:
+                with self._timer_lock:
+                    self._timed.pop(job_id, None)
 
     def wake_delivery(self) -> None:
         """Deliver now: start the delivery job at once, or tell the running one to go on."""
@@ -165,16 +198,19 @@ class Runner:
             with self.app.app_context():
                 config = self.app.config
                 batch = int(config.get("OUTBOX_BATCH_SIZE", 200))
-                while not self.stopping.is_set():
-                    self._mail_wanted.clear()
-                    report = outbox.deliver(db.session, lambda: transport_from_config(config), config,
-                                            worker=self.worker, limit=batch)
-                    if report.handled:
-                        continue
-                    with self._mail_lock:
-                        if not self._mail_wanted.is_set():
-                            self._delivering = False
-                            return
+                connection = HeldTransport(config)
+                try:
+                    while not self.stopping.is_set():
+                        self._mail_wanted.clear()
+                        report = outbox.deliver(db.session, connection, config, worker=self.worker, limit=batch)
+                        if report.handled:
+                            continue
+                        with self._mail_lock:
+                            if not self._mail_wanted.is_set():
+                                self._delivering = False
+                                return
+                finally:
+                    connection.close()
         finally:
             with self._mail_lock:
                 self._delivering = False
@@ -186,6 +222,36 @@ class Runner:
             db.session.commit()
         if expired:
             log.info("%d pending hold(s) expired", expired)
+
+
+class HeldTransport:
+    """A transport factory that keeps one connection open across batches while the outbox drains.
+
+    Closed after an error (the next batch reconnects) and when the delivery run ends, so no idle
+    connection is left for the server to time out.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.transport = None
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        if self.transport is None:
+            self.transport = transport_from_config(self.config).__enter__()
+        return self.transport
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is not None:
+            self.close()
+        return False
+
+    def close(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.__exit__(None, None, None)
 
 
 # --- process model -----------------------------------------------------------------------------

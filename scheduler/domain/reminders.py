@@ -147,6 +147,14 @@ def claim_job(session: Session, job_id: int, *, worker: str, now: datetime,
     )
 
 
+def held_job(session: Session, job_id: int, *, worker: str) -> PlannedJob | None:
+    """The job if this worker still holds its claim."""
+    return session.scalar(
+        select(PlannedJob).where(PlannedJob.id == job_id, PlannedJob.state == "running",
+                                 PlannedJob.claimed_by == worker).execution_options(populate_existing=True)
+    )
+
+
 def keep_claim(session: Session, job_id: int, *, worker: str, now: datetime, added: int = 0) -> bool:
     """Renew the claim and count messages; False when the job was taken away (moved, cancelled, lease lost)."""
     result = session.execute(

@@ -245,3 +245,31 @@ def test_sent_log_counts_messages_by_kind(create_event, now):
     fire(job, job.due_at)
     log = {(row["kind"], row["state"]): row["count"] for row in reminders.sent_log(db.session, event.id)}
     assert log[("reminder", "queued")] == 3
+
+
+def test_reminder_rendered_per_zone_equals_rendering_each_message(create_event, now, app):
+    from scheduler.mail import outbox as outbox_module
+    from scheduler.mail.reminders import attendee_links
+    from scheduler.timefmt import format_range
+
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    hostile = 'Zoë <script>alert("x")</script> & O\'Brien'
+    for i, zone in enumerate(["Asia/Tokyo", "Asia/Tokyo", "America/Los_Angeles"]):
+        reg = sign_up(event, f"p{i}@example.org", now=now, zone=zone)
+        reg.name = hostile if i == 0 else f"Person {i}"
+    db.session.commit()
+    job = jobs_of(event)[("reminder", 3600)]
+    fire(job, job.due_at)
+    rows = outbox("reminder")
+    assert len(rows) == 3
+    for row in rows:
+        reg = db.session.get(Registration, row.registration_id)
+        manage_url, unsubscribe_url = attendee_links(app.config["SECRET_KEY"], reg)
+        expected = outbox_module.message_row(
+            kind="reminder", to_addr=reg.email, dedupe_key="k", now=now, unsubscribe_url=unsubscribe_url,
+            event=event, name=reg.name, when=format_range(event.starts_at, event.ends_at, reg.timezone),
+            starts_in="1 hour", manage_url=manage_url)
+        assert (row.subject, row.body_text, row.body_html) == (expected["subject"], expected["body_text"],
+                                                               expected["body_html"])
+        assert row.unsubscribe_url == unsubscribe_url and unsubscribe_url in row.body_text
+    assert "Zoë &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; O&#39;Brien" in rows[0].body_html
