@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import Counter
 from datetime import datetime
@@ -35,6 +36,10 @@ class TimedSink(SMTPSink):
     def __init__(self):
         super().__init__()
         self.arrivals: list[float] = []
+        self.addresses: list[str] = []
+        # Re-entrant: predicates passed to wait_until() read the messages under the same lock.
+        self.lock = threading.RLock()
+        self.received = threading.Condition(self.lock)
 
     async def handle_DATA(self, server, session, envelope):
         arrived = time.time()
@@ -42,17 +47,17 @@ class TimedSink(SMTPSink):
         if reply.startswith("250"):
             with self.lock:
                 self.arrivals.append(arrived)
+                self.addresses.append(self.messages[-1]["To"].addresses[0].addr_spec)
         return reply
 
     def recipients(self, suffix: str = "") -> Counter:
+        """How many messages each address received (addresses parsed once, on arrival)."""
         with self.lock:
-            return Counter(str(m["To"].addresses[0].addr_spec) for m in self.messages
-                           if str(m["To"].addresses[0].addr_spec).endswith(suffix))
+            return Counter(a for a in self.addresses if a.endswith(suffix))
 
     def first_arrival(self, suffix: str = "") -> float | None:
         with self.lock:
-            times = [t for t, m in zip(self.arrivals, self.messages, strict=False)
-                     if str(m["To"].addresses[0].addr_spec).endswith(suffix)]
+            times = [t for t, a in zip(self.arrivals, self.addresses, strict=True) if a.endswith(suffix)]
         return min(times) if times else None
 
     def wait_until(self, predicate, timeout: float) -> bool:

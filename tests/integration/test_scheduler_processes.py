@@ -1,0 +1,258 @@
+"""Real `flask scheduler run` processes on one PostgreSQL database, counted at a real SMTP server.
+
+Two processes share a 2,000-message reminder without sending anything twice; a process killed
+with SIGKILL mid-way is replaced and nobody is left out; a scheduler that was down across a due
+time sends late only if the event has not started; and an event created through a real HTTP
+request to a web server with the scheduler off is fired on time by an already-running process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from scheduler.extensions import db
+from scheduler.models import OutboxMessage, PlannedJob, SchedulerHeartbeat, User
+from tests.conftest import free_port
+from tests.integration.reminder_setup import TimedSink, add_confirmed
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+ROOT = Path(__file__).resolve().parents[2]
+FLASK = str(Path(sys.executable).parent / "flask")
+#: Settings the environment would otherwise override in the child processes.
+CONFIG_ENV = ("DATABASE_URL", "BASE_URL", "MAIL_URL", "MAIL_FROM", "SCHEDULER_MODE", "SCHEDULER_POLL_SECONDS")
+MSGID_PID = re.compile(r"^<\d+\.(\d+)\.")
+
+
+@pytest.fixture
+def backend():
+    return "postgres"  # several processes on one database: what production runs
+
+
+@pytest.fixture
+def sink():
+    server = TimedSink().start()
+    yield server
+    server.stop()
+
+
+class Processes:
+    """Starts scheduler and web processes with one instance folder; kills what is left at the end."""
+
+    def __init__(self, instance: Path, logs: Path):
+        self.instance = instance
+        self.logs = logs
+        self.running: list[subprocess.Popen] = []
+
+    def _env(self, **extra) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENV}
+        env.update(TOWNHALL_INSTANCE=str(self.instance), FLASK_APP="app.py", PYTHONUNBUFFERED="1", **extra)
+        return env
+
+    def _start(self, args: list[str], name: str, **env) -> subprocess.Popen:
+        log = open(self.logs / f"{name}-{len(self.running)}.log", "wb")
+        process = subprocess.Popen([FLASK, *args], cwd=ROOT, env=self._env(**env), stdout=log,
+                                   stderr=subprocess.STDOUT)
+        self.running.append(process)
+        return process
+
+    def scheduler(self) -> subprocess.Popen:
+        """A standalone scheduler, returned once its first heartbeat is in the database."""
+        before = heartbeats()
+        process = self._start(["scheduler", "run"], "scheduler")
+        wait_until(lambda: heartbeats() > before or process.poll() is not None, 30)
+        assert process.poll() is None, self.log_tail()
+        return process
+
+    def web(self) -> str:
+        port = free_port()
+        process = self._start(["run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"], "web",
+                              SCHEDULER_MODE="off")
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return requests.get(url + "/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return process.poll() is not None
+        wait_until(up, 30)
+        assert process.poll() is None, self.log_tail()
+        return url
+
+    def log_tail(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("*.log")))
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+@pytest.fixture
+def processes(app, tmp_path, sink):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    settings = dict(
+        DATABASE_URL=app.config["DATABASE_URL"], MAIL_URL=sink.url, SECRET_KEY="test-secret-key",
+        BASE_URL="http://townhall.test", MAIL_FROM="Townhall <events@townhall.test>", SCHEDULER_MODE="standalone",
+        SCHEDULER_POLL_SECONDS=1.0, SCHEDULER_JOB_LEASE_SECONDS=3, OUTBOX_LEASE_SECONDS=3,
+        OUTBOX_RETRY_BASE_SECONDS=1, RATELIMIT_ENABLED=False, DOUBLE_OPT_IN_DEFAULT=False,
+    )
+    (instance / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items()))
+    runner = Processes(instance, tmp_path)
+    yield runner
+    runner.stop_all()
+
+
+def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def heartbeats() -> int:
+    count = db.session.scalar(select(func.count()).select_from(SchedulerHeartbeat))
+    db.session.commit()  # never leave a transaction open while other processes work
+    return count
+
+
+def job_of(event_id: int) -> PlannedJob:
+    db.session.expire_all()
+    job = db.session.scalar(select(PlannedJob).where(PlannedJob.event_id == event_id, PlannedJob.kind == "reminder"))
+    db.session.commit()
+    return job
+
+
+def reminder_event(create_event, *, due_in: float, starts_after_due: float = 60, offset: int | None = None):
+    """A published event whose only job is a reminder due in `due_in` seconds."""
+    now = datetime.now(UTC)
+    offset = offset if offset is not None else int(starts_after_due)
+    return create_event(starts_at=now + timedelta(seconds=due_in + offset), ends_at=now + timedelta(hours=2),
+                        reminder_offsets=[offset], briefing_enabled=False, nudge_enabled=False,
+                        thanks_enabled=False)
+
+
+def sender_pids(sink: TimedSink, suffix: str) -> Counter:
+    with sink.lock:
+        return Counter(int(MSGID_PID.match(m["Message-ID"]).group(1)) for m in sink.messages
+                       if m["To"].addresses[0].addr_spec.endswith(suffix))
+
+
+def test_two_scheduler_processes_share_a_reminder_and_send_each_once(app, create_event, processes, sink):
+    first, second = processes.scheduler(), processes.scheduler()
+    event = reminder_event(create_event, due_in=3)
+    emails = add_confirmed(db.session, event.id, 2000, now=datetime.now(UTC))
+    suffix = f"@e{event.id}.example.org"
+    assert sink.wait_until(lambda: len(sink.messages) >= 2000, 90), processes.log_tail()
+    time.sleep(1.5)  # a message sent twice would arrive now
+    assert sink.recipients(suffix) == {email: 1 for email in emails}
+    by_process = sender_pids(sink, suffix)
+    print(f"\nmessages sent per process: {dict(by_process)}")
+    assert set(by_process) == {first.pid, second.pid}
+    assert job_of(event.id).state == "done"
+
+
+def test_scheduler_killed_mid_fan_out_is_replaced_and_nobody_is_left_out(app, create_event, processes, sink):
+    victim = processes.scheduler()
+    event = reminder_event(create_event, due_in=3)
+    emails = add_confirmed(db.session, event.id, 2000, now=datetime.now(UTC))
+    suffix = f"@e{event.id}.example.org"
+    # Killed as soon as mail starts arriving: the fan-out is usually still queuing then.
+    assert sink.wait_until(lambda: len(sink.messages) >= 5, 60), processes.log_tail()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    time.sleep(0.2)  # let the last bytes in flight reach the sink
+    received_at_kill = len(sink.messages)
+    job = job_of(event.id)
+    in_flight = db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.event_id == event.id, OutboxMessage.state == "sending"))
+    unmarked_but_received = len({r.to_addr for r in db.session.scalars(select(OutboxMessage).where(
+        OutboxMessage.event_id == event.id, OutboxMessage.state == "sending"))} & set(sink.recipients(suffix)))
+    db.session.commit()
+    processes.scheduler()
+    assert sink.wait_until(lambda: len(set(sink.addresses)) >= 2000, 90), processes.log_tail()
+    time.sleep(1.5)
+    counts = sink.recipients(suffix)
+    duplicates = sum(counts.values()) - len(counts)
+    print(f"\nkilled with {received_at_kill} received, job {job.state} with {job.messages_queued} of 2000 queued, "
+          f"{in_flight} claimed and unmarked ({unmarked_but_received} of them already received); "
+          f"after restart: {duplicates} duplicate(s)")
+    assert set(counts) == set(emails)
+    assert duplicates <= in_flight
+    assert duplicates == unmarked_but_received
+    assert job_of(event.id).state == "done"
+
+
+def test_scheduler_down_across_due_time_sends_late_only_before_the_start(app, create_event, processes, sink):
+    process = processes.scheduler()
+    upcoming = reminder_event(create_event, due_in=5, offset=55)
+    started = reminder_event(create_event, due_in=4, offset=3)  # starts 7 s from now
+    upcoming_emails = add_confirmed(db.session, upcoming.id, 100, now=datetime.now(UTC))
+    add_confirmed(db.session, started.id, 50, now=datetime.now(UTC))
+    time.sleep(1.5)  # both are timed in the running process now
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert heartbeats() == 0  # a clean stop removes its heartbeat
+    wait_until(lambda: datetime.now(UTC) > started.starts_at + timedelta(seconds=0.5), 15)
+    assert (job_of(upcoming.id).state, job_of(started.id).state) == ("planned", "planned")
+    assert sink.messages == []
+    processes.scheduler()
+    assert sink.wait_until(lambda: len(sink.messages) >= 100, 30), processes.log_tail()
+    time.sleep(1.0)
+    assert sink.recipients() == {email: 1 for email in upcoming_emails}
+    late = job_of(started.id)
+    assert late.state == "skipped"
+    assert late.reason.startswith("not sent: the event had already started when the job ran")
+    assert job_of(upcoming.id).state == "done"
+
+
+def test_event_created_over_http_is_fired_on_time_by_a_running_scheduler(app, processes, sink):
+    processes.scheduler()
+    base = processes.web()
+    user = User(email="organiser@townhall.test", name="Organiser")
+    user.set_password("correct horse battery")
+    db.session.add(user)
+    db.session.commit()
+    browser = requests.Session()
+    token = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+    page = browser.get(base + "/admin/login").text
+    browser.post(base + "/admin/login", data={"email": user.email, "password": "correct horse battery",
+                                              "csrf_token": token.search(page).group(1)})
+    start = (datetime.now(UTC) + timedelta(seconds=70)).replace(microsecond=0)
+    page = browser.get(base + "/admin/events/new").text
+    response = browser.post(base + "/admin/events/new", allow_redirects=False, data={
+        "csrf_token": token.search(page).group(1), "title": "Created over HTTP", "kind": "talk", "timezone": "UTC",
+        "starts_at": f"{start:%Y-%m-%dT%H:%M:%S}", "ends_at": f"{start + timedelta(hours=1):%Y-%m-%dT%H:%M:%S}",
+        "join_url": "https://meet.example.org/http", "reminders": "1m", "briefing_offset": "3d",
+        "nudge_offset": "15m", "thanks_offset": "1h"})
+    assert response.status_code == 302, response.text[:2000]
+    event_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    page = browser.get(f"{base}/admin/events/{event_id}").text
+    response = browser.post(f"{base}/admin/events/{event_id}/publish", allow_redirects=False,
+                            data={"csrf_token": token.search(page).group(1)})
+    assert response.status_code == 302
+    emails = add_confirmed(db.session, event_id, 50, now=datetime.now(UTC))
+    due = job_of(event_id).due_at.timestamp()
+    assert due == (start - timedelta(minutes=1)).timestamp()
+    assert due - time.time() > 3, "setup took too long for the test to mean anything"
+    assert sink.wait_until(lambda: len(sink.messages) >= 50, due - time.time() + 30), processes.log_tail()
+    time.sleep(0.5)
+    lateness = sink.first_arrival() - due
+    print(f"\nevent created over HTTP: first reminder handed to SMTP {1000 * lateness:.0f} ms after its due time")
+    assert 0 <= lateness <= 1.0
+    assert sink.recipients() == {email: 1 for email in emails}
