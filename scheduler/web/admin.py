@@ -137,6 +137,7 @@ def event_detail(event_id: int):
         "admin/event_detail.html", event=event, counts=event_rules.counts(db.session, [event.id])[event.id],
         jobs=jobs, speaker_form=SpeakerForm(), action_form=ConfirmForm(),
         speakers=db.session.scalars(select(Speaker).order_by(Speaker.name)).all(),
+        sent_log=reminders.sent_log(db.session, event.id),
         **_event_pictures(event, jobs, now=utcnow()),
     )
 
