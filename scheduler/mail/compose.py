@@ -9,6 +9,7 @@ from email.message import EmailMessage, Message
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 from flask import current_app, render_template
@@ -64,10 +65,21 @@ def build_message(row, config, *, now) -> Message:
         message = MIMEMultipart("mixed", _subparts=[alternative, attachment])
     else:
         message = alternative
+    message.policy = _POLICY
     del message["MIME-Version"]
-    message["From"] = formataddr((from_name, from_addr), charset="utf-8")
-    message["To"] = formataddr((one_line(row.to_name or "")[:100], to_addr), charset="utf-8")
-    message["Subject"] = _header(one_line(row.subject))
+    _add_headers(message, row, now=now, from_addr=from_addr,
+                 sender_value=formataddr((from_name, from_addr), charset="utf-8"),
+                 to_value=formataddr((one_line(row.to_name or "")[:100], to_addr), charset="utf-8"),
+                 subject=_header(one_line(row.subject)))
+    message["MIME-Version"] = "1.0"
+    return message
+
+
+def _add_headers(message, row, *, now, from_addr: str, sender_value, to_value, subject) -> None:
+    """From, To, Subject, Date, Message-ID, Auto-Submitted and the RFC 8058 unsubscribe pair."""
+    message["From"] = sender_value
+    message["To"] = to_value
+    message["Subject"] = subject
     message["Date"] = format_datetime(now)
     domain = from_addr.rpartition("@")[2] or "townhall.local"
     message["Message-ID"] = row.message_id or make_msgid(idstring=f"outbox{row.id}", domain=domain)
@@ -75,10 +87,10 @@ def build_message(row, config, *, now) -> Message:
     if row.unsubscribe_url:
         message["List-Unsubscribe"] = f"<{row.unsubscribe_url}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["MIME-Version"] = "1.0"
-    return message
 
 
+#: Header lines up to RFC 5322's 998 characters: a long List-Unsubscribe URL stays on its line.
+_POLICY = compat32.clone(max_line_length=998)
 _QP_UTF8 = Charset("utf-8")
 _QP_UTF8.body_encoding = QP  # readable in raw form, and no line is ever too long
 _BASE64_UTF8 = Charset("utf-8")
@@ -113,16 +125,8 @@ def _unicode_message(row, config, *, now) -> EmailMessage:
     """EmailMessage with SMTPUTF8 headers, for the rare address with a non-ASCII local part."""
     message = EmailMessage()
     from_name, from_addr = sender(config)
-    message["From"] = formataddr((from_name, from_addr))
-    message["To"] = _address(row.to_name, row.to_addr)
-    message["Subject"] = one_line(row.subject)
-    message["Date"] = format_datetime(now)
-    domain = from_addr.rpartition("@")[2] or "townhall.local"
-    message["Message-ID"] = row.message_id or make_msgid(idstring=f"outbox{row.id}", domain=domain)
-    message["Auto-Submitted"] = "auto-generated"
-    if row.unsubscribe_url:
-        message["List-Unsubscribe"] = f"<{row.unsubscribe_url}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    _add_headers(message, row, now=now, from_addr=from_addr, sender_value=formataddr((from_name, from_addr)),
+                 to_value=_address(row.to_name, row.to_addr), subject=one_line(row.subject))
     message.set_content(row.body_text)
     message.add_alternative(row.body_html, subtype="html")
     if row.ics:

@@ -273,3 +273,27 @@ def test_reminder_rendered_per_zone_equals_rendering_each_message(create_event, 
                                                                expected["body_html"])
         assert row.unsubscribe_url == unsubscribe_url and unsubscribe_url in row.body_text
     assert "Zoë &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; O&#39;Brien" in rows[0].body_html
+
+
+def test_reminder_message_parses_back_with_both_parts_and_unicode_addresses(create_event, now, app):
+    from email import message_from_bytes, policy
+    from email.message import EmailMessage
+
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    for email in ("zoë.ada@example.org", "ada@exämple.org"):
+        reg = sign_up(event, email, now=now)
+        reg.name = "Zoë O'Brien"
+    db.session.commit()
+    job = jobs_of(event)[("reminder", 3600)]
+    fire(job, job.due_at)
+    rows = {row.to_addr: row for row in outbox("reminder")}
+    row = rows["ada@exämple.org"]  # the fast path: IDNA domain, encoded display name
+    message = message_from_bytes(build_message(row, app.config, now=now).as_bytes(), policy=policy.default)
+    assert (message["To"].addresses[0].display_name, message["To"].addresses[0].domain) == (
+        "Zoë O'Brien", "xn--exmple-cua.org")
+    assert message.get_body(("plain",)).get_content() == row.body_text
+    assert message.get_body(("html",)).get_content() == row.body_html
+    assert message["List-Unsubscribe"] == f"<{row.unsubscribe_url}>"
+    unicode_local = build_message(rows["zoë.ada@example.org"], app.config, now=now)  # needs SMTPUTF8
+    assert isinstance(unicode_local, EmailMessage)
+    assert unicode_local["To"].addresses[0].username == "zoë.ada"
