@@ -76,7 +76,7 @@ class Runner:
             # Fan-outs, mail and housekeeping get their own threads: a burst of due reminders
             # must not hold up the first delivery or the heartbeat.
             executors={"default": ThreadPoolExecutor(3), "fire": ThreadPoolExecutor(fire_threads),
-                       "mail": ThreadPoolExecutor(1)},
+                       "mail": ThreadPoolExecutor(2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
@@ -92,7 +92,8 @@ class Runner:
         add = self.scheduler.add_job
         add(self.heartbeat, "interval", seconds=self.poll, id="heartbeat", next_run_time=now)
         add(self.load, "interval", seconds=self.poll, id="load", next_run_time=now)
-        add(self.deliver, "interval", seconds=self.mail_poll, id="deliver", executor="mail", next_run_time=now)
+        add(self.deliver, "interval", seconds=self.mail_poll, id="deliver", executor="mail", next_run_time=now,
+            max_instances=2)  # a tick during a long delivery returns at once instead of being refused
         add(self.expire_holds, "interval", seconds=float(self.app.config.get("HOLD_SWEEP_SECONDS", 30)),
             id="expire-holds", next_run_time=now + timedelta(seconds=1))
         self.scheduler.start()
@@ -193,6 +194,8 @@ class Runner:
 
     def deliver(self) -> None:
         with self._mail_lock:
+            if self._delivering:
+                return  # the running delivery sees the new rows; this interval tick has nothing to add
             self._delivering = True
         try:
             with self.app.app_context():
@@ -318,6 +321,7 @@ def run_command():
     from flask import current_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
     app = current_app._get_current_object()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
