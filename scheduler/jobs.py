@@ -9,6 +9,7 @@ once. Delivery runs on its own thread, woken at once by a fan-out and on an inte
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -301,12 +303,35 @@ def init_app(app: Flask) -> None:
     if serving:
         start(app, mode="embedded")
     elif serving is None:
-        # A WSGI server (gunicorn, waitress): start in the worker that serves, at its first request,
-        # so a --preload master never owns the threads.
+        # A WSGI server (gunicorn, waitress): start in a worker that serves, at a request, so a
+        # --preload master never owns the threads; of `gunicorn -w N` workers only the one holding
+        # the instance folder's lock runs it, and another takes over if that worker dies.
+        next_try = [0.0]
+
         @app.before_request
         def start_embedded_scheduler():
-            if id(app) not in _started:
+            if id(app) in _started or time.monotonic() < next_try[0]:
+                return
+            next_try[0] = time.monotonic() + EMBEDDED_LOCK_RETRY
+            if hold_embedded_lock(app.instance_path):
                 start(app, mode="embedded")
+
+
+#: How often a worker without the embedded scheduler checks whether its holder has gone.
+EMBEDDED_LOCK_RETRY = 5.0
+_lock_files: list[int] = []
+
+
+def hold_embedded_lock(instance_path: str) -> bool:
+    """Take instance/scheduler.lock for the life of this process; False if another process has it."""
+    fd = os.open(os.path.join(instance_path, "scheduler.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _lock_files.append(fd)  # never closed: the kernel releases it when the process ends
+    return True
 
 
 @click.group("scheduler")

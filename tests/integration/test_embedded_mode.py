@@ -1,0 +1,61 @@
+"""The embedded scheduler under `gunicorn -w 3`: one scheduler for the instance, and a successor if it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+
+import pytest
+import sqlalchemy as sa
+
+from bench.server import gunicorn, write_instance
+
+pytestmark = pytest.mark.slow
+
+
+def hit(base: str, times: int) -> None:
+    for _ in range(times):
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as response:
+            response.read()
+
+
+def test_gunicorn_workers_run_one_embedded_scheduler_and_replace_it(tmp_path):
+    database = tmp_path / "townhall.db"
+    db_url = f"sqlite:///{database}"
+    instance = write_instance(tmp_path / "instance", SECRET_KEY="embedded-test", DATABASE_URL=db_url,
+                              SCHEDULER_MODE="embedded", SCHEDULER_POLL_SECONDS=0.5,
+                              OUTBOX_DIR=str(tmp_path / "outbox"))
+    from scheduler import create_app
+    from scheduler.extensions import db
+
+    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "x", "TESTING": True})
+    with app.app_context():
+        db.create_all()
+        db.engine.dispose()
+    with gunicorn(instance, workers=3) as base:
+        hit(base, 60)  # every worker serves some of these
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _pids(db_url):
+            time.sleep(0.2)
+        first = _pids(db_url)
+        assert len(first) == 1, first
+        holder = first.pop()
+        os.kill(holder, signal.SIGKILL)  # gunicorn forks a replacement worker
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            hit(base, 10)
+            if _pids(db_url) - {holder}:
+                break
+            time.sleep(0.5)
+        assert len(_pids(db_url) - {holder}) == 1
+
+
+def _pids(db_url: str) -> set[int]:
+    """Processes whose heartbeat row exists (a killed one keeps its row; callers subtract it)."""
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM scheduler_heartbeats")).scalars().all()
+    engine.dispose()
+    return {int(i.split(":")[1]) for i in ids}
