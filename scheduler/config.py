@@ -25,6 +25,14 @@ ENV_VARS: dict[str, type] = {
     "ORGANIZER_NAME": str,
     "UPDATE_BATCH_SECONDS": float,
     "FEED_CHECK_SECONDS": float,
+    "MAIL_TIMEOUT": float,
+    "OUTBOX_LEASE_SECONDS": float,
+    "OUTBOX_POLL_SECONDS": float,
+    "OUTBOX_RETRY_BASE_SECONDS": float,
+    "SCHEDULER_JOB_LEASE_SECONDS": float,
+    "SCHEDULER_FIRE_THREADS": int,
+    "SCHEDULER_HEARTBEAT_MARGIN": float,
+    "HOLD_SWEEP_SECONDS": float,
 }
 
 SCHEDULER_MODES = ("embedded", "off", "standalone")
@@ -46,6 +54,17 @@ class Defaults:
     SCHEDULER_LOOKAHEAD_SECONDS = 60.0
     OUTBOX_BATCH_SIZE = 200
     OUTBOX_MAX_ATTEMPTS = 8
+    #: First retry after a transient SMTP failure; doubles each time, capped at an hour.
+    OUTBOX_RETRY_BASE_SECONDS = 30.0
+    #: A claimed message not marked within this is taken as lost with its sender and sent again.
+    OUTBOX_LEASE_SECONDS = 300.0
+    OUTBOX_POLL_SECONDS = 1.0
+    MAIL_TIMEOUT = 30.0
+    #: A claimed job whose fan-out has not progressed within this is resumed by another process.
+    SCHEDULER_JOB_LEASE_SECONDS = 60.0
+    SCHEDULER_FIRE_THREADS = 0  # 0: 2 on SQLite, 4 on PostgreSQL
+    SCHEDULER_HEARTBEAT_MARGIN = 5.0
+    HOLD_SWEEP_SECONDS = 30.0
     #: An event update waits this long in the outbox; edits meanwhile fold into the same message.
     UPDATE_BATCH_SECONDS = 120.0
     #: A calendar feed's data is re-checked at most this often per process (local writes: at once).
