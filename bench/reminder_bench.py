@@ -24,14 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from sqlalchemy import func, insert, select  # noqa: E402
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from bench.server import fresh_database  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ZONES = ("Europe/Berlin", "America/Los_Angeles", "Asia/Tokyo", "America/New_York")
@@ -57,23 +57,6 @@ def start_smtp_sink() -> tuple[subprocess.Popen, int]:
     raise SystemExit("the aiosmtpd sink did not start")
 
 
-def database(kind: str, tmp: Path):
-    """A fresh database URL and a function dropping it."""
-    if kind == "sqlite":
-        return "sqlite:///" + str(tmp / "bench.db"), lambda: None
-    import sqlalchemy as sa
-
-    name = f"townhall_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
 
 
 def make_event(session, *, now, start, count: int, offset: int, n: int):
@@ -131,14 +114,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="townhall-reminder-bench-"))
     os.environ["TOWNHALL_INSTANCE"] = str(tmp)
     smtp, port = start_smtp_sink()
-    url, drop = database(args.db, tmp)
     try:
-        throughput(url, port, args)
-        punctuality(url, port, args)
+        with fresh_database(args.db, tmp, prefix="townhall_bench") as url:
+            throughput(url, port, args)
+            punctuality(url, port, args)
     finally:
         smtp.terminate()
         smtp.wait()
-        drop()
 
 
 def build_app(url: str, port: int):

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,30 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Environment variables that would override the instance config: the server must not inherit them.
 CONFIG_ENV = ("DATABASE_URL", "BASE_URL", "MAIL_URL", "MAIL_FROM", "SCHEDULER_MODE", "RATELIMIT_STORAGE_URI",
               "SIGNUP_RATE_LIMIT", "DOUBLE_OPT_IN_DEFAULT", "HOLD_EXPIRY_HOURS")
+
+
+PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def fresh_database(kind: str, directory: Path, *, prefix: str = "townhall", admin_url: str = PG_ADMIN):
+    """Yield the URL of a new empty database: a SQLite file in `directory`, or a PostgreSQL
+    database created on the server behind `admin_url` and dropped afterwards."""
+    if kind == "sqlite":
+        yield "sqlite:///" + str(Path(directory) / f"{prefix}.db")
+        return
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import gunicorn, seed_event, write_instance  # noqa: E402
+from bench.server import fresh_database, gunicorn, seed_event, write_instance  # noqa: E402
 
 TOKEN_RE = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
 COOKIE_RE = re.compile(rb"Set-Cookie: (session=[^;]+)", re.IGNORECASE)
@@ -88,22 +88,6 @@ def summary(name: str, latencies: list[float], statuses: dict, elapsed: float) -
     return {"rps": rps, "p99": p99, "statuses": statuses}
 
 
-def setup_database(kind: str, tmp: Path) -> tuple[str, callable]:
-    if kind == "sqlite":
-        return "sqlite:///" + str(tmp / "bench.db"), lambda: None
-    import sqlalchemy as sa
-
-    name = f"townhall_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
 
 
 def count_confirmed(settings: dict, event_id: int) -> int:
@@ -132,10 +116,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="townhall-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        url, drop = setup_database(args.db, tmp)
-        settings = {"SECRET_KEY": "bench-secret", "DATABASE_URL": url, "SCHEDULER_MODE": "off",
-                    "BASE_URL": "http://127.0.0.1", "OUTBOX_DIR": str(tmp / "outbox"), "RATELIMIT_ENABLED": False}
-        try:
+        with fresh_database(args.db, tmp, prefix="townhall_bench") as url:
+            settings = {"SECRET_KEY": "bench-secret", "DATABASE_URL": url, "SCHEDULER_MODE": "off",
+                        "BASE_URL": "http://127.0.0.1", "OUTBOX_DIR": str(tmp / "outbox"), "RATELIMIT_ENABLED": False}
             slug, event_id = seed_event(settings, title="Benchmark talk", capacity=1_000_000, double_opt_in=False,
                                         starts_at=datetime.now(UTC) + timedelta(days=30),
                                         join_url="https://meet.example.org/bench")
@@ -165,8 +148,6 @@ def main() -> int:
                 signup = summary("signup", *asyncio.run(drive(base, signup_request, connections=args.connections,
                                                               seconds=args.seconds, prepare=prepare)))
             stored = count_confirmed(settings, event_id)
-        finally:
-            drop()
     ratio = signup["rps"] / hello["rps"]
     ok = set(signup["statuses"]) == {200} and stored == sum(signup["statuses"].values())
     print(f"signup/hello = {ratio:.2f} (target >= 0.25); signup p99 {signup['p99']:.1f} ms (target <= 100 ms); "

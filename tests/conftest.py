@@ -6,13 +6,13 @@ import os
 import re
 import socket
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
 from sqlalchemy import text
 
+from bench.server import fresh_database
 from scheduler import create_app
 from scheduler.extensions import db
 
@@ -43,16 +43,8 @@ def postgres_url():
     """A fresh PostgreSQL database for this test session, dropped at the end."""
     if not postgres_available():
         require("REQUIRE_POSTGRES", f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
-    import sqlalchemy as sa
-
-    name = f"townhall_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database("postgres", ".", prefix="townhall_test", admin_url=PG_ADMIN_URL) as url:
+        yield url
 
 
 def base_config(tmp_path, **overrides) -> dict:

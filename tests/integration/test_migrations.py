@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
+from bench.server import fresh_database
 from scheduler import create_app
 from scheduler.extensions import db
 from tests.conftest import PG_ADMIN_URL, base_config, postgres_available, require
@@ -17,19 +16,10 @@ from tests.conftest import PG_ADMIN_URL, base_config, postgres_available, requir
 
 @pytest.fixture
 def empty_database_url(backend, tmp_path):
-    if backend == "sqlite":
-        yield "sqlite:///" + str(tmp_path / "migrate.db")
-        return
-    if not postgres_available():
+    if backend == "postgres" and not postgres_available():
         require("REQUIRE_POSTGRES", "PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"townhall_migrate_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(backend, tmp_path, prefix="townhall_migrate", admin_url=PG_ADMIN_URL) as url:
+        yield url
 
 
 def test_upgrade_matches_models_and_downgrade_empties(empty_database_url, tmp_path):

@@ -6,18 +6,15 @@ database; every client fetches the form (and its CSRF token) like a browser, the
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import sqlalchemy as sa
 from sqlalchemy import select
 
-from bench.server import gunicorn, seed_event, write_instance
+from bench.server import fresh_database, gunicorn, seed_event, write_instance
 from scheduler import create_app
 from scheduler.extensions import db
 from scheduler.models import Event, OutboxMessage, Registration
@@ -32,19 +29,10 @@ SIGNUPS, CAPACITY, CANCELLATIONS = 200, 100, 30
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request, tmp_path):
     """A fresh database: a new SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield "sqlite:///" + str(tmp_path / "concurrency.db")
-        return
-    if not postgres_available():
+    if request.param == "postgres" and not postgres_available():
         require("REQUIRE_POSTGRES", "PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"townhall_conc_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(request.param, tmp_path, prefix="townhall_conc", admin_url=PG_ADMIN_URL) as url:
+        yield url
 
 
 def _settings(database_url: str, tmp_path) -> dict:
