@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from email.charset import BASE64, QP, Charset
+from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -75,6 +78,27 @@ def build_message(row, config, *, now) -> Message:
     return message
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready for the wire: its envelope and bytes, flattened while the previous one is sent."""
+
+    message: Message
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    #: None for an SMTPUTF8 message: smtplib's send_message flattens it with the right options.
+    data: bytes | None = None
+
+
+def prepare(row, config, *, now) -> Prepared:
+    """build_message, then flattened to CRLF bytes exactly as smtplib.send_message would."""
+    message = build_message(row, config, now=now)
+    if isinstance(message, EmailMessage):
+        return Prepared(message)
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, mangle_from_=False, policy=_WIRE_POLICY).flatten(message)
+    return Prepared(message, sender(config)[1], (_ascii_address(row.to_addr),), buffer.getvalue())
+
+
 def _add_headers(message, row, *, now, from_addr: str, sender_value, to_value, subject) -> None:
     """From, To, Subject, Date, Message-ID, Auto-Submitted and the RFC 8058 unsubscribe pair."""
     message["From"] = sender_value
@@ -91,6 +115,7 @@ def _add_headers(message, row, *, now, from_addr: str, sender_value, to_value, s
 
 #: Header lines up to RFC 5322's 998 characters: a long List-Unsubscribe URL stays on its line.
 _POLICY = compat32.clone(max_line_length=998)
+_WIRE_POLICY = _POLICY.clone(linesep="\r\n")
 _QP_UTF8 = Charset("utf-8")
 _QP_UTF8.body_encoding = QP  # readable in raw form, and no line is ever too long
 _BASE64_UTF8 = Charset("utf-8")

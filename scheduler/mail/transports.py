@@ -8,7 +8,6 @@ import ssl
 import tempfile
 import time
 import uuid
-from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -37,11 +36,13 @@ class FileTransport:
     def __exit__(self, *exc):
         return False
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message) -> None:
+        """Write one message (an email Message, or a compose.Prepared) as an .eml file."""
+        data = getattr(message, "data", None) or getattr(message, "message", message).as_bytes()
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}.eml"  # sorts by arrival
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            fh.write(message.as_bytes())
+            fh.write(data)
         os.replace(tmp, os.path.join(self.directory, name))
 
 
@@ -100,10 +101,14 @@ class SMTPTransport:
             self.connection = None
         return False
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message) -> None:
+        """Send one message: an email Message, or a compose.Prepared (envelope and bytes ready)."""
         assert self.connection is not None, "use SMTPTransport as a context manager"
         try:
-            refused = self.connection.send_message(message)
+            if getattr(message, "data", None) is not None:
+                refused = self.connection.sendmail(message.sender, list(message.recipients), message.data)
+            else:
+                refused = self.connection.send_message(getattr(message, "message", message))
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             raise (PermanentError if code >= 500 else TransientError)(f"{code} {_text(reply)}") from exc
