@@ -88,22 +88,14 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .mail import notify  # noqa: F401  (connects the signup mail receivers)
-    from .web import admin, admin_registrations, errors, public, signup  # noqa: F401  (admin routes)
+    # Signal receivers connect when their module is imported: the mail each domain change queues.
+    from .mail import calendar_notices, notify  # noqa: F401
 
-    app.register_blueprint(public.bp)
-    app.register_blueprint(signup.bp)
-    from .mail import calendar_notices  # noqa: F401  (connects the event update / cancel receivers)
-    from .web import feeds
+    # admin_registrations and admin_tokens add their routes to admin.bp: import them before registering it.
+    from .web import admin, admin_registrations, admin_tokens, api, errors, feeds, health, public, signup  # noqa: F401
 
-    app.register_blueprint(feeds.bp)
-    from .web import admin_tokens, api  # noqa: F401  (admin_tokens adds routes to admin.bp: import first)
-
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(api.bp)
-    from .web import health
-
-    app.register_blueprint(health.bp)
+    for blueprint in (public.bp, signup.bp, feeds.bp, admin.bp, api.bp, health.bp):
+        app.register_blueprint(blueprint)
     errors.init_app(app)
 
 
