@@ -70,7 +70,7 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return db.session.get(models.User, int(user_id)) if user_id.isdigit() else None
+        return db.session.get(models.User, int(user_id)) if user_id.isascii() and user_id.isdigit() else None
 
     @app.before_request
     def mark_reads():

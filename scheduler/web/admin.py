@@ -106,6 +106,7 @@ def event_edit(event_id: int):
     elif form.validate_on_submit():
         try:
             changed = event_rules.update_event(db.session, event, now=utcnow(), tags=form.tag_names(),
+                                               hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]),
                                                **form.domain_fields())
             db.session.commit()
         except DomainError as exc:
@@ -192,7 +193,7 @@ def speaker_add(event_id: int):
     event = get_event(event_id)
     existing_id = request.form.get("speaker_id", "")
     now = utcnow()
-    if existing_id.isdigit():
+    if existing_id.isascii() and existing_id.isdigit():
         speaker = db.session.get(Speaker, int(existing_id))
         form = ConfirmForm()
         role = request.form.get("role", "speaker")
