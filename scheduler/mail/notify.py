@@ -86,7 +86,7 @@ def on_promoted(registration: Registration, *, session, now: datetime, **_):
 @signals.registration_waitlisted.connect
 def on_waitlisted(registration: Registration, *, session, now: datetime, position: int | None = None, **_):
     unverified = registration.email_verified_at is None
-    _queue(session, registration, kind="waitlisted", key=f"{registration.id}:{registration.waitlist_seq}",
+    _queue(session, registration, kind="waitlisted", key=f"{registration.id}:{registration.waitlist_seq}:{_stamp(registration.updated_at)}",
            now=now, position=position, confirm_url=confirm_url(registration) if unverified else None)
 
 
