@@ -138,7 +138,7 @@ def create_event(session: Session, *, now: datetime, tags: list[str] | None = No
 
 
 def update_event(session: Session, event: Event, *, now: datetime, tags: list[str] | None = None,
-                 **fields) -> set[str]:
+                 hold_hours: float = 24.0, **fields) -> set[str]:
     """Apply edits; bump SEQUENCE and tell people when the time, place or link changed.
 
     Returns the names of the fields that really changed.
@@ -173,7 +173,7 @@ def update_event(session: Session, event: Event, *, now: datetime, tags: list[st
             reminders.plan_event_jobs(session, event, now=now)
         if "capacity" in changed:
             from .signups import fill_free_seats  # signups imports events: import here
-            fill_free_seats(session, event, now=now)
+            fill_free_seats(session, event, now=now, hold_hours=hold_hours)
         signals.event_changed.send(event, session=session, now=now, changed=changed, previous=previous)
     return changed
 

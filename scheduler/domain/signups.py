@@ -176,7 +176,7 @@ def confirm_email(session: Session, registration: Registration, *, now: datetime
 
 
 def cancel_registration(session: Session, registration: Registration, *, now: datetime,
-                        by_organiser: bool = False) -> list[Registration]:
+                        by_organiser: bool = False, hold_hours: float = 24.0) -> list[Registration]:
     """Cancel one registration; a freed seat goes to the head of the waitlist at once.
 
     Returns the registrations promoted as a result. Cancelling twice is harmless.
@@ -194,7 +194,7 @@ def cancel_registration(session: Session, registration: Registration, *, now: da
     registration.ics_sequence = max(registration.ics_sequence, event.sequence) + 1
     session.flush()
     signals.registration_cancelled.send(registration, session=session, now=now, by_organiser=by_organiser)
-    return fill_free_seats(session, event, now=now) if held_seat else []
+    return fill_free_seats(session, event, now=now, hold_hours=hold_hours) if held_seat else []
 
 
 def fill_free_seats(session: Session, event: Event, *, now: datetime, hold_hours: float = 24.0) -> list[Registration]:

@@ -115,8 +115,10 @@ def registration_promote(registration_id: int):
 
 @bp.post("/registrations/<int:registration_id>/remove")
 def registration_remove(registration_id: int):
+    hold = float(current_app.config["HOLD_EXPIRY_HOURS"])
     return _registration_action(
-        registration_id, lambda r: signups.cancel_registration(db.session, r, now=utcnow(), by_organiser=True),
+        registration_id, lambda r: signups.cancel_registration(db.session, r, now=utcnow(), by_organiser=True,
+                                                               hold_hours=hold),
         "{name} is removed and told by email; a freed seat went to the waitlist.")
 
 

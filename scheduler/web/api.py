@@ -381,6 +381,7 @@ def event_update(slug: str):
     data = parse_body(s.EventUpdate)
     tags = data.tags if "tags" in data.model_fields_set else None
     event_rules.update_event(db.session, found, now=utcnow(), tags=tags,
+                             hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]),
                              **_event_fields(data, data.model_fields_set))
     return _committed(found)
 

@@ -141,7 +141,7 @@ def confirm(token: str):
 @bp.post("/r/<token>/cancel")
 def cancel(token: str):
     def do(reg, now):
-        signups.cancel_registration(db.session, reg, now=now)
+        signups.cancel_registration(db.session, reg, now=now, hold_hours=_hold_hours())
         return "Your registration is cancelled. Thanks for letting us know."
 
     return _change(token, do)

@@ -178,3 +178,24 @@ def test_find_by_token_and_revoked_feed(app, create_event, now):
     old = feed_token(SECRET, result.registration)
     new = signups.revoke_feed(db.session, result.registration, secret=SECRET)
     assert new != old and result.registration.feed_token_hash == token_hash(new)
+
+
+def test_waitlisted_again_after_cancelling_gets_its_waitlist_mail_again(create_event, now):
+    event = create_event(capacity=1)
+    join(event, "a@example.org", now)
+    b = join(event, "b@example.org", now).registration
+    signups.cancel_registration(db.session, b, now=now)
+    db.session.commit()
+    assert join(event, "b@example.org", now + timedelta(minutes=5)).outcome == "waitlisted"
+    assert [k for k in kinds() if k[1] == "b@example.org"] == [
+        ("waitlisted", "b@example.org"), ("cancelled", "b@example.org"), ("waitlisted", "b@example.org")]
+
+
+def test_cancel_and_capacity_edit_hold_promoted_seats_for_the_given_hours(create_event, now):
+    event = create_event(capacity=1, double_opt_in=True)
+    a, b, c = (join(event, f"{x}@example.org", now).registration for x in "abc")
+    signups.cancel_registration(db.session, a, now=now, hold_hours=2)
+    update_event(db.session, event, now=now, capacity=2, hold_hours=3)
+    db.session.commit()
+    assert (b.state, b.hold_expires_at) == ("pending", now + timedelta(hours=2))
+    assert (c.state, c.hold_expires_at) == ("pending", now + timedelta(hours=3))

@@ -139,3 +139,16 @@ def test_confirm_after_hold_expired_takes_free_seat(app, client, create_event, n
     assert "<strong>Expired</strong>" in client.get(f"/r/{token}").get_data(as_text=True)
     _post(client, token, "confirm")
     assert registration("ada@example.org").state == "confirmed"
+
+
+def test_manage_cancel_passes_the_seat_on_with_the_configured_hold(app, client, create_event, now):
+    app.config["HOLD_EXPIRY_HOURS"] = 2.0
+    event = create_event(capacity=1, double_opt_in=True)
+    signup(client, event, email="a@example.org")
+    signup(client, event, email="b@example.org")
+    assert _post(client, token_for(app, registration("a@example.org")), "cancel").status_code == 303
+    db.session.expire_all()
+    promoted = registration("b@example.org")
+    assert promoted.state == "pending"
+    held_for = promoted.hold_expires_at - promoted.updated_at
+    assert held_for == timedelta(hours=2)
