@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def hit(base: str, times: int) -> None:
     for _ in range(times):
-        with urllib.request.urlopen(base + "/healthz", timeout=5) as response:
+        with urllib.request.urlopen(base + "/", timeout=5) as response:
             response.read()
 
 
