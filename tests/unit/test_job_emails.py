@@ -1,0 +1,88 @@
+"""Snapshots of the reminder and speaker emails' plain-text parts, fired through the real dispatcher."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from scheduler import dispatch
+from scheduler.domain import signups
+from scheduler.extensions import db
+from scheduler.models import OutboxMessage, PlannedJob
+from scheduler.tokens import manage_token
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+START = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
+
+
+def fire(kind: str, offset: int) -> OutboxMessage:
+    job = db.session.scalar(select(PlannedJob).where(PlannedJob.kind == kind, PlannedJob.offset_seconds == offset))
+    due = job.due_at
+    db.session.commit()
+    assert dispatch.fire(db.session, job.id, worker="test", clock=lambda: due + timedelta(seconds=1)).outcome == "done"
+    return db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind.in_(
+        ("reminder", "speaker_briefing", "speaker_nudge"))).order_by(OutboxMessage.id.desc())).first()
+
+
+def make_event(app, create_event):
+    event = create_event(title="PyTorch: A Foundation for Open Source AI/ML", timezone="America/Los_Angeles",
+                         starts_at=START, join_url="https://meet.example.org/pytorch", reminder_offsets=[86400],
+                         speakers=[("Soumith Chintala", "speaker")])
+    ada = signups.sign_up(db.session, event, name="Ada Lovelace", email="ada@example.org", timezone="Europe/Berlin",
+                          question="Will PyTorch stay open?", now=NOW, secret=app.config["SECRET_KEY"]).registration
+    db.session.commit()
+    return event, ada
+
+
+def test_reminder_email_snapshot(app, create_event):
+    event, ada = make_event(app, create_event)
+    message = fire("reminder", 86400)
+    link = f"http://townhall.test/r/{manage_token(app.config['SECRET_KEY'], ada)}"
+    assert (message.to_addr, message.unsubscribe_url) == ("ada@example.org", f"{link}/unsubscribe")
+    assert message.subject == "Reminder: PyTorch: A Foundation for Open Source AI/ML starts in 1 day"
+    assert message.body_text == f"""Hello Ada Lovelace,
+
+"PyTorch: A Foundation for Open Source AI/ML" starts in 1 day.
+
+Thursday 3 December 2026, 18:00–19:00 CET (Europe/Berlin)
+
+Join online: https://meet.example.org/pytorch
+
+Manage your registration (status, cancel):
+{link}
+
+Stop reminders for this event:
+{link}/unsubscribe
+
+You get this email because you registered for this event on Townhall.
+"""
+
+
+def test_speaker_briefing_email_snapshot(app, create_event):
+    make_event(app, create_event)
+    message = fire("briefing", 3 * 86400)
+    assert message.to_addr == "soumith@speakers.test"
+    assert message.subject == "Speaker briefing: PyTorch: A Foundation for Open Source AI/ML"
+    assert message.body_text == """Hello Soumith Chintala,
+
+Here is your briefing for "PyTorch: A Foundation for Open Source AI/ML", where you are the speaker.
+
+Thursday 3 December 2026, 09:00–10:00 PST (America/Los_Angeles)
+Join link: https://meet.example.org/pytorch
+
+Registrations: 1 confirmed, 0 on the waitlist.
+
+Run of show:
+- Wed 2 Dec 09:00 PST  Attendees get their 1 day reminder
+- Thu 3 Dec 08:45 PST  You get the go-live nudge with the join link
+- Thu 3 Dec 09:00 PST  Live: Soumith Chintala (speaker)
+- Thu 3 Dec 10:00 PST  End
+- Thu 3 Dec 11:00 PST  Thank-you with attendance figures
+
+Questions submitted by attendees (1):
+
+- Ada Lovelace: Will PyTorch stay open?
+
+You get this email because you are a speaker at this event on Townhall. Questions? Reply to the organiser.
+"""
