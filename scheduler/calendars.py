@@ -233,8 +233,7 @@ def download(entry: Entry, *, organizer_email: str, organizer_name: str) -> byte
 
 
 def invitation(event, *, method: str, attendee_email: str, attendee_name: str, sequence: int,
-               organizer_email: str, organizer_name: str, url: str, stamp: datetime,
-               join_url: str | None = None) -> str:
+               organizer_email: str, organizer_name: str, url: str, stamp: datetime) -> str:
     """An email invitation for one person: METHOD:REQUEST (add / update) or METHOD:CANCEL (remove).
 
     The join URL (private) is included in a REQUEST: invitations go only to confirmed attendees and
@@ -244,9 +243,8 @@ def invitation(event, *, method: str, attendee_email: str, attendee_name: str, s
     method = method.upper()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    join = event.join_url if join_url is None else join_url
-    if method == "CANCEL":
-        join = ""  # a cancellation removes the event; it need not carry the private link
+    # A cancellation removes the event (and may reach someone who only waited): no private link.
+    join = "" if method == "CANCEL" else event.join_url
     entry = Entry(event, url, join_url=join or "", sequence=sequence,
                   status="CANCELLED" if method == "CANCEL" else None)
     partstat = "DECLINED" if method == "CANCEL" and event.status != "cancelled" else "ACCEPTED"

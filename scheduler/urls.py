@@ -6,12 +6,19 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
+from .tokens import manage_token
+
 
 def external_url(endpoint: str, **values) -> str:
     """Like url_for(_external=True), but based on BASE_URL so it works outside requests too."""
     base = urlsplit(current_app.config["BASE_URL"])
     adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
     return adapter.build(endpoint, values, force_external=True)
+
+
+def registration_url(endpoint: str, registration) -> str:
+    """signup.manage, .confirm or .unsubscribe of one registration, with its private token."""
+    return external_url(endpoint, token=manage_token(current_app.config["SECRET_KEY"], registration))
 
 
 def webcal_url(url: str) -> str:

@@ -22,13 +22,12 @@ from ..domain.events import CALENDAR_FIELDS
 from ..domain.signups import ACTIVE
 from ..models import Event, OutboxMessage, Registration
 from ..timefmt import format_range
-from ..tokens import feed_token, manage_token
-from ..urls import external_url, webcal_url
+from ..tokens import feed_token
+from ..urls import external_url, registration_url, webcal_url
 from . import outbox
 from .compose import render, sender
 
 UPDATE, CANCEL = "event_updated", "event_cancelled"
-DEFAULT_BATCH_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def recipients(session: Session, event: Event, *, states=("confirmed",)) -> list
             key=f"r{registration.id}", email=registration.email, name=registration.name,
             timezone=registration.timezone or event.timezone,
             sequence=max(registration.ics_sequence, event.sequence), registration_id=registration.id,
-            manage_url=external_url("signup.manage", token=manage_token(secret, registration)),
+            manage_url=registration_url("signup.manage", registration),
             invited=registration.state == "confirmed", feed_url=_webcal("feeds.personal_feed",
                                                                      feed_token(secret, registration)),
         ))
@@ -79,11 +78,16 @@ def _webcal(endpoint: str, token: str | None) -> str | None:
     return webcal_url(external_url(endpoint, token=token)) if token else None
 
 
-def _invite(event: Event, recipient: Recipient, *, method: str, now: datetime) -> str:
+def invite(event: Event, *, method: str, email: str, name: str, sequence: int, url: str, now: datetime) -> str:
+    """The invitation (REQUEST or CANCEL) emailed to one person, from the configured organiser."""
     organizer_name, organizer_email = sender(current_app.config)
-    return invitation(event, method=method, attendee_email=recipient.email, attendee_name=recipient.name,
-                      sequence=recipient.sequence, organizer_email=organizer_email, organizer_name=organizer_name,
-                      url=external_url("public.event", slug=event.slug), stamp=now)
+    return invitation(event, method=method, attendee_email=email, attendee_name=name, sequence=sequence,
+                      organizer_email=organizer_email, organizer_name=organizer_name, url=url, stamp=now)
+
+
+def _invite(event: Event, recipient: Recipient, *, method: str, now: datetime) -> str:
+    return invite(event, method=method, email=recipient.email, name=recipient.name, sequence=recipient.sequence,
+                  url=external_url("public.event", slug=event.slug), now=now)
 
 
 def _prefix(kind: str, event: Event, recipient: Recipient) -> str:
@@ -96,7 +100,7 @@ def on_event_changed(event: Event, *, session: Session, now: datetime, changed: 
     a note for everyone holding a seat or waiting for one."""
     if not changed & set(CALENDAR_FIELDS):
         return
-    delay = timedelta(seconds=float(current_app.config.get("UPDATE_BATCH_SECONDS", DEFAULT_BATCH_SECONDS)))
+    delay = timedelta(seconds=float(current_app.config["UPDATE_BATCH_SECONDS"]))
     for recipient in recipients(session, event, states=ACTIVE):
         _queue_update(session, event, recipient, now=now, send_at=now + delay, changed=changed, previous=previous)
 

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app
-
 from .. import signals
-from ..calendars import invitation
 from ..domain.signups import waitlist_position
 from ..models import Registration
 from ..timefmt import format_datetime, format_range
-from ..tokens import manage_token
-from ..urls import external_url
+from ..urls import registration_url
 from . import outbox
-from .compose import sender
+from .calendar_notices import invite
 
 #: A repeated signup re-sends the manage link at most once per this many seconds.
 REPEAT_WINDOW = 600
@@ -28,37 +24,23 @@ def _stamp(moment: datetime | None) -> int:
     return int(moment.timestamp()) if moment else 0
 
 
-def _invitation(registration: Registration, *, method: str, now: datetime) -> str:
-    event = registration.event
-    organizer_name, organizer_email = sender(current_app.config)
-    return invitation(
-        event, method=method, attendee_email=registration.email, attendee_name=registration.name,
-        sequence=max(registration.ics_sequence, event.sequence), organizer_email=organizer_email,
-        organizer_name=organizer_name, url=manage_url(registration), stamp=now,
-        # A cancellation may reach someone who only ever waited: it must not carry the private link.
-        join_url="" if method == "CANCEL" else None,
-    )
-
-
-def manage_url(registration: Registration) -> str:
-    return external_url("signup.manage", token=manage_token(current_app.config["SECRET_KEY"], registration))
-
-
 def confirm_url(registration: Registration) -> str:
-    return external_url("signup.confirm", token=manage_token(current_app.config["SECRET_KEY"], registration))
+    return registration_url("signup.confirm", registration)
 
 
 def _queue(session, registration: Registration, *, kind: str, key: str, now: datetime, method: str | None = None,
            **context) -> bool:
     """Queue one message about this registration, with the context every signup template uses."""
     event = registration.event
-    ics = _invitation(registration, method=method, now=now) if method else None
+    manage_url = registration_url("signup.manage", registration)
+    ics = invite(event, method=method, email=registration.email, name=registration.name, url=manage_url,
+                 sequence=max(registration.ics_sequence, event.sequence), now=now) if method else None
     return outbox.queue(
         session, kind=kind, to_addr=registration.email, to_name=registration.name, dedupe_key=f"{kind}:{key}",
         now=now, event_id=event.id, registration_id=registration.id, ics=ics, ics_method=method,
         event=event, registration=registration, when=format_range(event.starts_at, event.ends_at,
                                                                   registration.timezone),
-        manage_url=manage_url(registration), **context,
+        manage_url=manage_url, **context,
     )
 
 
