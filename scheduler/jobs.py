@@ -45,7 +45,7 @@ _started_lock = threading.Lock()
 
 def stale_after(config) -> float:
     """Seconds without a heartbeat after which the scheduler counts as down."""
-    return 3 * float(config["SCHEDULER_POLL_SECONDS"]) + float(config.get("SCHEDULER_HEARTBEAT_MARGIN", 5))
+    return 3 * float(config["SCHEDULER_POLL_SECONDS"]) + float(config["SCHEDULER_HEARTBEAT_MARGIN"])
 
 
 class Runner:
@@ -58,8 +58,8 @@ class Runner:
         config = app.config
         self.poll = float(config["SCHEDULER_POLL_SECONDS"])
         self.lookahead = timedelta(seconds=float(config["SCHEDULER_LOOKAHEAD_SECONDS"]))
-        self.lease = timedelta(seconds=float(config.get("SCHEDULER_JOB_LEASE_SECONDS", 60)))
-        self.mail_poll = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
+        self.lease = timedelta(seconds=float(config["SCHEDULER_JOB_LEASE_SECONDS"]))
+        self.mail_poll = float(config["OUTBOX_POLL_SECONDS"])
         self.stopping = threading.Event()
         self._mail_wanted = threading.Event()
         self._mail_lock = threading.Lock()
@@ -96,7 +96,7 @@ class Runner:
         add(self.load, "interval", seconds=self.poll, id="load", next_run_time=now)
         add(self.deliver, "interval", seconds=self.mail_poll, id="deliver", executor="mail", next_run_time=now,
             max_instances=2)  # a tick during a long delivery returns at once instead of being refused
-        add(self.expire_holds, "interval", seconds=float(self.app.config.get("HOLD_SWEEP_SECONDS", 30)),
+        add(self.expire_holds, "interval", seconds=float(self.app.config["HOLD_SWEEP_SECONDS"]),
             id="expire-holds", next_run_time=now + timedelta(seconds=1))
         self.scheduler.start()
         log.info("scheduler %s started (%s mode)", self.worker, self.mode)
@@ -202,7 +202,7 @@ class Runner:
         try:
             with self.app.app_context():
                 config = self.app.config
-                batch = int(config.get("OUTBOX_BATCH_SIZE", 200))
+                batch = int(config["OUTBOX_BATCH_SIZE"])
                 connection = HeldTransport(config)
                 try:
                     while not self.stopping.is_set():

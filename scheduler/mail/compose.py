@@ -37,7 +37,7 @@ def render(kind: str, **context) -> tuple[str, str, str]:
 def sender(config) -> tuple[str, str]:
     """(display name, address) from MAIL_FROM."""
     name, addr = parseaddr(config["MAIL_FROM"])
-    return one_line(name) or config.get("ORGANIZER_NAME", "Townhall"), addr
+    return one_line(name) or config["ORGANIZER_NAME"], addr
 
 
 def build_message(row, config, *, now) -> Message:

@@ -124,12 +124,12 @@ def deliver(session: Session, transport_factory, config, *, worker: str, clock=u
     composed on a helper thread one step ahead, so composing overlaps waiting for the server.
     """
     report = DeliveryReport()
-    lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", LEASE.total_seconds())))
+    lease = timedelta(seconds=float(config["OUTBOX_LEASE_SECONDS"]))
     rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease)
     if not rows:
         return report
-    max_attempts = int(config.get("OUTBOX_MAX_ATTEMPTS", 8))
-    retry_base = float(config.get("OUTBOX_RETRY_BASE_SECONDS", 30))
+    max_attempts = int(config["OUTBOX_MAX_ATTEMPTS"])
+    retry_base = float(config["OUTBOX_RETRY_BASE_SECONDS"])
     domain = parseaddr(config["MAIL_FROM"])[1].rpartition("@")[2] or None
     for row in rows:  # plain objects from here on: marks are single UPDATEs, no reloads
         session.expunge(row)

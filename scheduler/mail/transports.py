@@ -134,5 +134,5 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 def transport_from_config(config) -> FileTransport | SMTPTransport:
     url = config.get("MAIL_URL") or ""
     if url:
-        return SMTPTransport(url, timeout=float(config.get("MAIL_TIMEOUT", 30)))
+        return SMTPTransport(url, timeout=float(config["MAIL_TIMEOUT"]))
     return FileTransport(config["OUTBOX_DIR"])

@@ -92,7 +92,7 @@ def _fresh(key, compute):
     Other processes' writes show within that time; polls in between cost no query at all.
     """
     checked = state().checked
-    ttl = float(current_app.config.get("FEED_CHECK_SECONDS", 1.0))
+    ttl = float(current_app.config["FEED_CHECK_SECONDS"])
     now = time.monotonic()
     hit = checked.get(key)
     if hit is not None and hit[0] == _commits[0] and hit[1] > now:
@@ -106,7 +106,7 @@ def _fresh(key, compute):
 
 
 def _organizer() -> tuple[str, str]:
-    return _sender(current_app.config["MAIL_FROM"], current_app.config.get("ORGANIZER_NAME", "Townhall"))
+    return _sender(current_app.config["MAIL_FROM"], current_app.config["ORGANIZER_NAME"])
 
 
 @lru_cache(maxsize=8)
