@@ -7,9 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Event, OutboxMessage, PlannedJob, Registration
-
-ACTIVE_STATES = ("pending", "confirmed", "waitlisted")
+from ..models import ACTIVE_STATES, REGISTRATION_STATES, Event, OutboxMessage, PlannedJob, Registration
 
 
 def desired_jobs(event: Event) -> dict[tuple[str, int], datetime]:
@@ -231,11 +229,9 @@ def queued_registration_ids(session: Session, event_id: int, key: str) -> set[in
 
 def event_figures(session: Session, event: Event) -> dict[str, int]:
     """Registration counts by state, questions asked, and reminders delivered, for speaker mail."""
-    counts = dict.fromkeys(("confirmed", "pending", "waitlisted", "cancelled", "expired"), 0)
-    counts.update(dict(session.execute(
-        select(Registration.state, func.count()).where(Registration.event_id == event.id)
-        .group_by(Registration.state)
-    ).all()))
+    from .events import counts as state_counts  # events imports this module: import here
+
+    counts = dict.fromkeys(REGISTRATION_STATES, 0) | state_counts(session, [event.id])[event.id]
     counts["questions"] = session.scalar(
         select(func.count()).select_from(Registration).where(
             Registration.event_id == event.id, Registration.state.in_(ACTIVE_STATES), Registration.question != "")

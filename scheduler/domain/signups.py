@@ -14,12 +14,10 @@ from sqlalchemy.orm import Session
 
 from .. import signals
 from ..errors import Conflict, EventCancelled, EventFull, EventNotOpen, InvalidTransition, SignupClosed
-from ..models import Event, Registration
+from ..models import ACTIVE_STATES, Event, Registration
 from ..text import one_line, strip_controls
 from ..tokens import derive, new_nonce, token_hash
 from .events import lock_event, seats_taken
-
-ACTIVE = ("pending", "confirmed", "waitlisted")
 
 
 @dataclass
@@ -61,7 +59,7 @@ def sign_up(session: Session, event: Event, *, name: str, email: str, question: 
     existing = session.scalar(
         select(Registration).where(Registration.event_id == event.id, Registration.email_key == email_key)
     )
-    if existing is not None and existing.state in ACTIVE:
+    if existing is not None and existing.state in ACTIVE_STATES:
         signals.registration_repeated.send(existing, session=session, now=now)
         return SignupResult(existing, "repeat", _manage(secret, existing))
     registration = existing or Registration(event_id=event.id, email_key=email_key, token_nonce=new_nonce(),
@@ -183,7 +181,7 @@ def cancel_registration(session: Session, registration: Registration, *, now: da
     """
     event = lock_event(session, registration.event_id)
     session.refresh(registration)
-    if registration.state not in ACTIVE:
+    if registration.state not in ACTIVE_STATES:
         return []
     held_seat = registration.state in ("confirmed", "pending")
     registration.state = "cancelled"
@@ -259,7 +257,7 @@ def set_reminders(session: Session, registration: Registration, *, opt_out: bool
 
 
 def update_question(session: Session, registration: Registration, *, question: str, now: datetime) -> None:
-    if registration.state not in ACTIVE:
+    if registration.state not in ACTIVE_STATES:
         raise Conflict("This registration is no longer active.")
     registration.question = strip_controls(question or "")[:5000]
     registration.updated_at = now

@@ -19,8 +19,7 @@ from .. import signals
 from ..calendars import invitation
 from ..domain import speaker_feeds
 from ..domain.events import CALENDAR_FIELDS
-from ..domain.signups import ACTIVE
-from ..models import Event, OutboxMessage, Registration
+from ..models import ACTIVE_STATES, Event, OutboxMessage, Registration
 from ..timefmt import format_range
 from ..tokens import feed_token
 from ..urls import external_url, registration_url, webcal_url
@@ -101,7 +100,7 @@ def on_event_changed(event: Event, *, session: Session, now: datetime, changed: 
     if not changed & set(CALENDAR_FIELDS):
         return
     delay = timedelta(seconds=float(current_app.config["UPDATE_BATCH_SECONDS"]))
-    for recipient in recipients(session, event, states=ACTIVE):
+    for recipient in recipients(session, event, states=ACTIVE_STATES):
         _queue_update(session, event, recipient, now=now, send_at=now + delay, changed=changed, previous=previous)
 
 
@@ -185,7 +184,7 @@ def on_event_cancelled(event: Event, *, session: Session, now: datetime, reason:
                                     OutboxMessage.state == "queued")
         .execution_options(synchronize_session=False)
     )
-    for recipient in recipients(session, event, states=ACTIVE):
+    for recipient in recipients(session, event, states=ACTIVE_STATES):
         ics = _invite(event, recipient, method="CANCEL", now=now) if recipient.invited else None
         outbox.queue(
             session, kind=CANCEL, to_addr=recipient.email, to_name=recipient.name,

@@ -13,11 +13,11 @@ from .events import (
 )
 from .jobs import JOB_KINDS, JOB_STATES, PlannedJob, SchedulerHeartbeat
 from .mail import OUTBOX_STATES, OutboxMessage
-from .registrations import REGISTRATION_STATES, Registration
+from .registrations import ACTIVE_STATES, REGISTRATION_STATES, Registration
 from .types import UTCDateTime, utcnow
 
 __all__ = [
-    "ApiToken", "DEFAULT_REMINDERS", "EVENT_KINDS", "EVENT_STATUSES", "Event", "EventSpeaker", "JOB_KINDS",
+    "ACTIVE_STATES", "ApiToken", "DEFAULT_REMINDERS", "EVENT_KINDS", "EVENT_STATUSES", "Event", "EventSpeaker", "JOB_KINDS",
     "JOB_STATES", "OUTBOX_STATES", "OutboxMessage", "PlannedJob", "REGISTRATION_STATES", "Registration",
     "SPEAKER_ROLES", "SchedulerHeartbeat", "Speaker", "TOKEN_SCOPES", "Tag", "UTCDateTime", "User", "utcnow",
 ]

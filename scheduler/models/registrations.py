@@ -12,6 +12,8 @@ from .events import Event
 from .types import UTCDateTime, utcnow
 
 REGISTRATION_STATES = ("pending", "confirmed", "waitlisted", "cancelled", "expired")
+#: The states that hold a seat or a place in line.
+ACTIVE_STATES = ("pending", "confirmed", "waitlisted")
 
 
 class Registration(db.Model):

@@ -16,10 +16,9 @@ MAX_ID = 2**31 - 1
 EARLIEST, LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 _URL = re.compile(r"^https?://\S+$")
 
-Kind = Literal["talk", "panel", "live discussion", "workshop", "meetup"]
-Role = Literal["host", "moderator", "panelist", "speaker"]
-State = Literal["pending", "confirmed", "waitlisted", "cancelled", "expired"]
-assert set(Kind.__args__) == set(EVENT_KINDS) and set(Role.__args__) == set(SPEAKER_ROLES)
+Kind = Literal[EVENT_KINDS]
+Role = Literal[SPEAKER_ROLES]
+State = Literal[REGISTRATION_STATES]
 assert set(State.__args__) == set(REGISTRATION_STATES)
 
 

@@ -28,7 +28,7 @@ from ..domain import signups as signup_rules
 from ..domain import speaker_feeds
 from ..extensions import db
 from ..mail.compose import sender
-from ..models import Event, EventSpeaker, Registration, Speaker, Tag, utcnow
+from ..models import ACTIVE_STATES, Event, EventSpeaker, Registration, Speaker, Tag, utcnow
 from ..models.events import event_tags
 from ..text import one_line
 from ..tokens import feed_token, looks_like_token
@@ -305,7 +305,7 @@ def _registration_for_feed(token: str) -> Registration:
 def personal_feed(token: str):
     """All of one person's active registrations (same address), join links for confirmed seats."""
     registration = _registration_for_feed(token)
-    conditions = (Registration.email_key == registration.email_key, Registration.state.in_(signup_rules.ACTIVE),
+    conditions = (Registration.email_key == registration.email_key, Registration.state.in_(ACTIVE_STATES),
                   *_public_window(utcnow()))
     joins = ((Registration, Registration.event_id == Event.id),)
     places = db.session.execute(
