@@ -16,6 +16,11 @@ def external_url(endpoint: str, **values) -> str:
     return adapter.build(endpoint, values, force_external=True)
 
 
+def event_url(event) -> str:
+    """The public page of an event."""
+    return external_url("public.event", slug=event.slug)
+
+
 def registration_url(endpoint: str, registration) -> str:
     """signup.manage, .confirm or .unsubscribe of one registration, with its private token."""
     return external_url(endpoint, token=manage_token(current_app.config["SECRET_KEY"], registration))

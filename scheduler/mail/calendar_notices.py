@@ -22,7 +22,7 @@ from ..domain.events import CALENDAR_FIELDS
 from ..models import ACTIVE_STATES, Event, OutboxMessage, Registration
 from ..timefmt import format_range
 from ..tokens import feed_token
-from ..urls import external_url, registration_url, webcal_url
+from ..urls import event_url, external_url, registration_url, webcal_url
 from . import outbox
 from .compose import render, sender
 
@@ -86,7 +86,7 @@ def invite(event: Event, *, method: str, email: str, name: str, sequence: int, u
 
 def _invite(event: Event, recipient: Recipient, *, method: str, now: datetime) -> str:
     return invite(event, method=method, email=recipient.email, name=recipient.name, sequence=recipient.sequence,
-                  url=external_url("public.event", slug=event.slug), now=now)
+                  url=event_url(event), now=now)
 
 
 def _prefix(kind: str, event: Event, recipient: Recipient) -> str:
@@ -147,7 +147,7 @@ def _update_context(event: Event, recipient: Recipient, previous: dict) -> dict:
     old_join = previous.get("join_url", event.join_url) or ""
     return dict(
         event=event, recipient=recipient, manage_url=recipient.manage_url,
-        event_url=external_url("public.event", slug=event.slug),
+        event_url=event_url(event),
         when=format_range(event.starts_at, event.ends_at, zone),
         was_when=format_range(old_start, old_end, zone) if time_changed else None,
         venue_changed=old_venue != (event.venue or ""), old_venue=old_venue,
@@ -191,7 +191,7 @@ def on_event_cancelled(event: Event, *, session: Session, now: datetime, reason:
             dedupe_key=f"{_prefix(CANCEL, event, recipient)}{recipient.sequence}", now=now, event_id=event.id,
             registration_id=recipient.registration_id, ics=ics, ics_method="CANCEL" if ics else None,
             event=event, recipient=recipient, reason=reason, manage_url=recipient.manage_url,
-            event_url=external_url("public.event", slug=event.slug),
+            event_url=event_url(event),
             when=format_range(event.starts_at, event.ends_at, recipient.timezone),
         )
 

@@ -25,7 +25,7 @@ from ..errors import DomainError, EventNotOpen, InvalidInput, NotFound
 from ..extensions import csrf, db
 from ..models import ApiToken, Event, Registration, Speaker, Tag, utcnow
 from ..text import render_markdown, slugify
-from ..urls import external_url
+from ..urls import event_url, external_url
 from . import api_schemas as s
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -276,7 +276,7 @@ def public_event(event: Event, counts: dict[str, int], now: datetime) -> dict:
         signup_open=_signup_open(event, now), tags=[s.TagOut(slug=t.slug, name=t.name) for t in event.tags],
         speakers=[s.SpeakerOut(name=link.speaker.name, affiliation=link.speaker.affiliation, bio=link.speaker.bio,
                                photo_url=link.speaker.photo_url, role=link.role) for link in event.speakers],
-        url=external_url("public.event", slug=event.slug),
+        url=event_url(event),
     ).model_dump(mode="json")
 
 
@@ -290,7 +290,7 @@ def private_event(event: Event) -> dict:
                                    affiliation=link.speaker.affiliation, bio=link.speaker.bio,
                                    photo_url=link.speaker.photo_url, role=link.role) for link in event.speakers],
         counts={state: counts.get(state, 0) for state in s.State.__args__},
-        url=external_url("public.event", slug=event.slug),
+        url=event_url(event),
     ).model_dump(mode="json")
 
 

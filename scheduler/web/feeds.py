@@ -32,7 +32,7 @@ from ..models import ACTIVE_STATES, Event, EventSpeaker, Registration, Speaker, 
 from ..models.events import event_tags
 from ..text import one_line
 from ..tokens import feed_token, looks_like_token
-from ..urls import external_url
+from ..urls import event_url, external_url
 
 bp = Blueprint("feeds", __name__)
 
@@ -112,10 +112,6 @@ def _organizer() -> tuple[str, str]:
 @lru_cache(maxsize=8)
 def _sender(mail_from: str, organizer_name: str) -> tuple[str, str]:
     return sender({"MAIL_FROM": mail_from, "ORGANIZER_NAME": organizer_name})
-
-
-def event_url(event: Event) -> str:
-    return external_url("public.event", slug=event.slug)
 
 
 def _event_urls():
