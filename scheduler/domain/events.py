@@ -292,14 +292,6 @@ def counts(session: Session, event_ids: list[int]) -> dict[int, dict[str, int]]:
     return result
 
 
-def seats_taken(session: Session, event: Event) -> int:
-    """Confirmed plus pending holds: both occupy a seat."""
-    return session.scalar(
-        select(func.count()).select_from(Registration)
-        .where(Registration.event_id == event.id, Registration.state.in_(("confirmed", "pending")))
-    ) or 0
-
-
 def upcoming(session: Session, *, now: datetime, limit: int = 50, offset: int = 0) -> list[Event]:
     """Published and cancelled events that have not ended, soonest first."""
     return list(session.scalars(

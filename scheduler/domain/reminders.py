@@ -257,6 +257,9 @@ def needs_starting_soon(session: Session, registration: Registration, *, now: da
     event = registration.event
     if event.status != "published" or now >= event.starts_at or registration.reminders_opt_out:
         return False
+    offsets = event.reminder_offsets
+    if not offsets or now < event.starts_at - timedelta(seconds=min(offsets)):
+        return False  # no reminders, or one still to come, which will include them (no query needed)
     states = set(session.scalars(
         select(PlannedJob.state).where(PlannedJob.event_id == event.id, PlannedJob.kind == "reminder")
     ))

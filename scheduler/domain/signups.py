@@ -1,32 +1,52 @@
 """Signup rules: capacity that holds under concurrency, the waitlist, holds, confirmation, cancellation.
 
-Every write starts by locking the event row (SELECT ... FOR UPDATE on PostgreSQL; on SQLite the
-transaction began with BEGIN IMMEDIATE), so counting seats and taking one cannot interleave.
+The event row counts its seats (`Event.seats_taken`) and hands out waitlist numbers
+(`Event.waitlist_last`). A new address takes a seat or a number with one conditional UPDATE of
+that row, which is atomic on its own: the row stays locked only for the rest of that short
+transaction. Every other change locks the event row first (SELECT ... FOR UPDATE on PostgreSQL;
+on SQLite the transaction began with BEGIN IMMEDIATE) and keeps the counter in step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
+from types import SimpleNamespace
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .. import signals
+from ..database import compiled_once
 from ..errors import Conflict, EventCancelled, EventFull, EventNotOpen, InvalidTransition, SignupClosed
 from ..models import ACTIVE_STATES, Event, Registration
 from ..text import one_line, strip_controls
 from ..tokens import derive, new_nonce, token_hash
-from .events import lock_event, seats_taken
+from .events import lock_event
 
 
 @dataclass
 class SignupResult:
-    registration: Registration
+    registration_id: int
     #: "confirmed", "pending", "waitlisted", or "repeat" when the address was already registered.
     outcome: str
     #: The manage token, for the page shown right after signup.
     token: str
+    session: Session = field(repr=False)
+
+    @cached_property
+    def registration(self) -> Registration:
+        """Loaded on first use: the fast path writes the row without building the object."""
+        return self.session.get(Registration, self.registration_id)
+
+    @classmethod
+    def of(cls, session: Session, registration: Registration, outcome: str, token: str) -> SignupResult:
+        result = cls(registration.id, outcome, token, session)
+        result.__dict__["registration"] = registration
+        return result
 
 
 def check_open(event: Event, *, now: datetime) -> None:
@@ -43,8 +63,8 @@ def check_open(event: Event, *, now: datetime) -> None:
         raise SignupClosed("Signup for this event has closed.")
 
 
-def has_free_seat(session: Session, event: Event) -> bool:
-    return event.capacity is None or seats_taken(session, event) < event.capacity
+def has_free_seat(event: Event) -> bool:
+    return event.capacity is None or event.seats_taken < event.capacity
 
 
 def sign_up(session: Session, event: Event, *, name: str, email: str, question: str = "", timezone: str = "",
@@ -52,22 +72,101 @@ def sign_up(session: Session, event: Event, *, name: str, email: str, question: 
     """Register someone: a seat (confirmed, or pending their confirmation), or a waitlist place.
 
     The same address again gets no second seat: outcome "repeat", and the manage link is re-sent.
+    `event` needs only id and timezone (a row read before the transaction will do).
     """
-    event = lock_event(session, event.id)
+    person = dict(email_key=email.strip().lower(), name=one_line(name)[:200], email=email.strip()[:320],
+                  question=strip_controls(question or "")[:5000], timezone=timezone or event.timezone)
+    return (_sign_up_new(session, event.id, person, now=now, secret=secret, hold_hours=hold_hours)
+            or _sign_up_locked(session, event.id, person, now=now, secret=secret, hold_hours=hold_hours))
+
+
+_events = Event.__table__
+_registrations = Registration.__table__
+_OPEN = and_(
+    _events.c.id == bindparam("event_id"), _events.c.status == "published", _events.c.starts_at > bindparam("now"),
+    or_(_events.c.signup_opens_at.is_(None), _events.c.signup_opens_at <= bindparam("now")),
+    or_(_events.c.signup_closes_at.is_(None), _events.c.signup_closes_at > bindparam("now")),
+)
+#: What the signup and its mail receivers need of the event, read in the UPDATE that takes the seat.
+_RETURNED = (_events.c.id, _events.c.status, _events.c.starts_at, _events.c.reminder_offsets, _events.c.double_opt_in,
+             _events.c.waitlist_last)
+#: Take a seat if one is free; no row back means the event is full (or not open).
+_TAKE_SEAT = (update(_events).where(_OPEN, or_(_events.c.capacity.is_(None), _events.c.seats_taken < _events.c.capacity))
+              .values(seats_taken=_events.c.seats_taken + 1).returning(*_RETURNED))
+_TAKE_NUMBER = (update(_events).where(_OPEN).values(waitlist_last=_events.c.waitlist_last + 1).returning(*_RETURNED))
+_SETTLE = (update(_registrations).where(_registrations.c.id == bindparam("row_id"))
+           .values(state=bindparam("state"), waitlist_seq=bindparam("waitlist_seq"),
+                   hold_expires_at=bindparam("hold_expires_at"), confirmed_at=bindparam("confirmed_at"),
+                   email_verified_at=bindparam("email_verified_at"), token_hash=bindparam("token_hash"),
+                   feed_token_hash=bindparam("feed_token_hash")))
+_UNDO = delete(_registrations).where(_registrations.c.id == bindparam("row_id"))
+
+
+def _insert_new(dialect: str):
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (insert(_registrations).on_conflict_do_nothing(index_elements=["event_id", "email_key"])
+            .returning(_registrations.c.id))
+
+
+_INSERT_NEW = {dialect: _insert_new(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def _sign_up_new(session: Session, event_id: int, person: dict, *, now: datetime, secret: str,
+                 hold_hours: float) -> SignupResult | None:
+    """An address new to this event, while signup is open: five statements, and no ORM objects.
+
+    Returns None, having written nothing, when the address is known or signup is not open:
+    the locked path then handles it and says why.
+    """
+    connection = session.connection()
+    values = dict(event_id=event_id, **person, state="pending", token_nonce=(nonce := new_nonce()),
+                  feed_nonce=(feed_nonce := new_nonce()), reminders_opt_out=False, ics_sequence=0, consent_at=now,
+                  created_at=now, updated_at=now)
+    dialect = connection.dialect.name
+    row_id = connection.execute(compiled_once(_INSERT_NEW[dialect], dialect, tuple(values)), values).scalar()
+    if row_id is None:
+        return None
+    # The counter is the last row touched: on PostgreSQL its lock is held only until the commit.
+    taken = connection.execute(_TAKE_SEAT, {"event_id": event_id, "now": now}).first()
+    numbered = None if taken else connection.execute(_TAKE_NUMBER, {"event_id": event_id, "now": now}).first()
+    if taken is None and numbered is None:
+        connection.execute(_UNDO, {"row_id": row_id})
+        return None
+    event = taken or numbered
+    verified = None if event.double_opt_in else now
+    state = "waitlisted" if numbered else "confirmed" if verified else "pending"
+    # What the signal receivers read of a registration, without loading one.
+    registration = SimpleNamespace(
+        id=row_id, event_id=event_id, event=event, name=person["name"], email=person["email"],
+        timezone=person["timezone"], state=state, reminders_opt_out=False,
+        waitlist_seq=numbered.waitlist_last if numbered else None, email_verified_at=verified,
+        hold_expires_at=now + timedelta(hours=hold_hours) if state == "pending" else None,
+        confirmed_at=now if state == "confirmed" else None, updated_at=now, cancelled_at=None, token_nonce=nonce)
+    token = _manage(secret, registration)
+    connection.execute(_SETTLE, {
+        "row_id": row_id, "state": state, "waitlist_seq": registration.waitlist_seq,
+        "hold_expires_at": registration.hold_expires_at, "confirmed_at": registration.confirmed_at,
+        "email_verified_at": verified, "token_hash": token_hash(token),
+        "feed_token_hash": token_hash(derive(secret, "feed", row_id, feed_nonce))})
+    _announce(session, registration, now=now, promoted=False)
+    return SignupResult(row_id, state, token, session)
+
+
+def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datetime, secret: str,
+                    hold_hours: float) -> SignupResult:
+    """Any signup, under the event's lock: a repeat, someone coming back, or a refusal with its reason."""
+    event = lock_event(session, event_id)
     check_open(event, now=now)
-    email_key = email.strip().lower()
     existing = session.scalar(
-        select(Registration).where(Registration.event_id == event.id, Registration.email_key == email_key)
+        select(Registration).where(Registration.event_id == event.id, Registration.email_key == person["email_key"])
     )
     if existing is not None and existing.state in ACTIVE_STATES:
         signals.registration_repeated.send(existing, session=session, now=now)
-        return SignupResult(existing, "repeat", _manage(secret, existing))
-    registration = existing or Registration(event_id=event.id, email_key=email_key, token_nonce=new_nonce(),
-                                            created_at=now)
-    registration.name = one_line(name)[:200]
-    registration.email = email.strip()[:320]
-    registration.question = strip_controls(question or "")[:5000]
-    registration.timezone = timezone or event.timezone
+        return SignupResult.of(session, existing, "repeat", _manage(secret, existing))
+    registration = existing or Registration(event_id=event.id, email_key=person["email_key"],
+                                            token_nonce=new_nonce(), created_at=now)
+    for name in ("name", "email", "question", "timezone"):
+        setattr(registration, name, person[name])
     registration.consent_at = now
     registration.updated_at = now
     registration.cancelled_at = None
@@ -75,7 +174,7 @@ def sign_up(session: Session, event: Event, *, name: str, email: str, question: 
     registration.email_verified_at = None if event.double_opt_in else now
     outcome = _seat_or_waitlist(session, event, registration, now=now, hold_hours=hold_hours,
                                 secret=secret if existing is None else None)
-    return SignupResult(registration, outcome, _manage(secret, registration))
+    return SignupResult.of(session, registration, outcome, _manage(secret, registration))
 
 
 def _manage(secret: str, registration: Registration) -> str:
@@ -88,10 +187,10 @@ def _seat_or_waitlist(session: Session, event: Event, registration: Registration
 
     The decision is made before the row is written, so its one INSERT/UPDATE already carries it.
     """
-    if has_free_seat(session, event):  # this person is not counted: new, cancelled or expired
-        _take_seat(registration, now=now, hold_hours=hold_hours)
+    if has_free_seat(event):  # this person is not counted: new, cancelled or expired
+        _take_seat(event, registration, now=now, hold_hours=hold_hours)
     else:
-        registration.waitlist_seq = _next_waitlist_seq(session, event)
+        registration.waitlist_seq = _next_waitlist_seq(event)
         registration.state = "waitlisted"
         registration.hold_expires_at = None
     if secret is not None:
@@ -105,7 +204,9 @@ def _seat_or_waitlist(session: Session, event: Event, registration: Registration
     return registration.state
 
 
-def _take_seat(registration: Registration, *, now: datetime, hold_hours: float) -> None:
+def _take_seat(event: Event, registration: Registration, *, now: datetime, hold_hours: float) -> None:
+    """Give a seat to someone who holds none (waitlisted, new, cancelled or expired); the event is locked."""
+    event.seats_taken += 1
     registration.waitlist_seq = None
     if registration.email_verified_at is None:
         registration.state = "pending"
@@ -129,9 +230,9 @@ def _announce(session: Session, registration: Registration, *, now: datetime, pr
         signals.registration_confirmed.send(registration, session=session, now=now)
 
 
-def _next_waitlist_seq(session: Session, event: Event) -> int:
-    current = session.scalar(select(func.max(Registration.waitlist_seq)).where(Registration.event_id == event.id))
-    return (current or 0) + 1
+def _next_waitlist_seq(event: Event) -> int:
+    event.waitlist_last += 1
+    return event.waitlist_last
 
 
 def waitlist_position(session: Session, registration: Registration) -> int | None:
@@ -184,6 +285,8 @@ def cancel_registration(session: Session, registration: Registration, *, now: da
     if registration.state not in ACTIVE_STATES:
         return []
     held_seat = registration.state in ("confirmed", "pending")
+    if held_seat:
+        event.seats_taken -= 1
     registration.state = "cancelled"
     registration.cancelled_at = now
     registration.updated_at = now
@@ -200,14 +303,14 @@ def fill_free_seats(session: Session, event: Event, *, now: datetime, hold_hours
     if event.status != "published" or event.starts_at <= now:
         return []
     promoted = []
-    while has_free_seat(session, event):
+    while has_free_seat(event):
         head = session.scalar(
             select(Registration).where(Registration.event_id == event.id, Registration.state == "waitlisted")
             .order_by(Registration.waitlist_seq, Registration.id).limit(1)
         )
         if head is None:
             break
-        _take_seat(head, now=now, hold_hours=hold_hours)
+        _take_seat(event, head, now=now, hold_hours=hold_hours)
         session.flush()
         _announce(session, head, now=now, promoted=True)
         promoted.append(head)
@@ -220,9 +323,9 @@ def promote(session: Session, registration: Registration, *, now: datetime, hold
     session.refresh(registration)
     if registration.state != "waitlisted":
         raise InvalidTransition("Only someone on the waitlist can be promoted.")
-    if not has_free_seat(session, event):
+    if not has_free_seat(event):
         raise EventFull("No seat is free: raise the capacity first, then promote.")
-    _take_seat(registration, now=now, hold_hours=hold_hours)
+    _take_seat(event, registration, now=now, hold_hours=hold_hours)
     session.flush()
     _announce(session, registration, now=now, promoted=True)
 
@@ -241,6 +344,7 @@ def expire_holds(session: Session, *, now: datetime, hold_hours: float = 24.0) -
                                        Registration.hold_expires_at < now)
         ).all()
         for registration in lapsed:
+            event.seats_taken -= 1
             registration.state = "expired"
             registration.updated_at = now
             registration.hold_expires_at = None

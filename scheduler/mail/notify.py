@@ -10,11 +10,13 @@ from datetime import datetime
 
 from .. import signals
 from ..domain.signups import waitlist_position
-from ..models import Registration
+from ..extensions import db
+from ..models import Registration, utcnow
 from ..timefmt import format_datetime, format_range
 from ..urls import registration_url
 from . import outbox
 from .calendar_notices import invite
+from .compose import render
 
 #: A repeated signup re-sends the manage link at most once per this many seconds.
 REPEAT_WINDOW = 600
@@ -28,20 +30,39 @@ def confirm_url(registration: Registration) -> str:
     return registration_url("signup.confirm", registration)
 
 
-def _queue(session, registration: Registration, *, kind: str, key: str, now: datetime, method: str | None = None,
+def _queue(session, registration, *, kind: str, key: str, now: datetime, method: str | None = None,
            **context) -> bool:
-    """Queue one message about this registration, with the context every signup template uses."""
-    event = registration.event
-    manage_url = registration_url("signup.manage", registration)
-    ics = invite(event, method=method, email=registration.email, name=registration.name, url=manage_url,
-                 sequence=max(registration.ics_sequence, event.sequence), now=now) if method else None
-    return outbox.queue(
+    """Queue one message about this registration; it is composed at delivery by `compose` below.
+
+    `registration` needs only id, event_id, name and email: the signup fast path passes a plain row.
+    """
+    return outbox.queue_deferred(
         session, kind=kind, to_addr=registration.email, to_name=registration.name, dedupe_key=f"{kind}:{key}",
-        now=now, event_id=event.id, registration_id=registration.id, ics=ics, ics_method=method,
-        event=event, registration=registration, when=format_range(event.starts_at, event.ends_at,
-                                                                  registration.timezone),
-        manage_url=manage_url, **context,
-    )
+        now=now, event_id=registration.event_id, registration_id=registration.id,
+        context={"method": method, **context} if method else context)
+
+
+@outbox.renders("signup_received", "confirmed", "promoted", "waitlisted", "cancelled", "manage_link")
+def compose(row) -> None:
+    """Render a queued signup message from its registration as it is now and the facts queued with it."""
+    registration = db.session.get(Registration, row.registration_id) if row.registration_id else None
+    if registration is None:
+        raise LookupError("the registration no longer exists")
+    event = registration.event
+    context = dict(row.context or {})
+    method = context.pop("method", None)
+    manage_url = registration_url("signup.manage", registration)
+    if context.pop("confirm", False):
+        context["confirm_url"] = confirm_url(registration)
+    if context.get("hold_until"):
+        context["hold_until"] = format_datetime(datetime.fromisoformat(context["hold_until"]), registration.timezone)
+    context.setdefault("state", registration.state)
+    row.subject, row.body_text, row.body_html = render(
+        row.kind, event=event, registration=registration, manage_url=manage_url,
+        when=format_range(event.starts_at, event.ends_at, registration.timezone), **context)
+    row.ics_method = method
+    row.ics = invite(event, method=method, email=registration.email, name=registration.name, url=manage_url,
+                     sequence=max(registration.ics_sequence, event.sequence), now=utcnow()) if method else None
 
 
 @signals.registration_pending.connect
@@ -49,8 +70,7 @@ def on_pending(registration: Registration, *, session, now: datetime, promoted: 
     """A seat is held until the address is confirmed: send the confirm link."""
     _queue(session, registration, kind="promoted" if promoted else "signup_received",
            key=f"{registration.id}:hold:{_stamp(registration.hold_expires_at)}", now=now,
-           confirm_url=confirm_url(registration), needs_confirmation=True,
-           hold_until=format_datetime(registration.hold_expires_at, registration.timezone))
+           confirm=True, needs_confirmation=True, hold_until=registration.hold_expires_at.isoformat())
 
 
 @signals.registration_confirmed.connect
@@ -69,7 +89,7 @@ def on_promoted(registration: Registration, *, session, now: datetime, **_):
 def on_waitlisted(registration: Registration, *, session, now: datetime, position: int | None = None, **_):
     unverified = registration.email_verified_at is None
     _queue(session, registration, kind="waitlisted", key=f"{registration.id}:{registration.waitlist_seq}:{_stamp(registration.updated_at)}",
-           now=now, position=position, confirm_url=confirm_url(registration) if unverified else None)
+           now=now, position=position, confirm=unverified)
 
 
 @signals.registration_cancelled.connect
@@ -84,5 +104,4 @@ def on_repeated(registration: Registration, *, session, now: datetime, **_):
     unverified = registration.email_verified_at is None and registration.state in ("pending", "waitlisted")
     _queue(session, registration, kind="manage_link",
            key=f"{registration.id}:{int(now.timestamp()) // REPEAT_WINDOW}", now=now,
-           position=waitlist_position(session, registration),
-           confirm_url=confirm_url(registration) if unverified else None)
+           position=waitlist_position(session, registration), confirm=unverified, state=registration.state)

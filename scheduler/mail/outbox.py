@@ -3,6 +3,11 @@
 Claiming uses FOR UPDATE SKIP LOCKED on PostgreSQL and a conditional UPDATE inside BEGIN
 IMMEDIATE on SQLite, so any number of deliverers can share the table without sending a row twice.
 A claim older than the lease is taken as lost (its deliverer died) and the row is sent again.
+
+Most rows are rendered when queued. A message about one registration is queued as a small row
+naming it (`queue_deferred`) and composed at delivery by the renderer registered for its kind:
+the web request that signs someone up then writes a few hundred bytes instead of composing an
+email with an invitation while it holds the event's seat counter.
 """
 
 from __future__ import annotations
@@ -10,16 +15,19 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import make_msgid, parseaddr
 
+from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ..database import compiled_once, read_only
 from ..models import OutboxMessage, utcnow
 from ..text import one_line
 from .compose import prepare, render
@@ -55,17 +63,54 @@ def message_row(*, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_n
     )
 
 
+def queue_deferred(session: Session, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
+                   event_id: int | None = None, registration_id: int | None = None,
+                   context: dict | None = None) -> bool:
+    """Add a message composed at delivery by the renderer registered for `kind` (see `renders`)."""
+    if kind not in _renderers:
+        raise ValueError(f"no renderer registered for {kind!r}")
+    return insert_rows(session, [dict(
+        dedupe_key=dedupe_key[:200], kind=kind, to_addr=to_addr, to_name=one_line(to_name)[:200],
+        event_id=event_id, registration_id=registration_id, context=context or {}, state="queued", attempts=0,
+        next_attempt_at=now, created_at=now)]) == 1
+
+
+#: kind -> function(row) that sets the row's subject, bodies and invitation from the rows it names.
+_renderers: dict[str, Callable[[OutboxMessage], None]] = {}
+
+
+def renders(*kinds: str):
+    """Register the decorated function as the renderer of deferred messages of these kinds."""
+    def register(function):
+        for kind in kinds:
+            _renderers[kind] = function
+        return function
+    return register
+
+
+def fill(row: OutboxMessage) -> OutboxMessage:
+    """Compose a deferred row in place (a row rendered when queued is left as it is); returns it."""
+    if row.body_text is None:
+        _renderers[row.kind](row)
+    return row
+
+
+_INSERT_OR_SKIP = {dialect: insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
+                   for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
+
+
 def insert_rows(session: Session, rows: list[dict]) -> int:
     """Insert outbox rows, skipping any whose dedupe key exists; returns how many were new."""
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    # executemany of one cached statement: a multi-row VALUES would be compiled afresh for every
-    # batch (~40% of a large fan-out). SQLAlchemy 2 reports -1 for INSERT without preserve_rowcount.
-    statement = (insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
-                 .execution_options(preserve_rowcount=True))
-    result = session.execute(statement, rows)
+    statement = _INSERT_OR_SKIP[dialect]
+    if len(rows) == 1:
+        # One message (a signup's): compiling the statement would cost more than running it. A
+        # fan-out keeps the construct, whose executemany SQLAlchemy batches into multi-row VALUES.
+        statement = compiled_once(statement, dialect, tuple(rows[0]))
+    # SQLAlchemy 2 reports -1 for an INSERT without preserve_rowcount.
+    result = session.connection().execute(statement, rows, execution_options={"preserve_rowcount": True})
     return max(result.rowcount or 0, 0)
 
 
@@ -103,6 +148,10 @@ def backoff(attempts: int, base: float) -> timedelta:
     return timedelta(seconds=delay * random.uniform(0.8, 1.2))
 
 
+class ComposeError(TransientError):
+    """Composing one message failed: retried with backoff like a refused send, then failed."""
+
+
 @dataclass
 class DeliveryReport:
     sent: int = 0
@@ -136,14 +185,29 @@ def deliver(session: Session, transport_factory, config, *, worker: str, clock=u
         row.message_id = row.message_id or make_msgid(idstring=f"outbox{row.id}", domain=domain)
     sent: list[dict] = []  # marks of sent rows, written together: one executemany per commit
     done = 0
+    app = current_app._get_current_object()
+
+    def compose(row):
+        try:
+            if row.body_text is None:
+                # Its own app context, hence its own session; reading only, so it never waits for a writer.
+                with app.app_context(), read_only():
+                    fill(row)
+            return prepare(row, config, now=clock())
+        except Exception as exc:  # a message that cannot be composed is retried, then failed, not fatal
+            log.exception("could not compose outbox message %s", row.id)
+            return ComposeError(f"could not compose the message: {exc}")
+
     composer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townhall-compose")
     try:
         with transport_factory() as transport:
-            ready = composer.map(lambda row: prepare(row, config, now=clock()), rows)
+            ready = composer.map(compose, rows)
             last_commit = time.monotonic()
             for row, message in zip(rows, ready, strict=True):
                 now = clock()
                 try:
+                    if isinstance(message, ComposeError):
+                        raise message
                     transport.send(message)
                 except ConnectionLost:
                     raise
@@ -155,7 +219,7 @@ def deliver(session: Session, transport_factory, config, *, worker: str, clock=u
                 else:
                     row.attempts += 1
                     sent.append({"row_id": row.id, "attempts": row.attempts, "message_id": row.message_id,
-                                 "sent_at": now})
+                                 "sent_at": now, "subject": row.subject})
                     report.sent += 1
                     if on_sent:
                         on_sent(row)
@@ -186,7 +250,7 @@ MARK_SECONDS = 0.2
 _table = OutboxMessage.__table__
 _SENT = (update(_table).where(_table.c.id == bindparam("row_id"))
          .values(state="sent", attempts=bindparam("attempts"), message_id=bindparam("message_id"),
-                 sent_at=bindparam("sent_at"), last_error=None, claimed_by=None))
+                 sent_at=bindparam("sent_at"), subject=bindparam("subject"), last_error=None, claimed_by=None))
 
 
 def _mark_sent(session: Session, marks: list[dict]) -> None:
@@ -208,7 +272,7 @@ def _mark(session: Session, row: OutboxMessage, **values) -> None:
         values["last_error"] = values.pop("error")[:2000]
     elif values.get("state") == "sent":
         values["last_error"] = None
-    values.update(attempts=row.attempts, message_id=row.message_id, claimed_by=None)
+    values.update(attempts=row.attempts, message_id=row.message_id, subject=row.subject, claimed_by=None)
     session.execute(
         update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
         .execution_options(synchronize_session=False)

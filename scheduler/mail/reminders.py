@@ -143,7 +143,7 @@ def on_late_registration(registration: Registration, *, session: Session, now: d
     """Registered after the last reminder went out but before the start: one "starting soon" message."""
     if not reminders.needs_starting_soon(session, registration, now=now):
         return
-    event = registration.event
+    event = session.get(Event, registration.event_id)  # the signup fast path passes only a few columns
     manage_url, unsubscribe_url = attendee_links(current_app.config["SECRET_KEY"], registration)
     outbox.queue(
         session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,

@@ -46,6 +46,7 @@ class Event(db.Model):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         CheckConstraint("capacity IS NULL OR capacity >= 0", name="capacity_not_negative"),
+        CheckConstraint("seats_taken >= 0", name="seats_taken_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -81,6 +82,11 @@ class Event(db.Model):
     thanks_offset: Mapped[int] = mapped_column(Integer, default=3600)
     #: ICS SEQUENCE; bumped on every change of time, place or join URL.
     sequence: Mapped[int] = mapped_column(Integer, default=0)
+    #: Seats held (confirmed plus pending), changed with every registration that takes or frees one,
+    #: so a signup takes its seat with one conditional UPDATE instead of counting rows under a lock.
+    seats_taken: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The last waitlist number handed out; numbers only grow, positions are ranks among them.
+    waitlist_last: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .types import UTCDateTime, utcnow
+from .types import JSONDict, UTCDateTime, utcnow
 
 OUTBOX_STATES = ("queued", "sending", "sent", "failed")
 
@@ -24,9 +24,12 @@ class OutboxMessage(db.Model):
     kind: Mapped[str] = mapped_column(String(40))
     to_addr: Mapped[str] = mapped_column(String(320))
     to_name: Mapped[str] = mapped_column(String(200), default="")
-    subject: Mapped[str] = mapped_column(String(300))
-    body_text: Mapped[str] = mapped_column(Text)
-    body_html: Mapped[str] = mapped_column(Text)
+    #: The rendered message. None until delivery for a message composed then (see `context`).
+    subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    body_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body_html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: For a message composed at delivery: what its renderer needs beside the rows it names.
+    context: Mapped[dict | None] = mapped_column(JSONDict, nullable=True)
     #: An iCalendar invitation to attach, with its METHOD (REQUEST or CANCEL).
     ics: Mapped[str | None] = mapped_column(Text, nullable=True)
     ics_method: Mapped[str | None] = mapped_column(String(10), nullable=True)

@@ -44,5 +44,18 @@ class JSONList(TypeDecorator):
         return [] if value is None else json.loads(value)
 
 
+class JSONDict(TypeDecorator):
+    """A JSON object kept as text, portable across SQLite and PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else json.loads(value)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

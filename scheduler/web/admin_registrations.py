@@ -56,7 +56,7 @@ def registrations(event_id: int):
     return render_template(
         "admin/registrations.html", event=event, registrations=rows, state=state, states=REGISTRATION_STATES,
         positions=_positions(everyone_waiting), counts=event_rules.counts(db.session, [event.id])[event.id],
-        seats_taken=event_rules.seats_taken(db.session, event), action_form=ConfirmForm(),
+        seats_taken=event.seats_taken, action_form=ConfirmForm(),
     )
 
 

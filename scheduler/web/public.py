@@ -50,5 +50,5 @@ def event(slug: str):
     event = published_event(slug)
     seats_left = None
     if event.capacity is not None:
-        seats_left = max(0, event.capacity - event_rules.seats_taken(db.session, event))
+        seats_left = max(0, event.capacity - event.seats_taken)
     return render_template("events/detail.html", event=event, seats_left=seats_left, now=utcnow())

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
-from sqlalchemy.orm import lazyload
+from sqlalchemy import bindparam, select
 
 from ..domain import signups
-from ..domain.events import seats_taken
 from ..errors import DomainError
 from ..extensions import csrf, db, limiter
 from ..forms import ConfirmForm, QuestionForm, SignupForm
@@ -33,7 +29,7 @@ def form(slug: str):
     now = utcnow()
     form = SignupForm()
     posted = request.method == "POST"
-    # Validate before the first query: on SQLite that query takes the write lock for the whole request.
+    # Validate before the first query: on SQLite that query takes the write lock for the rest of the request.
     valid = posted and not form.website.data and form.validate()
     event = _public_event(slug)
     try:
@@ -49,9 +45,6 @@ def form(slug: str):
         return render_template("signup/thanks.html", event=event, email=form.email.data or "")
     if not valid:
         return _form_page(event, form), 422
-    # What the thanks page shows, read now: after the commit the event is expired, and reloading it
-    # would open a second (on SQLite, write-locking) transaction just to print the title.
-    shown = SimpleNamespace(title=event.title, slug=event.slug, double_opt_in=event.double_opt_in)
     try:
         signups.sign_up(db.session, event, name=form.name.data, email=form.email.data,
                         question=form.question.data or "", timezone=form.timezone.data, now=now,
@@ -61,20 +54,25 @@ def form(slug: str):
         db.session.rollback()
         return render_template("signup/closed.html", event=event, message=exc.message), exc.status
     # Fresh signup or repeat, the page is the same: it must not tell whether the address was known.
-    return render_template("signup/thanks.html", event=shown, email=form.email.data)
+    return render_template("signup/thanks.html", event=event, email=form.email.data)
 
 
-def _public_event(slug: str) -> Event:
-    """The published or cancelled event, without its tags and speakers (the signup pages do not show them)."""
-    event = db.session.scalar(select(Event).where(Event.slug == slug).options(lazyload(Event.tags),
-                                                                               lazyload(Event.speakers)))
+_SIGNUP_COLUMNS = [Event.__table__.c[name] for name in (
+    "id", "slug", "title", "status", "timezone", "starts_at", "ends_at", "signup_opens_at", "signup_closes_at", "capacity",
+    "seats_taken", "double_opt_in")]
+_SIGNUP_EVENT = select(*_SIGNUP_COLUMNS).where(Event.__table__.c.slug == bindparam("slug"))
+
+
+def _public_event(slug: str):
+    """What the signup pages need of a published or cancelled event, as a plain row (no ORM object to expire)."""
+    event = db.session.connection().execute(_SIGNUP_EVENT, {"slug": slug}).first()
     if event is None or event.status == "draft":
         abort(404)
     return event
 
 
 def _form_page(event, form: SignupForm) -> str:
-    seats_left = None if event.capacity is None else max(0, event.capacity - seats_taken(db.session, event))
+    seats_left = None if event.capacity is None else max(0, event.capacity - event.seats_taken)
     return render_template("signup/form.html", event=event, form=form, seats_left=seats_left)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from scheduler.domain import events as event_rules
 from scheduler.domain import signups
 from scheduler.extensions import db
+from scheduler.mail import outbox
 from scheduler.models import OutboxMessage
 from scheduler.tokens import feed_token
 from scheduler.web.feeds import speaker_feed_url
@@ -116,8 +117,8 @@ def produced(app, client, create_event, now) -> tuple[dict[str, str], dict[str, 
     speaker_url = speaker_feed_url(db.session, hostile.speakers[0].speaker)
     db.session.commit()
 
-    confirmation_ics = db.session.scalar(select(OutboxMessage.ics).where(OutboxMessage.kind == "confirmed",
-                                                                        OutboxMessage.registration_id == mine.id))
+    confirmation_ics = outbox.fill(db.session.scalar(select(OutboxMessage).where(
+        OutboxMessage.kind == "confirmed", OutboxMessage.registration_id == mine.id))).ics
     # The update moves the hostile event by a week: still before the change, still 09:00 wall clock.
     event_rules.update_event(db.session, hostile, now=now, starts_at=before - timedelta(days=7),
                              ends_at=before - timedelta(days=7) + timedelta(hours=1, minutes=30))

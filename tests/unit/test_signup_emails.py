@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from scheduler.domain import signups
 from scheduler.extensions import db
+from scheduler.mail import outbox
 from scheduler.models import OutboxMessage
 from scheduler.tokens import manage_token
 
@@ -16,7 +17,7 @@ START = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
 
 
 def _messages() -> dict[str, OutboxMessage]:
-    return {m.kind: m for m in db.session.scalars(select(OutboxMessage))}
+    return {m.kind: outbox.fill(m) for m in db.session.scalars(select(OutboxMessage))}
 
 
 def test_confirmed_and_waitlisted_emails_snapshot(app, create_event):

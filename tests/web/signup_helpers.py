@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from scheduler.extensions import db
+from scheduler.mail.outbox import fill
 from scheduler.models import OutboxMessage, Registration
 from scheduler.tokens import manage_token
 from tests.conftest import csrf_token
@@ -35,11 +36,16 @@ def token_for(app, reg: Registration) -> str:
 
 
 def outbox(kind: str | None = None) -> list[OutboxMessage]:
+    """The queued messages as they will be sent: those composed at delivery are composed now, detached."""
     db.session.expire_all()
     query = select(OutboxMessage).order_by(OutboxMessage.id)
     if kind:
         query = query.where(OutboxMessage.kind == kind)
-    return list(db.session.scalars(query))
+    rows = list(db.session.scalars(query))
+    for row in rows:
+        db.session.expunge(row)
+        fill(row)
+    return rows
 
 
 def nothing_written() -> bool:

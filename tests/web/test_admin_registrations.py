@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+from sqlalchemy import select
+
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage
 from tests.web.signup_helpers import outbox, registration, signup
@@ -95,7 +97,7 @@ def test_remove_by_hand_tells_them_and_promotes(auth, create_event):
 def test_outbox_page_shows_state_attempts_and_error(auth, create_event):
     event = create_event()
     signup(auth.client, event)
-    row = outbox()[0]
+    row = db.session.scalars(select(OutboxMessage)).one()
     row.state, row.attempts, row.last_error = "failed", 3, "550 <ada@example.org> <b>rejected</b>"
     db.session.commit()
     page = auth.client.get("/admin/outbox").get_data(as_text=True)
