@@ -14,14 +14,22 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .. import signals
 from ..database import compiled_once
-from ..errors import Conflict, EventCancelled, EventFull, EventNotOpen, InvalidTransition, SignupClosed
+from ..errors import (
+    Conflict,
+    EventCancelled,
+    EventFull,
+    EventNotOpen,
+    InvalidTransition,
+    NotFound,
+    SignupClosed,
+)
 from ..models import ACTIVE_STATES, Event, Registration
 from ..text import one_line, strip_controls
 from ..tokens import derive, new_nonce, token_hash
@@ -36,6 +44,8 @@ class SignupResult:
     #: The manage token, for the page shown right after signup.
     token: str
     session: Session = field(repr=False)
+    #: The event (at least id, slug, title, double_opt_in), for the page shown after signup.
+    event: object = field(default=None, repr=False)
 
     @cached_property
     def registration(self) -> Registration:
@@ -44,7 +54,7 @@ class SignupResult:
 
     @classmethod
     def of(cls, session: Session, registration: Registration, outcome: str, token: str) -> SignupResult:
-        result = cls(registration.id, outcome, token, session)
+        result = cls(registration.id, outcome, token, session, registration.event)
         result.__dict__["registration"] = registration
         return result
 
@@ -67,39 +77,52 @@ def has_free_seat(event: Event) -> bool:
     return event.capacity is None or event.seats_taken < event.capacity
 
 
-def sign_up(session: Session, event: Event, *, name: str, email: str, question: str = "", timezone: str = "",
+def sign_up(session: Session, event: Event | str, *, name: str, email: str, question: str = "", timezone: str = "",
             now: datetime, secret: str, hold_hours: float = 24.0) -> SignupResult:
     """Register someone: a seat (confirmed, or pending their confirmation), or a waitlist place.
 
     The same address again gets no second seat: outcome "repeat", and the manage link is re-sent.
-    `event` needs only id and timezone (a row read before the transaction will do).
+    `event` is the event or its slug: by slug, a new address is signed up without reading the event first.
+    Raises NotFound for an unknown slug, and the reason (a Conflict) when signup is not open.
     """
     person = dict(email_key=email.strip().lower(), name=one_line(name)[:200], email=email.strip()[:320],
-                  question=strip_controls(question or "")[:5000], timezone=timezone or event.timezone)
-    return (_sign_up_new(session, event.id, person, now=now, secret=secret, hold_hours=hold_hours)
-            or _sign_up_locked(session, event.id, person, now=now, secret=secret, hold_hours=hold_hours))
+                  question=strip_controls(question or "")[:5000], timezone=timezone)
+    key = {"by_slug": event} if isinstance(event, str) else {"by_id": event.id}
+    result = _sign_up_new(session, key, person, now=now, secret=secret, hold_hours=hold_hours)
+    if result is None:
+        event_id = session.scalar(select(Event.id).where(Event.slug == event)) if "by_slug" in key else event.id
+        if event_id is None:
+            raise NotFound("No such event.")
+        result = _sign_up_locked(session, event_id, person, now=now, secret=secret, hold_hours=hold_hours)
+    return result
 
 
 _events = Event.__table__
 _registrations = Registration.__table__
-_OPEN = and_(
-    _events.c.id == bindparam("event_id"), _events.c.status == "published", _events.c.starts_at > bindparam("now"),
-    or_(_events.c.signup_opens_at.is_(None), _events.c.signup_opens_at <= bindparam("now")),
-    or_(_events.c.signup_closes_at.is_(None), _events.c.signup_closes_at > bindparam("now")),
-)
-#: What the signup and its mail receivers need of the event, read in the UPDATE that takes the seat.
-_RETURNED = (_events.c.id, _events.c.status, _events.c.starts_at, _events.c.reminder_offsets, _events.c.double_opt_in,
-             _events.c.waitlist_last)
-#: Take a seat if one is free; no row back means the event is full (or not open).
-_TAKE_SEAT = (update(_events).where(_OPEN, or_(_events.c.capacity.is_(None), _events.c.seats_taken < _events.c.capacity))
-              .values(seats_taken=_events.c.seats_taken + 1).returning(*_RETURNED))
-_TAKE_NUMBER = (update(_events).where(_OPEN).values(waitlist_last=_events.c.waitlist_last + 1).returning(*_RETURNED))
-_SETTLE = (update(_registrations).where(_registrations.c.id == bindparam("row_id"))
-           .values(state=bindparam("state"), waitlist_seq=bindparam("waitlist_seq"),
-                   hold_expires_at=bindparam("hold_expires_at"), confirmed_at=bindparam("confirmed_at"),
-                   email_verified_at=bindparam("email_verified_at"), token_hash=bindparam("token_hash"),
-                   feed_token_hash=bindparam("feed_token_hash")))
-_UNDO = delete(_registrations).where(_registrations.c.id == bindparam("row_id"))
+
+
+def _open(key: str):
+    """The event named by :by_id or :by_slug while it takes signups at :now."""
+    column = _events.c.id if key == "by_id" else _events.c.slug
+    return and_(
+        column == bindparam(key), _events.c.status == "published", _events.c.starts_at > bindparam("now"),
+        or_(_events.c.signup_opens_at.is_(None), _events.c.signup_opens_at <= bindparam("now")),
+        or_(_events.c.signup_closes_at.is_(None), _events.c.signup_closes_at > bindparam("now")),
+    )
+
+
+#: What the signup, its page and its mail receivers need of the event, read by the UPDATE that counts it.
+_RETURNED = [_events.c[name] for name in ("id", "slug", "title", "status", "timezone", "starts_at", "reminder_offsets",
+                                          "double_opt_in", "waitlist_last")]
+#: Take a seat if one is free, else a waitlist number; no row back means signup is not open.
+_TAKE_SEAT = {key: update(_events).where(_open(key), or_(_events.c.capacity.is_(None),
+                                                         _events.c.seats_taken < _events.c.capacity))
+              .values(seats_taken=_events.c.seats_taken + 1).returning(*_RETURNED)
+              for key in ("by_id", "by_slug")}
+_TAKE_NUMBER = {key: update(_events).where(_open(key)).values(waitlist_last=_events.c.waitlist_last + 1)
+                .returning(*_RETURNED) for key in ("by_id", "by_slug")}
+_GIVE_BACK = (update(_events).where(_events.c.id == bindparam("by_id"))
+              .values(seats_taken=_events.c.seats_taken - 1))
 
 
 def _insert_new(dialect: str):
@@ -111,45 +134,40 @@ def _insert_new(dialect: str):
 _INSERT_NEW = {dialect: _insert_new(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-def _sign_up_new(session: Session, event_id: int, person: dict, *, now: datetime, secret: str,
+def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, secret: str,
                  hold_hours: float) -> SignupResult | None:
-    """An address new to this event, while signup is open: five statements, and no ORM objects.
+    """An address new to this event, while signup is open: three statements, and no ORM objects.
 
-    Returns None, having written nothing, when the address is known or signup is not open:
-    the locked path then handles it and says why.
+    Returns None, having changed nothing, when the address is known or signup is not open: the
+    locked path then handles it and says why.
     """
     connection = session.connection()
-    values = dict(event_id=event_id, **person, state="pending", token_nonce=(nonce := new_nonce()),
-                  feed_nonce=(feed_nonce := new_nonce()), reminders_opt_out=False, ics_sequence=0, consent_at=now,
-                  created_at=now, updated_at=now)
+    [name] = key
+    params = {**key, "now": now}
+    taken = connection.execute(_TAKE_SEAT[name], params).first()
+    event = taken or connection.execute(_TAKE_NUMBER[name], params).first()
+    if event is None:
+        return None
+    verified = None if event.double_opt_in else now
+    state = "confirmed" if taken and verified else "pending" if taken else "waitlisted"
+    nonce, feed_nonce = new_nonce(), new_nonce()
+    token = derive(secret, "manage", nonce)
+    values = dict(
+        event_id=event.id, **{**person, "timezone": person["timezone"] or event.timezone}, state=state,
+        waitlist_seq=None if taken else event.waitlist_last, token_nonce=nonce, token_hash=token_hash(token),
+        feed_nonce=feed_nonce, feed_token_hash=token_hash(derive(secret, "feed", feed_nonce)), email_verified_at=verified, confirmed_at=now if state == "confirmed" else None,
+        hold_expires_at=now + timedelta(hours=hold_hours) if state == "pending" else None,
+        reminders_opt_out=False, ics_sequence=0, consent_at=now, created_at=now, updated_at=now)
     dialect = connection.dialect.name
     row_id = connection.execute(compiled_once(_INSERT_NEW[dialect], dialect, tuple(values)), values).scalar()
-    if row_id is None:
+    if row_id is None:  # the address is known after all (it signed up a moment ago): undo the count
+        if taken:
+            connection.execute(_GIVE_BACK, {"by_id": event.id})
         return None
-    # The counter is the last row touched: on PostgreSQL its lock is held only until the commit.
-    taken = connection.execute(_TAKE_SEAT, {"event_id": event_id, "now": now}).first()
-    numbered = None if taken else connection.execute(_TAKE_NUMBER, {"event_id": event_id, "now": now}).first()
-    if taken is None and numbered is None:
-        connection.execute(_UNDO, {"row_id": row_id})
-        return None
-    event = taken or numbered
-    verified = None if event.double_opt_in else now
-    state = "waitlisted" if numbered else "confirmed" if verified else "pending"
     # What the signal receivers read of a registration, without loading one.
-    registration = SimpleNamespace(
-        id=row_id, event_id=event_id, event=event, name=person["name"], email=person["email"],
-        timezone=person["timezone"], state=state, reminders_opt_out=False,
-        waitlist_seq=numbered.waitlist_last if numbered else None, email_verified_at=verified,
-        hold_expires_at=now + timedelta(hours=hold_hours) if state == "pending" else None,
-        confirmed_at=now if state == "confirmed" else None, updated_at=now, cancelled_at=None, token_nonce=nonce)
-    token = _manage(secret, registration)
-    connection.execute(_SETTLE, {
-        "row_id": row_id, "state": state, "waitlist_seq": registration.waitlist_seq,
-        "hold_expires_at": registration.hold_expires_at, "confirmed_at": registration.confirmed_at,
-        "email_verified_at": verified, "token_hash": token_hash(token),
-        "feed_token_hash": token_hash(derive(secret, "feed", row_id, feed_nonce))})
+    registration = SimpleNamespace(id=row_id, event=event, cancelled_at=None, **values)
     _announce(session, registration, now=now, promoted=False)
-    return SignupResult(row_id, state, token, session)
+    return SignupResult(row_id, state, token, session, event)
 
 
 def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datetime, secret: str,
@@ -165,8 +183,9 @@ def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datet
         return SignupResult.of(session, existing, "repeat", _manage(secret, existing))
     registration = existing or Registration(event_id=event.id, email_key=person["email_key"],
                                             token_nonce=new_nonce(), created_at=now)
-    for name in ("name", "email", "question", "timezone"):
+    for name in ("name", "email", "question"):
         setattr(registration, name, person[name])
+    registration.timezone = person["timezone"] or event.timezone
     registration.consent_at = now
     registration.updated_at = now
     registration.cancelled_at = None
@@ -178,7 +197,7 @@ def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datet
 
 
 def _manage(secret: str, registration: Registration) -> str:
-    return derive(secret, "manage", registration.id, registration.token_nonce)
+    return derive(secret, "manage", registration.token_nonce)
 
 
 def _seat_or_waitlist(session: Session, event: Event, registration: Registration, *, now: datetime,
@@ -194,11 +213,10 @@ def _seat_or_waitlist(session: Session, event: Event, registration: Registration
         registration.state = "waitlisted"
         registration.hold_expires_at = None
     if secret is not None:
-        session.add(registration)
-        session.flush()  # the id is part of the tokens
         registration.token_hash = token_hash(_manage(secret, registration))
         registration.feed_nonce = new_nonce()
-        registration.feed_token_hash = token_hash(derive(secret, "feed", registration.id, registration.feed_nonce))
+        registration.feed_token_hash = token_hash(derive(secret, "feed", registration.feed_nonce))
+        session.add(registration)
     session.flush()
     _announce(session, registration, now=now, promoted=False)
     return registration.state
@@ -371,7 +389,7 @@ def update_question(session: Session, registration: Registration, *, question: s
 def revoke_feed(session: Session, registration: Registration, *, secret: str) -> str:
     """Issue a new personal feed token; the old feed URL stops working. Returns the new token."""
     registration.feed_nonce = new_nonce()
-    token = derive(secret, "feed", registration.id, registration.feed_nonce)
+    token = derive(secret, "feed", registration.feed_nonce)
     registration.feed_token_hash = token_hash(token)
     session.flush()
     return token

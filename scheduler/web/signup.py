@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import bindparam, select
 
@@ -29,8 +31,22 @@ def form(slug: str):
     now = utcnow()
     form = SignupForm()
     posted = request.method == "POST"
-    # Validate before the first query: on SQLite that query takes the write lock for the rest of the request.
-    valid = posted and not form.website.data and form.validate()
+    if posted and not form.website.data and form.validate():
+        # Signed up by slug: the event is read by the statement that takes the seat, and only a
+        # refusal reads it again, for the page that explains it.
+        try:
+            result = signups.sign_up(db.session, slug, name=form.name.data, email=form.email.data,
+                                     question=form.question.data or "", timezone=form.timezone.data, now=now,
+                                     secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
+            shown = SimpleNamespace(title=result.event.title, slug=result.event.slug,
+                                    double_opt_in=result.event.double_opt_in)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            event = _public_event(slug)
+            return render_template("signup/closed.html", event=event, message=exc.message), exc.status
+        # Fresh signup or repeat, the page is the same: it must not tell whether the address was known.
+        return render_template("signup/thanks.html", event=shown, email=form.email.data)
     event = _public_event(slug)
     try:
         signups.check_open(event, now=now)
@@ -43,18 +59,7 @@ def form(slug: str):
     if form.website.data:
         # A bot filled the hidden field: it sees the usual page, nothing is stored or sent.
         return render_template("signup/thanks.html", event=event, email=form.email.data or "")
-    if not valid:
-        return _form_page(event, form), 422
-    try:
-        signups.sign_up(db.session, event, name=form.name.data, email=form.email.data,
-                        question=form.question.data or "", timezone=form.timezone.data, now=now,
-                        secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        return render_template("signup/closed.html", event=event, message=exc.message), exc.status
-    # Fresh signup or repeat, the page is the same: it must not tell whether the address was known.
-    return render_template("signup/thanks.html", event=event, email=form.email.data)
+    return _form_page(event, form), 422
 
 
 _SIGNUP_COLUMNS = [Event.__table__.c[name] for name in (
