@@ -138,8 +138,9 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
                  hold_hours: float) -> SignupResult | None:
     """An address new to this event, while signup is open: three statements, and no ORM objects.
 
-    Returns None, having changed nothing, when the address is known or signup is not open: the
-    locked path then handles it and says why.
+    Returns None when the address is known or signup is not open, having changed nothing but
+    perhaps used up a waitlist number (positions are ranks, so a gap is harmless): the locked path
+    then handles it and says why.
     """
     connection = session.connection()
     [name] = key
@@ -155,7 +156,8 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
     values = dict(
         event_id=event.id, **{**person, "timezone": person["timezone"] or event.timezone}, state=state,
         waitlist_seq=None if taken else event.waitlist_last, token_nonce=nonce, token_hash=token_hash(token),
-        feed_nonce=feed_nonce, feed_token_hash=token_hash(derive(secret, "feed", feed_nonce)), email_verified_at=verified, confirmed_at=now if state == "confirmed" else None,
+        feed_nonce=feed_nonce, feed_token_hash=token_hash(derive(secret, "feed", feed_nonce)),
+        email_verified_at=verified, confirmed_at=now if state == "confirmed" else None,
         hold_expires_at=now + timedelta(hours=hold_hours) if state == "pending" else None,
         reminders_opt_out=False, ics_sequence=0, consent_at=now, created_at=now, updated_at=now)
     dialect = connection.dialect.name

@@ -1,6 +1,13 @@
-"""`flask db upgrade` builds the schema the models describe; `flask db downgrade base` removes it."""
+"""`flask db upgrade` builds the schema the models describe; `flask db downgrade base` removes it.
+
+Migration 0002 (seat counter, mail composed at delivery): the upgrade fills `seats_taken` and
+`waitlist_last` from the registrations already there; the downgrade refuses while a message still
+waits to be composed, and otherwise leaves sent ones with a subject and empty bodies.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +18,7 @@ from flask_migrate import downgrade, upgrade
 from bench.server import fresh_database
 from scheduler import create_app
 from scheduler.extensions import db
+from scheduler.models.types import UTCDateTime
 from tests.conftest import PG_ADMIN_URL, base_config, postgres_available, require
 
 
@@ -43,4 +51,125 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
     with app.app_context(), db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        db.engine.dispose()
+
+
+# --- 0002_seat_counter_deferred_mail ------------------------------------------------------------
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def _insert(conn, table: str, **values) -> None:
+    """One row by plain SQL; datetimes stored as the app stores them (naive UTC on SQLite)."""
+    columns, params = ", ".join(values), ", ".join(":" + k for k in values)
+    # Table and column names are this file's literals; the values are bound.
+    statement = sa.text(f"INSERT INTO {table} ({columns}) VALUES ({params})")  # noqa: S608
+    statement = statement.bindparams(*(sa.bindparam(k, type_=UTCDateTime()) for k, v in values.items()
+                                       if isinstance(v, datetime)))
+    conn.execute(statement, values)
+
+
+def _insert_event(conn, event_id: int) -> None:
+    starts = NOW + timedelta(days=7)
+    _insert(conn, "events", id=event_id, slug=f"event-{event_id}", title=f"Event {event_id}", summary="",
+            description="", kind="talk", starts_at=starts, ends_at=starts + timedelta(hours=1),
+            timezone="Europe/Berlin", venue="", join_url="", capacity=10, status="published", reminder_offsets="[]",
+            double_opt_in=False, briefing_enabled=False, briefing_offset=0, nudge_enabled=False, nudge_offset=0,
+            thanks_enabled=False, thanks_offset=0, sequence=0, created_at=NOW, updated_at=NOW, published_at=NOW)
+
+
+def _insert_registration(conn, event_id: int, email: str, state: str, waitlist_seq: int | None = None) -> None:
+    _insert(conn, "registrations", event_id=event_id, name=email.split("@")[0], email=email, email_key=email,
+            question="", timezone="UTC", state=state, waitlist_seq=waitlist_seq, token_nonce=email.split("@")[0],
+            reminders_opt_out=False, ics_sequence=0, created_at=NOW, updated_at=NOW)
+
+
+def _insert_outbox(conn, dedupe_key: str, kind: str, state: str, **fields) -> None:
+    _insert(conn, "outbox", dedupe_key=dedupe_key, kind=kind, to_addr="ada@example.org", to_name="Ada", state=state,
+            attempts=0, next_attempt_at=NOW, created_at=NOW, **fields)
+
+
+def _version(conn) -> str:
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+
+
+def _columns(conn, table: str) -> dict[str, dict]:
+    return {c["name"]: c for c in sa.inspect(conn).get_columns(table)}
+
+
+def test_0002_upgrade_counts_seats_and_waitlist_from_existing_rows(empty_database_url, tmp_path):
+    app = create_app(base_config(tmp_path, DATABASE_URL=empty_database_url))
+    with app.app_context():
+        upgrade(revision="0001")
+        with db.engine.begin() as conn:
+            _insert_event(conn, 1)
+            _insert_event(conn, 2)  # no registrations: its counters must not pick up event 1's
+            for email, state, seq in [("c@x.org", "confirmed", None), ("p@x.org", "pending", None),
+                                      ("w3@x.org", "waitlisted", 3), ("w5@x.org", "waitlisted", 5),
+                                      ("k@x.org", "cancelled", None), ("e@x.org", "expired", None)]:
+                _insert_registration(conn, 1, email, state, seq)
+        upgrade()
+        with db.engine.connect() as conn:
+            assert _version(conn) == "0002"
+            # Rebuilding the events table must not cascade to the rows that point at it.
+            assert conn.execute(sa.text("SELECT count(*) FROM registrations")).scalar_one() == 6
+            counters = conn.execute(sa.text("SELECT id, seats_taken, waitlist_last FROM events ORDER BY id")).all()
+        # Confirmed and pending hold a seat; cancelled, expired and the waitlist do not.
+        assert [tuple(row) for row in counters] == [(1, 2, 5), (2, 0, 0)]
+        db.engine.dispose()
+
+
+def test_0002_downgrade_refuses_while_mail_waits_to_be_composed(empty_database_url, tmp_path, capfd):
+    app = create_app(base_config(tmp_path, DATABASE_URL=empty_database_url))
+    with app.app_context():
+        upgrade()
+        with db.engine.begin() as conn:
+            _insert_event(conn, 1)
+            _insert_registration(conn, 1, "ada@example.org", "confirmed")
+            # Composed at delivery: no subject or bodies yet, only the context for the renderer.
+            _insert_outbox(conn, "confirmed:1", "confirmed", "queued", context='{"event_id": 1}')
+            _insert_outbox(conn, "signup_received:1", "signup_received", "sent", context="{}", sent_at=NOW)
+            # Composed when queued, as every message was before 0002: the downgrade must leave it as it is.
+            _insert_outbox(conn, "reminder:1", "reminder", "sent", subject="Starts soon", body_text="Hello",
+                           body_html="<p>Hello</p>", sent_at=NOW, event_id=1)
+        capfd.readouterr()
+
+        def outbox_rows(conn):
+            return {row.dedupe_key: (row.subject, row.body_text, row.body_html) for row in conn.execute(
+                sa.text("SELECT dedupe_key, subject, body_text, body_html FROM outbox"))}
+
+        before = {"confirmed:1": (None, None, None), "signup_received:1": (None, None, None),
+                  "reminder:1": ("Starts soon", "Hello", "<p>Hello</p>")}
+        # A message being sent right now ('sending') blocks the downgrade as much as a queued one.
+        for state in ("queued", "sending"):
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("UPDATE outbox SET state = :state WHERE dedupe_key = 'confirmed:1'"),
+                             {"state": state})
+            with pytest.raises(SystemExit) as refused:  # flask-migrate turns the RuntimeError into exit 1
+                downgrade(revision="0001")
+            assert refused.value.code == 1
+            assert "1 queued message(s) are composed at delivery" in capfd.readouterr().err
+            with db.engine.connect() as conn:
+                assert _version(conn) == "0002"
+                assert outbox_rows(conn) == before
+                assert "context" in _columns(conn, "outbox")
+                assert {"seats_taken", "waitlist_last"} <= set(_columns(conn, "events"))
+
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE outbox SET state = 'sent', sent_at = :at WHERE dedupe_key = 'confirmed:1'")
+                         .bindparams(sa.bindparam("at", type_=UTCDateTime())), {"at": NOW})
+        downgrade(revision="0001")
+        with db.engine.connect() as conn:
+            assert _version(conn) == "0001"
+            # Sent messages composed at delivery keep their kind as subject and empty bodies.
+            assert outbox_rows(conn) == {"confirmed:1": ("confirmed", "", ""),
+                                         "signup_received:1": ("signup_received", "", ""),
+                                         "reminder:1": ("Starts soon", "Hello", "<p>Hello</p>")}
+            outbox_columns = _columns(conn, "outbox")
+            assert "context" not in outbox_columns
+            assert not any(outbox_columns[c]["nullable"] for c in ("subject", "body_text", "body_html"))
+            assert not {"seats_taken", "waitlist_last"} & set(_columns(conn, "events"))
+            # Rebuilding the events table must not cascade to the rows that point at it.
+            assert conn.execute(sa.text("SELECT count(*) FROM registrations")).scalar_one() == 1
+            assert conn.execute(sa.text("SELECT event_id FROM outbox WHERE dedupe_key = 'reminder:1'")).scalar_one() == 1
         db.engine.dispose()
