@@ -1,0 +1,299 @@
+"""The SQLite writer queue (scheduler.database.WriterQueue): the flock on `<db>-writers.lock` is held for
+exactly a write transaction, orders writers across threads and processes, and is given back however the
+transaction ends. SQLite only: an engine of our own on a temporary file, set up by configure_sqlite."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import threading
+import time
+import traceback
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, func
+from sqlalchemy import select as sql_select
+from sqlalchemy.exc import DBAPIError
+
+from scheduler.database import configure_sqlite, read_only
+
+metadata = MetaData()
+items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("label", String(50)))
+WAIT = 10.0  # upper bound for anything that should happen at once; only reached when a test fails
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'queue.db'}")
+    configure_sqlite(engine)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def lock_path(engine) -> str:
+    path = engine.url.database + "-writers.lock"
+    assert os.path.exists(path)  # created by the first write (create_all)
+    return path
+
+
+def lock_is_free(path: str) -> bool:
+    """Probe the flock from a separate open file description, and give it back at once."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def labels(engine) -> list[str]:
+    with read_only(), engine.connect() as conn:
+        return list(conn.scalars(sql_select(items.c.label).order_by(items.c.id)))
+
+
+def insert(conn, label: str) -> None:
+    conn.execute(items.insert().values(label=label))
+
+
+def write_in_thread(engine, label: str, timeout: float = WAIT) -> float:
+    """Commit one row from a fresh thread; returns the seconds it took (fails if it did not finish)."""
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            with engine.begin() as conn:
+                insert(conn, label)
+        except BaseException as exc:
+            errors.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"write of {label!r} still waiting after {timeout}s"
+    if errors:
+        raise errors[0]
+    return time.monotonic() - started
+
+
+def test_lock_is_held_during_a_write_and_free_after_commit_and_rollback(engine, lock_path):
+    assert lock_is_free(lock_path)
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        insert(conn, "kept")
+        assert not lock_is_free(lock_path)  # the probe does see a held lock
+        transaction.commit()
+        # Still checked out: the turn ends with the transaction, not with the connection.
+        assert lock_is_free(lock_path)
+
+        transaction = conn.begin()
+        insert(conn, "dropped")
+        assert not lock_is_free(lock_path)
+        transaction.rollback()
+        assert lock_is_free(lock_path)
+    assert labels(engine) == ["kept"]
+    # The thread lock was given back too: the next writer does not wait out the busy timeout.
+    assert write_in_thread(engine, "next") < 5
+    assert lock_is_free(lock_path)
+
+
+def test_second_thread_writer_waits_for_the_first_and_goes_on_at_its_commit(engine, lock_path):
+    holding, release = threading.Event(), threading.Event()
+    second_started, second_done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    committed_at: list[float] = []
+    steps: list[tuple[str, str]] = []  # (what, thread name) in the order the engine saw them
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def on_statement(_conn, _cursor, statement, *_):
+        if statement == "BEGIN IMMEDIATE":  # issued only once the writer has its turn
+            steps.append(("begin", threading.current_thread().name))
+
+    @event.listens_for(engine, "commit")
+    def on_commit(_conn):
+        steps.append(("commit", threading.current_thread().name))
+
+    def first():
+        try:
+            with engine.connect() as conn:
+                transaction = conn.begin()
+                insert(conn, "first")
+                holding.set()
+                release.wait(WAIT)
+                transaction.commit()
+                committed_at.append(time.monotonic())
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+
+    def second():
+        try:
+            second_started.set()
+            with engine.begin() as conn:
+                insert(conn, "second")
+            second_done.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first, name="first", daemon=True),
+               threading.Thread(target=second, name="second", daemon=True)]
+    threads[0].start()
+    assert holding.wait(WAIT)
+    threads[1].start()
+    assert second_started.wait(WAIT)
+    try:
+        # A short window in which the second writer could (wrongly) get through.
+        assert not second_done.wait(0.2), "second writer did not wait for the first one's commit"
+        assert not lock_is_free(lock_path)
+    finally:
+        release.set()
+    assert second_done.wait(WAIT)
+    done_at = time.monotonic()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not errors, errors
+    # The second writer waited in the queue, not in SQLite's busy handler (it had not sent BEGIN yet).
+    assert steps == [("begin", "first"), ("commit", "first"), ("begin", "second"), ("commit", "second")]
+    assert done_at - committed_at[0] < 2  # right after, not after a busy-timeout back-off
+    assert labels(engine) == ["first", "second"]
+    assert lock_is_free(lock_path)
+
+
+def test_read_only_transaction_takes_no_lock(engine, lock_path):
+    with read_only(), engine.connect() as conn:
+        with conn.begin():
+            assert conn.scalar(sql_select(func.count()).select_from(items)) == 0
+            assert lock_is_free(lock_path)
+            # A writer elsewhere is not held up by the open read.
+            assert write_in_thread(engine, "during read") < 5
+            assert lock_is_free(lock_path)
+    assert labels(engine) == ["during read"]
+
+
+@pytest.mark.parametrize("ending", ["invalidate", "close", "dbapi connection closed"])
+def test_connection_ending_mid_transaction_releases_the_lock(engine, lock_path, ending):
+    conn = engine.connect()
+    conn.begin()
+    insert(conn, "lost")
+    assert not lock_is_free(lock_path)
+    if ending == "invalidate":
+        conn.invalidate()
+        conn.close()
+    elif ending == "close":
+        conn.close()  # returned to the pool, which rolls back
+    else:
+        conn.connection.dbapi_connection.close()  # gone under SQLAlchemy's feet
+        with pytest.raises(DBAPIError) as raised:
+            conn.close()  # its rollback fails, and SQLAlchemy invalidates the connection
+        assert raised.value.connection_invalidated
+        conn.close()
+    assert lock_is_free(lock_path)
+    assert write_in_thread(engine, "after") < 5
+    assert labels(engine) == ["after"]
+
+
+def _read_line(fd: int, timeout: float = WAIT) -> str:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        raise TimeoutError("no word from the other process")
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise EOFError("pipe closed")
+        data += chunk
+    return data.decode().strip()
+
+
+def _waits_for_flock(pid: int, path: str) -> bool:
+    """Whether `pid` is blocked in flock() on this file (a "->" waiter line in /proc/locks)."""
+    inode = os.stat(path).st_ino
+    with open("/proc/locks") as fh:
+        for line in fh:
+            parts = line.split()
+            if "->" in parts and "FLOCK" in parts:
+                at = parts.index("FLOCK")
+                if int(parts[at + 3]) == pid and parts[at + 4].endswith(f":{inode}"):
+                    return True
+    return False
+
+
+def _child(engine, to_child: int, to_parent: int) -> int:
+    # A plain write while the parent holds nothing.
+    with engine.begin() as conn:
+        insert(conn, "child-1")
+    os.write(to_parent, b"wrote\n")
+    assert _read_line(to_child) == "go"  # the parent now holds a write transaction
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        insert(conn, "child-2")
+        os.write(to_parent, b"holding\n")
+        assert _read_line(to_child) == "commit"
+        transaction.commit()
+    return 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs /proc/locks to see a process wait in flock")
+def test_forked_child_takes_its_own_turn_on_the_lock(engine, lock_path):
+    with engine.begin() as conn:  # the parent's queue has opened its lock file before the fork
+        insert(conn, "before")
+    engine.dispose()  # no SQLite connection is carried across the fork
+    to_child_r, to_child_w = os.pipe()
+    to_parent_r, to_parent_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (runs in the child)
+        code = 1
+        try:
+            code = _child(engine, to_child_r, to_parent_w)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    conn = None
+    try:
+        assert _read_line(to_parent_r) == "wrote"
+        assert labels(engine) == ["before", "child-1"]
+        assert lock_is_free(lock_path)
+
+        conn = engine.connect()
+        transaction = conn.begin()
+        insert(conn, "parent")
+        os.write(to_child_w, b"go\n")
+        # The child waits in flock on its own open file: one shared with the parent would let it through.
+        deadline = time.monotonic() + WAIT
+        while not _waits_for_flock(pid, lock_path):
+            assert time.monotonic() < deadline, "the child did not wait in flock for the parent's turn"
+            time.sleep(0.005)
+        transaction.commit()
+        conn.close()
+        conn = None
+
+        assert _read_line(to_parent_r) == "holding"
+        # The child's turn is its own: the parent's release did not end it.
+        assert not lock_is_free(lock_path)
+        os.write(to_child_w, b"commit\n")
+        deadline = time.monotonic() + WAIT
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, "the child did not finish"
+            time.sleep(0.005)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status[1]) == 0
+    finally:
+        if conn is not None:
+            conn.close()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for fd in (to_child_r, to_child_w, to_parent_r, to_parent_w):
+            os.close(fd)
+    assert lock_is_free(lock_path)
+    assert labels(engine) == ["before", "child-1", "parent", "child-2"]
+    assert write_in_thread(engine, "after") < 5
