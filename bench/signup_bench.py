@@ -1,10 +1,11 @@
 """Signup throughput on a real server: POST /events/<slug>/signup beside a hello-world route, same run.
 
 Starts gunicorn (4 sync workers) on 127.0.0.1 against a fresh database, then drives each route with
-32 concurrent connections from a small asyncio HTTP client and prints requests per second and p99.
-Every signup uses a distinct address and a real CSRF token (one form fetch per connection).
+32 concurrent connections from a small asyncio HTTP client, the two taking turns over 3 rounds, and
+prints requests per second and p99. Every signup uses a distinct address and a real CSRF token (one
+form fetch per connection, before the clock starts).
 
-    .venv/bin/python bench/signup_bench.py [--db sqlite|postgres] [--seconds 6] [--connections 32]
+    .venv/bin/python bench/signup_bench.py [--db sqlite|postgres] [--seconds 6] [--rounds 3] [--connections 32]
 """
 
 from __future__ import annotations
