@@ -98,9 +98,12 @@ def run_migrations_online():
         if sqlite:
             connection.connection.dbapi_connection.execute('PRAGMA foreign_keys=OFF')
         try:
+            # One transaction for the whole run on SQLite too (Alembic commits each migration on
+            # its own there), so the foreign key check below can still undo it.
             context.configure(
                 connection=connection,
                 target_metadata=get_metadata(),
+                **({'transactional_ddl': True} if sqlite else {}),
                 **conf_args
             )
 

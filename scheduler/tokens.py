@@ -16,9 +16,8 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def derive(secret: str, purpose: str, nonce: str) -> str:
-    """The token for `purpose` from a row's random nonce: computable before the row has an id."""
-    mac = hmac.new(secret.encode(), f"{purpose}:{nonce}".encode(), hashlib.sha256).digest()
+def derive(secret: str, purpose: str, row_id: int, nonce: str) -> str:
+    mac = hmac.new(secret.encode(), f"{purpose}:{row_id}:{nonce}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
@@ -31,11 +30,11 @@ def looks_like_token(token: str) -> bool:
 
 
 def manage_token(secret: str, registration) -> str:
-    return derive(secret, "manage", registration.token_nonce)
+    return derive(secret, "manage", registration.id, registration.token_nonce)
 
 
 def feed_token(secret: str, row, kind: str = "feed") -> str | None:
     """The personal (or speaker, kind="speaker-feed") calendar feed token; None when revoked."""
     if not row.feed_nonce:
         return None
-    return derive(secret, kind, row.feed_nonce)
+    return derive(secret, kind, row.id, row.feed_nonce)

@@ -34,10 +34,11 @@ def upgrade():
 def downgrade():
     # The old schema cannot hold a message that is still to be composed: refuse rather than drop it.
     waiting = op.get_bind().scalar(sa.text(
-        "SELECT count(*) FROM outbox WHERE body_text IS NULL AND state IN ('queued', 'sending')"))
+        "SELECT count(*) FROM outbox WHERE body_text IS NULL AND state IN ('queued', 'sending', 'failed')"))
     if waiting:
-        raise RuntimeError(f"{waiting} queued message(s) are composed at delivery, which the previous schema "
-                           "cannot hold: let `flask scheduler run` deliver them, then downgrade")
+        raise RuntimeError(f"{waiting} queued or failed message(s) are composed at delivery, which the previous "
+                           "schema cannot hold: let `flask scheduler run` deliver them (retry or delete failed "
+                           "ones), then downgrade")
     op.execute("UPDATE outbox SET subject = coalesce(subject, kind), body_text = coalesce(body_text, ''), "
                "body_html = coalesce(body_html, '') WHERE body_text IS NULL")
     with op.batch_alter_table('outbox', schema=None) as batch_op:

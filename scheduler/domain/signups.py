@@ -112,15 +112,20 @@ def _open(key: str):
 
 
 #: What the signup, its page and its mail receivers need of the event, read by the UPDATE that counts it.
-_RETURNED = [_events.c[name] for name in ("id", "slug", "title", "status", "timezone", "starts_at", "reminder_offsets",
-                                          "double_opt_in", "waitlist_last")]
+_RETURNED = [_events.c[name] for name in ("id", "slug", "title", "status", "timezone", "starts_at", "ends_at", "venue",
+                                          "reminder_offsets", "double_opt_in", "waitlist_last", "sequence")]
 #: Take a seat if one is free, else a waitlist number; no row back means signup is not open.
 _TAKE_SEAT = {key: update(_events).where(_open(key), or_(_events.c.capacity.is_(None),
                                                          _events.c.seats_taken < _events.c.capacity))
               .values(seats_taken=_events.c.seats_taken + 1).returning(*_RETURNED)
               for key in ("by_id", "by_slug")}
-_TAKE_NUMBER = {key: update(_events).where(_open(key)).values(waitlist_last=_events.c.waitlist_last + 1)
-                .returning(*_RETURNED) for key in ("by_id", "by_slug")}
+#: The full test is repeated: on PostgreSQL a seat may have been freed since _TAKE_SEAT found none,
+#: and then the locked path seats this person instead of waitlisting them beside a free seat.
+_TAKE_NUMBER = {key: update(_events).where(_open(key), _events.c.capacity.is_not(None),
+                                           _events.c.seats_taken >= _events.c.capacity)
+                .values(waitlist_last=_events.c.waitlist_last + 1).returning(*_RETURNED) for key in ("by_id", "by_slug")}
+_TOKENS = (update(_registrations).where(_registrations.c.id == bindparam("row_id"))
+           .values(token_hash=bindparam("token_hash"), feed_token_hash=bindparam("feed_token_hash")))
 _GIVE_BACK = (update(_events).where(_events.c.id == bindparam("by_id"))
               .values(seats_taken=_events.c.seats_taken - 1))
 
@@ -136,7 +141,7 @@ _INSERT_NEW = {dialect: _insert_new(dialect) for dialect in ("postgresql", "sqli
 
 def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, secret: str,
                  hold_hours: float) -> SignupResult | None:
-    """An address new to this event, while signup is open: three statements, and no ORM objects.
+    """An address new to this event, while signup is open: four statements, and no ORM objects.
 
     Returns None when the address is known or signup is not open, having changed nothing but
     perhaps used up a waitlist number (positions are ranks, so a gap is harmless): the locked path
@@ -151,12 +156,9 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
         return None
     verified = None if event.double_opt_in else now
     state = "confirmed" if taken and verified else "pending" if taken else "waitlisted"
-    nonce, feed_nonce = new_nonce(), new_nonce()
-    token = derive(secret, "manage", nonce)
     values = dict(
         event_id=event.id, **{**person, "timezone": person["timezone"] or event.timezone}, state=state,
-        waitlist_seq=None if taken else event.waitlist_last, token_nonce=nonce, token_hash=token_hash(token),
-        feed_nonce=feed_nonce, feed_token_hash=token_hash(derive(secret, "feed", feed_nonce)),
+        waitlist_seq=None if taken else event.waitlist_last, token_nonce=new_nonce(), feed_nonce=new_nonce(),
         email_verified_at=verified, confirmed_at=now if state == "confirmed" else None,
         hold_expires_at=now + timedelta(hours=hold_hours) if state == "pending" else None,
         reminders_opt_out=False, ics_sequence=0, consent_at=now, created_at=now, updated_at=now)
@@ -166,6 +168,10 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
         if taken:
             connection.execute(_GIVE_BACK, {"by_id": event.id})
         return None
+    # The tokens are derived from the id, so their hashes follow the INSERT.
+    token = derive(secret, "manage", row_id, values["token_nonce"])
+    connection.execute(_TOKENS, {"row_id": row_id, "token_hash": token_hash(token),
+                                 "feed_token_hash": token_hash(derive(secret, "feed", row_id, values["feed_nonce"]))})
     # What the signal receivers read of a registration, without loading one.
     registration = SimpleNamespace(id=row_id, event=event, cancelled_at=None, **values)
     _announce(session, registration, now=now, promoted=False)
@@ -199,7 +205,7 @@ def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datet
 
 
 def _manage(secret: str, registration: Registration) -> str:
-    return derive(secret, "manage", registration.token_nonce)
+    return derive(secret, "manage", registration.id, registration.token_nonce)
 
 
 def _seat_or_waitlist(session: Session, event: Event, registration: Registration, *, now: datetime,
@@ -215,10 +221,11 @@ def _seat_or_waitlist(session: Session, event: Event, registration: Registration
         registration.state = "waitlisted"
         registration.hold_expires_at = None
     if secret is not None:
+        session.add(registration)
+        session.flush()  # the id is part of the tokens
         registration.token_hash = token_hash(_manage(secret, registration))
         registration.feed_nonce = new_nonce()
-        registration.feed_token_hash = token_hash(derive(secret, "feed", registration.feed_nonce))
-        session.add(registration)
+        registration.feed_token_hash = token_hash(derive(secret, "feed", registration.id, registration.feed_nonce))
     session.flush()
     _announce(session, registration, now=now, promoted=False)
     return registration.state
@@ -391,7 +398,7 @@ def update_question(session: Session, registration: Registration, *, question: s
 def revoke_feed(session: Session, registration: Registration, *, secret: str) -> str:
     """Issue a new personal feed token; the old feed URL stops working. Returns the new token."""
     registration.feed_nonce = new_nonce()
-    token = derive(secret, "feed", registration.feed_nonce)
+    token = derive(secret, "feed", registration.id, registration.feed_nonce)
     registration.feed_token_hash = token_hash(token)
     session.flush()
     return token

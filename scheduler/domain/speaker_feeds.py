@@ -15,13 +15,13 @@ def feed_token(session: Session, speaker: Speaker, *, secret: str) -> str:
     """The speaker's feed token, issuing one if they have none yet (the caller commits)."""
     if not speaker.feed_nonce:
         return revoke_feed(session, speaker, secret=secret)
-    return derive(secret, PURPOSE, speaker.feed_nonce)
+    return derive(secret, PURPOSE, speaker.id, speaker.feed_nonce)
 
 
 def revoke_feed(session: Session, speaker: Speaker, *, secret: str) -> str:
     """A new feed token; the old feed URL stops working. Returns the new token."""
     speaker.feed_nonce = new_nonce()
-    token = derive(secret, PURPOSE, speaker.feed_nonce)
+    token = derive(secret, PURPOSE, speaker.id, speaker.feed_nonce)
     speaker.feed_token_hash = token_hash(token)
     session.flush()
     return token

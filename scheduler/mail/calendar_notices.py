@@ -157,14 +157,24 @@ def _update_context(event: Event, recipient: Recipient, previous: dict) -> dict:
 
 def _last_sent(session: Session, event: Event, recipient: Recipient, *, besides: int) -> dict | None:
     """Start, end and place of the last invitation this person was sent (or is about to be), if any."""
-    query = select(OutboxMessage.ics).where(
-        OutboxMessage.event_id == event.id, OutboxMessage.state != "failed", OutboxMessage.ics.is_not(None),
+    query = select(OutboxMessage.ics, OutboxMessage.body_text, OutboxMessage.context).where(
+        OutboxMessage.event_id == event.id, OutboxMessage.state != "failed",
         OutboxMessage.ics_method == "REQUEST", OutboxMessage.id != besides)
     if recipient.registration_id is not None:
         query = query.where(OutboxMessage.registration_id == recipient.registration_id)
     else:
         query = query.where(OutboxMessage.to_addr == recipient.email, OutboxMessage.registration_id.is_(None))
-    ics = session.scalar(query.order_by(OutboxMessage.id.desc()).limit(1))
+    last = session.execute(query.order_by(OutboxMessage.id.desc()).limit(1)).first()
+    if last is None:
+        return None
+    ics, body, told = last
+    if body is None and ics is None:
+        # A signup's invitation still to be composed: what they were told when they signed up.
+        if not told or "starts_at" not in told:
+            return None
+        return {"starts_at": datetime.fromisoformat(told["starts_at"]),
+                "ends_at": datetime.fromisoformat(told["ends_at"]), "venue": told.get("venue", ""),
+                "join_url": event.join_url}
     if not ics:
         return None
     vevent = Calendar.from_ical(ics).events[0]

@@ -34,12 +34,20 @@ def _queue(session, registration, *, kind: str, key: str, now: datetime, method:
            **context) -> bool:
     """Queue one message about this registration; it is composed at delivery by `compose` below.
 
-    `registration` needs only id, event_id, name and email: the signup fast path passes a plain row.
+    `registration` needs id, event_id, name, email, ics_sequence and event.sequence: the signup fast
+    path passes a plain row.
     """
+    if method:
+        # The invitation's SEQUENCE is fixed now: composed later, after a cancellation, it would
+        # otherwise carry the CANCEL's number and a calendar could put the event back. The time and
+        # place are kept too: an update queued before this is sent says what they signed up for.
+        event = registration.event
+        context.update(sequence=max(registration.ics_sequence, event.sequence), starts_at=event.starts_at.isoformat(),
+                       ends_at=event.ends_at.isoformat(), venue=event.venue or "")
     return outbox.queue_deferred(
         session, kind=kind, to_addr=registration.email, to_name=registration.name, dedupe_key=f"{kind}:{key}",
-        now=now, event_id=registration.event_id, registration_id=registration.id,
-        context={"method": method, **context} if method else context)
+        now=now, event_id=registration.event_id, registration_id=registration.id, ics_method=method,
+        context=context)
 
 
 @outbox.renders("signup_received", "confirmed", "promoted", "waitlisted", "cancelled", "manage_link")
@@ -50,7 +58,10 @@ def compose(row) -> None:
         raise LookupError("the registration no longer exists")
     event = registration.event
     context = dict(row.context or {})
-    method = context.pop("method", None)
+    method = row.ics_method
+    sequence = context.pop("sequence", max(registration.ics_sequence, event.sequence))
+    for told in ("starts_at", "ends_at", "venue"):  # for calendar_notices; the message shows the event as it is
+        context.pop(told, None)
     manage_url = registration_url("signup.manage", registration)
     if context.pop("confirm", False):
         context["confirm_url"] = confirm_url(registration)
@@ -60,9 +71,8 @@ def compose(row) -> None:
     row.subject, row.body_text, row.body_html = render(
         row.kind, event=event, registration=registration, manage_url=manage_url,
         when=format_range(event.starts_at, event.ends_at, registration.timezone), **context)
-    row.ics_method = method
     row.ics = invite(event, method=method, email=registration.email, name=registration.name, url=manage_url,
-                     sequence=max(registration.ics_sequence, event.sequence), now=utcnow()) if method else None
+                     sequence=sequence, now=utcnow()) if method else None
 
 
 @signals.registration_pending.connect

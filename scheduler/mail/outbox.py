@@ -64,14 +64,18 @@ def message_row(*, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_n
 
 
 def queue_deferred(session: Session, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
-                   event_id: int | None = None, registration_id: int | None = None,
+                   event_id: int | None = None, registration_id: int | None = None, ics_method: str | None = None,
                    context: dict | None = None) -> bool:
-    """Add a message composed at delivery by the renderer registered for `kind` (see `renders`)."""
+    """Add a message composed at delivery by the renderer registered for `kind` (see `renders`).
+
+    `ics_method` says now that it will carry an invitation (REQUEST or CANCEL), composed with it.
+    """
     if kind not in _renderers:
         raise ValueError(f"no renderer registered for {kind!r}")
     return insert_rows(session, [dict(
         dedupe_key=dedupe_key[:200], kind=kind, to_addr=to_addr, to_name=one_line(to_name)[:200],
-        event_id=event_id, registration_id=registration_id, context=context or {}, state="queued", attempts=0,
+        event_id=event_id, registration_id=registration_id, ics_method=ics_method, context=context or {},
+        state="queued", attempts=0,
         next_attempt_at=now, created_at=now)]) == 1
 
 
@@ -213,13 +217,15 @@ def deliver(session: Session, transport_factory, config, *, worker: str, clock=u
                     raise
                 except PermanentError as exc:
                     _mark(session, row, state="failed", error=str(exc))
+                    session.commit()  # at once: no write transaction stays open while the next is sent
                     report.failed += 1
                 except TransientError as exc:
                     _retry(session, row, str(exc), now, max_attempts, retry_base, report)
+                    session.commit()
                 else:
                     row.attempts += 1
                     sent.append({"row_id": row.id, "attempts": row.attempts, "message_id": row.message_id,
-                                 "sent_at": now, "subject": row.subject})
+                                 "sent_at": now, "subject": row.subject, "ics": row.ics})
                     report.sent += 1
                     if on_sent:
                         on_sent(row)
@@ -250,7 +256,8 @@ MARK_SECONDS = 0.2
 _table = OutboxMessage.__table__
 _SENT = (update(_table).where(_table.c.id == bindparam("row_id"))
          .values(state="sent", attempts=bindparam("attempts"), message_id=bindparam("message_id"),
-                 sent_at=bindparam("sent_at"), subject=bindparam("subject"), last_error=None, claimed_by=None))
+                 sent_at=bindparam("sent_at"), subject=bindparam("subject"), ics=bindparam("ics"), last_error=None,
+                 claimed_by=None))
 
 
 def _mark_sent(session: Session, marks: list[dict]) -> None:
@@ -272,7 +279,7 @@ def _mark(session: Session, row: OutboxMessage, **values) -> None:
         values["last_error"] = values.pop("error")[:2000]
     elif values.get("state") == "sent":
         values["last_error"] = None
-    values.update(attempts=row.attempts, message_id=row.message_id, subject=row.subject, claimed_by=None)
+    values.update(attempts=row.attempts, message_id=row.message_id, subject=row.subject, ics=row.ics, claimed_by=None)
     session.execute(
         update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
         .execution_options(synchronize_session=False)

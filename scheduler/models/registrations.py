@@ -36,7 +36,7 @@ class Registration(db.Model):
     state: Mapped[str] = mapped_column(String(20), default="pending")
     #: Order in the waitlist; smaller is earlier. Positions shown are ranks among waitlisted.
     waitlist_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    #: Manage token = HMAC(SECRET_KEY, purpose + nonce) (see tokens.py); only its sha256 is kept.
+    #: Manage token = HMAC(SECRET_KEY, id + nonce) (see tokens.py); only its sha256 is kept.
     token_nonce: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     #: Personal calendar feed token, likewise; both None when revoked.

@@ -148,7 +148,7 @@ def test_0002_downgrade_refuses_while_mail_waits_to_be_composed(empty_database_u
             with pytest.raises(SystemExit) as refused:  # flask-migrate turns the RuntimeError into exit 1
                 downgrade(revision="0001")
             assert refused.value.code == 1
-            assert "1 queued message(s) are composed at delivery" in capfd.readouterr().err
+            assert "1 queued or failed message(s) are composed at delivery" in capfd.readouterr().err
             with db.engine.connect() as conn:
                 assert _version(conn) == "0002"
                 assert outbox_rows(conn) == before
@@ -173,3 +173,25 @@ def test_0002_downgrade_refuses_while_mail_waits_to_be_composed(empty_database_u
             assert conn.execute(sa.text("SELECT count(*) FROM registrations")).scalar_one() == 1
             assert conn.execute(sa.text("SELECT event_id FROM outbox WHERE dedupe_key = 'reminder:1'")).scalar_one() == 1
         db.engine.dispose()
+
+
+def test_foreign_keys_back_on_after_upgrade(tmp_path):
+    app = create_app(base_config(tmp_path, DATABASE_URL="sqlite:///" + str(tmp_path / "m.db"),
+                                 SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1}))
+    with app.app_context():
+        upgrade()
+        with db.engine.connect() as conn:
+            fk = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+            # An orphan registration is accepted when FKs are off.
+            try:
+                conn.exec_driver_sql(
+                    "INSERT INTO registrations (event_id, name, email, email_key, question, timezone, state, "
+                    "token_nonce, reminders_opt_out, ics_sequence, created_at, updated_at) VALUES "
+                    "(999, 'x', 'x@x', 'x@x', '', 'UTC', 'confirmed', 'n', 0, 0, '2026-01-01', '2026-01-01')")
+                orphan = True
+            except Exception:  # noqa: BLE001
+                orphan = False
+            conn.rollback()
+        db.engine.dispose()
+    assert fk == 1
+    assert not orphan

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from scheduler.domain import signups
 from scheduler.domain.events import update_event
@@ -229,3 +231,39 @@ def test_counter_update_never_overshoots(app, create_event, now):
     snap = check_counters(event.id)
     assert snap["seats"] == 3 and snap["last"] == 7
     assert list(snap["states"].values()).count("waitlisted") == 7
+
+
+def test_seat_freed_between_take_seat_and_take_number(app, create_event, now, backend):
+    if backend != "postgres":
+        pytest.skip("SQLite serialises whole write transactions")
+    secret = app.config["SECRET_KEY"]
+    ev = create_event(title="Tight", capacity=1)
+    eid, slug = ev.id, ev.slug
+    ann = signups.sign_up(db.session, ev, name="Ann", email="ann@example.org", now=now, secret=secret)
+    ann_id = ann.registration_id
+    db.session.commit()
+    fired = []
+
+    def after(conn, cursor, statement, params, context, executemany):
+        if not fired and statement.startswith("UPDATE events SET seats_taken") \
+                and "seats_taken < events.capacity" in statement and cursor.rowcount == 0:
+            fired.append(1)
+            # Meanwhile another request: Ann cancels and commits (nobody is waitlisted yet).
+            with Session(db.engine) as other:
+                signups.cancel_registration(other, other.get(Registration, ann_id), now=now)
+                other.commit()
+
+    sa_event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        bob = signups.sign_up(db.session, slug, name="Bob", email="bob@example.org", now=now, secret=secret)
+        db.session.commit()
+    finally:
+        sa_event.remove(db.engine, "after_cursor_execute", after)
+    assert fired
+    db.session.expire_all()
+    event = db.session.get(Event, eid)
+    actual = db.session.scalar(select(func.count()).select_from(Registration).where(
+        Registration.event_id == eid, Registration.state.in_(("confirmed", "pending"))))
+    assert event.seats_taken == actual
+    assert not (bob.outcome == "waitlisted" and event.seats_taken < event.capacity), \
+        "Bob waits on the waitlist while the only seat is free"

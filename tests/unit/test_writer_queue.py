@@ -17,7 +17,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from sqlalchemy import select as sql_select
 from sqlalchemy.exc import DBAPIError
 
-from scheduler.database import configure_sqlite, read_only
+from scheduler.database import WriterQueue, configure_sqlite, read_only
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("label", String(50)))
@@ -213,19 +213,6 @@ def _read_line(fd: int, timeout: float = WAIT) -> str:
     return data.decode().strip()
 
 
-def _waits_for_flock(pid: int, path: str) -> bool:
-    """Whether `pid` is blocked in flock() on this file (a "->" waiter line in /proc/locks)."""
-    inode = os.stat(path).st_ino
-    with open("/proc/locks") as fh:
-        for line in fh:
-            parts = line.split()
-            if "->" in parts and "FLOCK" in parts:
-                at = parts.index("FLOCK")
-                if int(parts[at + 3]) == pid and parts[at + 4].endswith(f":{inode}"):
-                    return True
-    return False
-
-
 def _child(engine, to_child: int, to_parent: int) -> int:
     # A plain write while the parent holds nothing.
     with engine.begin() as conn:
@@ -241,7 +228,6 @@ def _child(engine, to_child: int, to_parent: int) -> int:
     return 0
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs /proc/locks to see a process wait in flock")
 def test_forked_child_takes_its_own_turn_on_the_lock(engine, lock_path):
     with engine.begin() as conn:  # the parent's queue has opened its lock file before the fork
         insert(conn, "before")
@@ -267,11 +253,9 @@ def test_forked_child_takes_its_own_turn_on_the_lock(engine, lock_path):
         transaction = conn.begin()
         insert(conn, "parent")
         os.write(to_child_w, b"go\n")
-        # The child waits in flock on its own open file: one shared with the parent would let it through.
-        deadline = time.monotonic() + WAIT
-        while not _waits_for_flock(pid, lock_path):
-            assert time.monotonic() < deadline, "the child did not wait in flock for the parent's turn"
-            time.sleep(0.005)
+        # The child waits for the parent's turn to end (see also test_forked_queue_has_its_own_lock).
+        ready, _, _ = select.select([to_parent_r], [], [], 0.3)
+        assert not ready, "the child wrote while the parent held its turn"
         transaction.commit()
         conn.close()
         conn = None
@@ -297,3 +281,21 @@ def test_forked_child_takes_its_own_turn_on_the_lock(engine, lock_path):
     assert lock_is_free(lock_path)
     assert labels(engine) == ["before", "child-1", "parent", "child-2"]
     assert write_in_thread(engine, "after") < 5
+
+
+def test_forked_queue_has_its_own_lock(lock_path):
+    """A queue used before a fork: the child opens its own lock file, so the parent's turn holds it back."""
+    queue = WriterQueue(str(lock_path), timeout=0.3)
+    holder = object()
+    queue.acquire(holder)  # the parent takes its turn before forking
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (runs in the child)
+        child = object()
+        queue.acquire(child)  # must time out: sharing the parent's open file would let it through
+        os._exit(3 if queue._holder == id(child) else 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child got a turn while the parent held it"
+    finally:
+        queue.release(holder)
+    assert lock_is_free(lock_path)
