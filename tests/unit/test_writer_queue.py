@@ -8,6 +8,7 @@ import fcntl
 import os
 import select
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -299,3 +300,43 @@ def test_forked_queue_has_its_own_lock(lock_path):
     finally:
         queue.release(holder)
     assert lock_is_free(lock_path)
+
+
+def test_first_writes_of_a_process_racing_each_other(tmp_path):
+    """Two threads writing first in a fresh process: neither may see the queue half set up."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, inside the set-up too
+    try:
+        for trial in range(40):
+            path = tmp_path / f"race{trial}.db"
+            setup = create_engine(f"sqlite:///{path}")
+            with setup.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            setup.dispose()
+            engine = create_engine(f"sqlite:///{path}")
+            configure_sqlite(engine)
+            for conn in (engine.connect(), engine.connect()):
+                conn.close()  # two pooled connections: the race is in the queue's set-up, not in connecting
+            barrier, errors = threading.Barrier(2), []
+
+            def write(n, engine=engine, barrier=barrier, errors=errors):
+                barrier.wait()
+                try:
+                    with engine.begin() as conn:
+                        conn.exec_driver_sql("INSERT INTO t VALUES (?)", (n,))
+                except Exception as exc:  # the assertion below reports it
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=(n,)) for n in (1, 2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert not any(thread.is_alive() for thread in threads), f"trial {trial}: a writer hangs"
+            assert errors == [], f"trial {trial}: {errors[0]!r}"
+            with engine.connect() as conn:
+                assert sorted(conn.exec_driver_sql("SELECT x FROM t").scalars()) == [1, 2]
+            engine.dispose()
+            assert lock_is_free(str(path) + "-writers.lock")
+    finally:
+        sys.setswitchinterval(previous)
