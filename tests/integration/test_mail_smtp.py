@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from scheduler.domain import signups
@@ -156,3 +158,44 @@ def test_crash_between_claim_and_mark_resends_after_lease(app, create_event, smt
         f"p{i}@example.org" for i in range(4)]
     assert [r.state for r in _rows()] == ["sent"] * 4
     assert _deliver(app, at=now + timedelta(days=1)).handled == 0
+
+
+class ProbingSink(SMTPSink):
+    """Refuses mail to nobody@; for every other message, checks that a writer could start on the database now."""
+
+    def __init__(self, database: str):
+        super().__init__()
+        self.database = database
+        self.writable: list[bool] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        if any(rcpt.startswith("nobody@") for rcpt in envelope.rcpt_tos):
+            return "550 5.1.1 no such user"
+        probe = sqlite3.connect(self.database, timeout=0.2, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            self.writable.append(True)
+        except sqlite3.OperationalError:  # "database is locked": the deliverer holds a write transaction
+            self.writable.append(False)
+        finally:
+            probe.close()
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_refused_message_mark_is_committed_before_the_next_send(app, create_event, now, backend):
+    """A failed or retried mark must not keep a write transaction open while the next messages go out."""
+    if backend != "sqlite":
+        pytest.skip("the write lock that would block every signup is SQLite's")
+    sink = ProbingSink(db.engine.url.database).start()
+    try:
+        app.config["MAIL_URL"] = sink.url
+        event = create_event(capacity=10)
+        _sign_up(event, "nobody@example.org", now)
+        _sign_up(event, "ada@example.org", now)
+        _sign_up(event, "bob@example.org", now)
+        report = _deliver(app, at=now)
+    finally:
+        sink.stop()
+    assert (report.sent, report.failed) == (2, 1)
+    assert sink.writable == [True, True]
