@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..models import ACTIVE_STATES, Event, Registration
 from ..text import one_line, strip_controls
-from ..tokens import derive, new_nonce, token_hash
+from ..tokens import feed_token, manage_token, new_nonce, token_hash
 from .events import lock_event
 
 
@@ -75,6 +75,11 @@ def check_open(event: Event, *, now: datetime) -> None:
 
 def has_free_seat(event: Event) -> bool:
     return event.capacity is None or event.seats_taken < event.capacity
+
+
+def seats_left(event) -> int | None:
+    """Free seats as shown to visitors; None when the event has no capacity limit."""
+    return None if event.capacity is None else max(0, event.capacity - event.seats_taken)
 
 
 def sign_up(session: Session, event: Event | str, *, name: str, email: str, question: str = "", timezone: str = "",
@@ -168,12 +173,12 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
         if taken:
             connection.execute(_GIVE_BACK, {"by_id": event.id})
         return None
-    # The tokens are derived from the id, so their hashes follow the INSERT.
-    token = derive(secret, "manage", row_id, values["token_nonce"])
-    connection.execute(_TOKENS, {"row_id": row_id, "token_hash": token_hash(token),
-                                 "feed_token_hash": token_hash(derive(secret, "feed", row_id, values["feed_nonce"]))})
     # What the signal receivers read of a registration, without loading one.
     registration = SimpleNamespace(id=row_id, event=event, cancelled_at=None, **values)
+    # The tokens are derived from the id, so their hashes follow the INSERT.
+    token = manage_token(secret, registration)
+    connection.execute(_TOKENS, {"row_id": row_id, "token_hash": token_hash(token),
+                                 "feed_token_hash": token_hash(feed_token(secret, registration))})
     _announce(session, registration, now=now, promoted=False)
     return SignupResult(row_id, state, token, session, event)
 
@@ -188,7 +193,7 @@ def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datet
     )
     if existing is not None and existing.state in ACTIVE_STATES:
         signals.registration_repeated.send(existing, session=session, now=now)
-        return SignupResult.of(session, existing, "repeat", _manage(secret, existing))
+        return SignupResult.of(session, existing, "repeat", manage_token(secret, existing))
     registration = existing or Registration(event_id=event.id, email_key=person["email_key"],
                                             token_nonce=new_nonce(), created_at=now)
     for name in ("name", "email", "question"):
@@ -201,11 +206,7 @@ def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datet
     registration.email_verified_at = None if event.double_opt_in else now
     outcome = _seat_or_waitlist(session, event, registration, now=now, hold_hours=hold_hours,
                                 secret=secret if existing is None else None)
-    return SignupResult.of(session, registration, outcome, _manage(secret, registration))
-
-
-def _manage(secret: str, registration: Registration) -> str:
-    return derive(secret, "manage", registration.id, registration.token_nonce)
+    return SignupResult.of(session, registration, outcome, manage_token(secret, registration))
 
 
 def _seat_or_waitlist(session: Session, event: Event, registration: Registration, *, now: datetime,
@@ -223,9 +224,9 @@ def _seat_or_waitlist(session: Session, event: Event, registration: Registration
     if secret is not None:
         session.add(registration)
         session.flush()  # the id is part of the tokens
-        registration.token_hash = token_hash(_manage(secret, registration))
+        registration.token_hash = token_hash(manage_token(secret, registration))
         registration.feed_nonce = new_nonce()
-        registration.feed_token_hash = token_hash(derive(secret, "feed", registration.id, registration.feed_nonce))
+        registration.feed_token_hash = token_hash(feed_token(secret, registration))
     session.flush()
     _announce(session, registration, now=now, promoted=False)
     return registration.state
@@ -398,7 +399,7 @@ def update_question(session: Session, registration: Registration, *, question: s
 def revoke_feed(session: Session, registration: Registration, *, secret: str) -> str:
     """Issue a new personal feed token; the old feed URL stops working. Returns the new token."""
     registration.feed_nonce = new_nonce()
-    token = derive(secret, "feed", registration.id, registration.feed_nonce)
+    token = feed_token(secret, registration)
     registration.feed_token_hash = token_hash(token)
     session.flush()
     return token

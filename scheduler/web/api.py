@@ -264,15 +264,14 @@ def _signup_open(event: Event, now: datetime) -> bool:
     return True
 
 
-def public_event(event: Event, counts: dict[str, int], now: datetime) -> dict:
+def public_event(event: Event, now: datetime) -> dict:
     """Public fields only: never the join URL, never attendee or speaker contact data."""
-    taken = counts.get("confirmed", 0) + counts.get("pending", 0)
     return s.EventPublic(
         slug=event.slug, title=event.title, summary=event.summary, description=event.description,
         description_html=render_markdown(event.description), kind=event.kind, status=event.status,
         starts_at=event.starts_at, ends_at=event.ends_at, timezone=event.timezone, venue=event.venue,
         online=bool(event.join_url), capacity=event.capacity,
-        seats_left=None if event.capacity is None else max(0, event.capacity - taken),
+        seats_left=signups.seats_left(event),
         signup_open=_signup_open(event, now), tags=[s.TagOut(slug=t.slug, name=t.name) for t in event.tags],
         speakers=[s.SpeakerOut(name=link.speaker.name, affiliation=link.speaker.affiliation, bio=link.speaker.bio,
                                photo_url=link.speaker.photo_url, role=link.role) for link in event.speakers],
@@ -348,11 +347,10 @@ def events():
         statement = statement.where(or_(Event.starts_at > starts, and_(Event.starts_at == starts, Event.id > last_id)))
     found = list(db.session.scalars(statement.order_by(Event.starts_at, Event.id).limit(query.limit + 1)))
     page = found[:query.limit]
-    counts = event_rules.counts(db.session, [e.id for e in page])
     next_cursor = None
     if len(found) > query.limit:
         next_cursor = _encode_cursor(page[-1].starts_at.isoformat(), page[-1].id)
-    return jsonify(events=[public_event(e, counts[e.id], now) for e in page], next_cursor=next_cursor)
+    return jsonify(events=[public_event(e, now) for e in page], next_cursor=next_cursor)
 
 
 @operation("GET", "/events/<slug>", summary="One public event", ok={200: s.EventPublic}, errors=(404,))
@@ -360,7 +358,7 @@ def event(slug: str):
     found = _event(slug)
     if found.status == "draft":
         raise NotFound("No event with that slug.")
-    return jsonify(public_event(found, event_rules.counts(db.session, [found.id])[found.id], utcnow()))
+    return jsonify(public_event(found, utcnow()))
 
 
 # --- organisers -----------------------------------------------------------------------------------

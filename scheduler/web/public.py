@@ -6,6 +6,7 @@ from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
 from ..domain import events as event_rules
+from ..domain import signups
 from ..extensions import db
 from ..models import Event, utcnow
 
@@ -48,7 +49,4 @@ def published_event(slug: str) -> Event:
 @bp.get("/events/<slug>")
 def event(slug: str):
     event = published_event(slug)
-    seats_left = None
-    if event.capacity is not None:
-        seats_left = max(0, event.capacity - event.seats_taken)
-    return render_template("events/detail.html", event=event, seats_left=seats_left, now=utcnow())
+    return render_template("events/detail.html", event=event, seats_left=signups.seats_left(event), now=utcnow())

@@ -77,8 +77,7 @@ def _public_event(slug: str):
 
 
 def _form_page(event, form: SignupForm) -> str:
-    seats_left = None if event.capacity is None else max(0, event.capacity - event.seats_taken)
-    return render_template("signup/form.html", event=event, form=form, seats_left=seats_left)
+    return render_template("signup/form.html", event=event, form=form, seats_left=signups.seats_left(event))
 
 
 def registration_for(token: str) -> Registration:
