@@ -64,6 +64,9 @@ def _init_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Please log in to see that page."
+    # No view asks for a fresh login, so "basic" protection only re-signed every visitor's session
+    # cookie (to mark it not fresh) on the first request that showed the page header: the signup POST.
+    login_manager.session_protection = None
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine)

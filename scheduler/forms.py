@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
@@ -68,12 +70,27 @@ def to_local(moment: datetime | None, zone: str) -> datetime | None:
     return moment.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
 
 
-class LoginForm(FlaskForm):
+class Form(FlaskForm):
+    """A form without a CSRF field of its own: CSRFProtect checks every POST before its view.
+
+    A form-level token would be made on every construction and checked a second time on every
+    submission; here the page gets the token only when hidden_tag() renders the form.
+    """
+
+    class Meta:
+        csrf = False
+
+    def hidden_tag(self, *fields):
+        token = Markup('<input id="csrf_token" name="csrf_token" type="hidden" value="{}">').format(generate_csrf())
+        return token + super().hidden_tag(*fields)
+
+
+class LoginForm(Form):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
 
 
-class EventForm(FlaskForm):
+class EventForm(Form):
     title = StringField("Title", validators=[DataRequired(), Length(max=200)])
     slug = StringField("Slug", validators=[Optional(), Length(max=120)],
                        description="Part of the address; made from the title when empty.")
@@ -159,7 +176,7 @@ class EventForm(FlaskForm):
                 field.errors = list(field.errors) + list(messages)
 
 
-class SpeakerForm(FlaskForm):
+class SpeakerForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=320)])
     affiliation = StringField("Affiliation", validators=[Optional(), Length(max=200)])
@@ -168,7 +185,7 @@ class SpeakerForm(FlaskForm):
     role = SelectField("Role", choices=[SelectChoice(r, r.capitalize()) for r in SPEAKER_ROLES], default="speaker")
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """An empty form: a POST button protected by CSRF."""
 
 
@@ -182,7 +199,7 @@ def normalised_email(_form, field):
         raise ValidationError(f"Please enter a valid email address: {exc}") from None
 
 
-class SignupForm(FlaskForm):
+class SignupForm(Form):
     name = StringField("Your name", validators=[DataRequired("Please tell us your name."), Length(max=200)])
     email = EmailField("Email", validators=[DataRequired("Please enter your email address."), Length(max=320),
                                             normalised_email],
@@ -199,5 +216,5 @@ class SignupForm(FlaskForm):
                           render_kw={"tabindex": "-1", "autocomplete": "off"})
 
 
-class QuestionForm(FlaskForm):
+class QuestionForm(Form):
     question = TextAreaField("Your question for the speakers", validators=[Optional(), Length(max=2000)])

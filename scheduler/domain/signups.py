@@ -20,7 +20,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .. import signals
-from ..database import compiled_once
 from ..errors import (
     Conflict,
     EventCancelled,
@@ -31,6 +30,7 @@ from ..errors import (
     SignupClosed,
 )
 from ..models import ACTIVE_STATES, Event, Registration
+from ..prepared import Prepared, prepared
 from ..text import one_line, strip_controls
 from ..tokens import feed_token, manage_token, new_nonce, token_hash
 from .events import lock_event
@@ -120,19 +120,20 @@ def _open(key: str):
 _RETURNED = [_events.c[name] for name in ("id", "slug", "title", "status", "timezone", "starts_at", "ends_at", "venue",
                                           "reminder_offsets", "double_opt_in", "waitlist_last", "sequence")]
 #: Take a seat if one is free, else a waitlist number; no row back means signup is not open.
-_TAKE_SEAT = {key: update(_events).where(_open(key), or_(_events.c.capacity.is_(None),
-                                                         _events.c.seats_taken < _events.c.capacity))
-              .values(seats_taken=_events.c.seats_taken + 1).returning(*_RETURNED)
+_TAKE_SEAT = {key: Prepared(update(_events).where(_open(key), or_(_events.c.capacity.is_(None),
+                                                                  _events.c.seats_taken < _events.c.capacity))
+                       .values(seats_taken=_events.c.seats_taken + 1).returning(*_RETURNED))
               for key in ("by_id", "by_slug")}
 #: The full test is repeated: on PostgreSQL a seat may have been freed since _TAKE_SEAT found none,
 #: and then the locked path seats this person instead of waitlisting them beside a free seat.
-_TAKE_NUMBER = {key: update(_events).where(_open(key), _events.c.capacity.is_not(None),
-                                           _events.c.seats_taken >= _events.c.capacity)
-                .values(waitlist_last=_events.c.waitlist_last + 1).returning(*_RETURNED) for key in ("by_id", "by_slug")}
-_TOKENS = (update(_registrations).where(_registrations.c.id == bindparam("row_id"))
-           .values(token_hash=bindparam("token_hash"), feed_token_hash=bindparam("feed_token_hash")))
-_GIVE_BACK = (update(_events).where(_events.c.id == bindparam("by_id"))
-              .values(seats_taken=_events.c.seats_taken - 1))
+_TAKE_NUMBER = {key: Prepared(update(_events).where(_open(key), _events.c.capacity.is_not(None),
+                                                    _events.c.seats_taken >= _events.c.capacity)
+                         .values(waitlist_last=_events.c.waitlist_last + 1).returning(*_RETURNED))
+                for key in ("by_id", "by_slug")}
+_TOKENS = Prepared(update(_registrations).where(_registrations.c.id == bindparam("row_id"))
+                   .values(token_hash=bindparam("token_hash"), feed_token_hash=bindparam("feed_token_hash")))
+_GIVE_BACK = Prepared(update(_events).where(_events.c.id == bindparam("by_id"))
+                      .values(seats_taken=_events.c.seats_taken - 1))
 
 
 def _insert_new(dialect: str):
@@ -155,8 +156,8 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
     connection = session.connection()
     [name] = key
     params = {**key, "now": now}
-    taken = connection.execute(_TAKE_SEAT[name], params).first()
-    event = taken or connection.execute(_TAKE_NUMBER[name], params).first()
+    taken = _TAKE_SEAT[name].first(connection, params)
+    event = taken or _TAKE_NUMBER[name].first(connection, params)
     if event is None:
         return None
     verified = None if event.double_opt_in else now
@@ -168,17 +169,17 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
         hold_expires_at=now + timedelta(hours=hold_hours) if state == "pending" else None,
         reminders_opt_out=False, ics_sequence=0, consent_at=now, created_at=now, updated_at=now)
     dialect = connection.dialect.name
-    row_id = connection.execute(compiled_once(_INSERT_NEW[dialect], dialect, tuple(values)), values).scalar()
+    row_id = prepared(_INSERT_NEW[dialect], tuple(values)).scalar(connection, values)
     if row_id is None:  # the address is known after all (it signed up a moment ago): undo the count
         if taken:
-            connection.execute(_GIVE_BACK, {"by_id": event.id})
+            _GIVE_BACK.run(connection, {"by_id": event.id})
         return None
     # What the signal receivers read of a registration, without loading one.
     registration = SimpleNamespace(id=row_id, event=event, cancelled_at=None, **values)
     # The tokens are derived from the id, so their hashes follow the INSERT.
     token = manage_token(secret, registration)
-    connection.execute(_TOKENS, {"row_id": row_id, "token_hash": token_hash(token),
-                                 "feed_token_hash": token_hash(feed_token(secret, registration))})
+    _TOKENS.run(connection, {"row_id": row_id, "token_hash": token_hash(token),
+                             "feed_token_hash": token_hash(feed_token(secret, registration))})
     _announce(session, registration, now=now, promoted=False)
     return SignupResult(row_id, state, token, session, event)
 

@@ -27,8 +27,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..database import compiled_once, read_only
+from ..database import read_only
 from ..models import OutboxMessage, utcnow
+from ..prepared import prepared
 from ..text import one_line
 from .compose import prepare, render
 from .transports import ConnectionLost, PermanentError, TransientError
@@ -107,14 +108,14 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
     """Insert outbox rows, skipping any whose dedupe key exists; returns how many were new."""
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    statement = _INSERT_OR_SKIP[dialect]
+    connection = session.connection()
+    statement = _INSERT_OR_SKIP[connection.dialect.name]
     if len(rows) == 1:
-        # One message (a signup's): compiling the statement would cost more than running it. A
-        # fan-out keeps the construct, whose executemany SQLAlchemy batches into multi-row VALUES.
-        statement = compiled_once(statement, dialect, tuple(rows[0]))
+        # One message (a signup's): compiled once, run on the cursor. A fan-out keeps the
+        # construct, whose executemany SQLAlchemy batches into multi-row VALUES.
+        return prepared(statement, tuple(rows[0])).run(connection, rows[0])
     # SQLAlchemy 2 reports -1 for an INSERT without preserve_rowcount.
-    result = session.connection().execute(statement, rows, execution_options={"preserve_rowcount": True})
+    result = connection.execute(statement, rows, execution_options={"preserve_rowcount": True})
     return max(result.rowcount or 0, 0)
 
 

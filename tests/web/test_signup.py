@@ -7,6 +7,8 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from types import SimpleNamespace
 
+from itsdangerous import URLSafeTimedSerializer
+
 from scheduler import create_app
 from scheduler.extensions import db
 from scheduler.mail.compose import build_message
@@ -108,6 +110,28 @@ def test_signup_invalid_fields_show_messages_and_write_nothing(client, create_ev
     assert "Please agree so we can register you." in page
     assert 'aria-invalid="true"' in page
     assert nothing_written()
+
+
+def test_signup_csrf_token_comes_with_every_form_page_and_is_checked(app, client, create_event):
+    from tests.conftest import CSRF_RE
+
+    event = create_event()
+    refused = signup(client, event, name="")
+    assert refused.status_code == 422
+    # The page that explains the refusal carries a token again (forms render it; CSRFProtect checks it).
+    again = CSRF_RE.search(refused.get_data(as_text=True))
+    assert again
+    token = again.group(1) or again.group(2)
+    assert signup(client, event, csrf_token=token).status_code == 200
+    assert count(Registration) == 1
+    # A token signed for another visitor's session, a mangled one, or none: 400, and nothing more is written.
+    # (Signed here: the tests' long-lived app context would hand a second client this client's own token.)
+    foreign = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="wtf-csrf-token").dumps("f" * 40)
+    for bad in (foreign, token[:-2] + "xx", "not-a-token", ""):
+        response = signup(client, event, email="eve@example.org", csrf_token=bad)
+        assert response.status_code == 400, bad
+    assert count(Registration) == 1
+    assert len(outbox()) == 1
 
 
 def test_signup_honeypot_pretends_success_and_writes_nothing(client, create_event):
