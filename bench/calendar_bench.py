@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bench.server import gunicorn, write_instance
+from bench.server import gunicorn, server_cpu, write_instance
 
 ZONES = ["America/Los_Angeles", "America/New_York", "Europe/Berlin", "Europe/London", "Asia/Kolkata",
          "Asia/Tokyo", "Australia/Sydney", "UTC"]
@@ -141,23 +141,6 @@ def throughput(base_url: str, path: str, requests: int, threads: int, headers: d
     if errors:
         raise RuntimeError(errors[:3])
     return per_thread * threads / elapsed
-
-
-def server_cpu(port: str) -> float:
-    """CPU seconds used so far by the gunicorn master and workers bound to this port (Linux /proc)."""
-    total = 0
-    marker = f"127.0.0.1:{port}".encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if marker not in (proc / "cmdline").read_bytes():
-                continue
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def over_http(instance: Path, requests: int) -> dict:

@@ -114,6 +114,23 @@ def gunicorn(instance: Path, *, app: str = "app:app", workers: int = 4, threads:
         out.close()
 
 
+def server_cpu(port: str) -> float:
+    """CPU seconds used so far by the gunicorn master and workers bound to this port (Linux /proc)."""
+    total = 0
+    marker = f"127.0.0.1:{port}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker not in (proc / "cmdline").read_bytes():
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

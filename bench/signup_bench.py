@@ -2,8 +2,9 @@
 
 Starts gunicorn (4 sync workers) on 127.0.0.1 against a fresh database, then drives each route with
 32 concurrent connections from a small asyncio HTTP client, the two taking turns over 3 rounds, and
-prints requests per second and p99. Every signup uses a distinct address and a real CSRF token (one
-form fetch per connection, before the clock starts).
+prints requests per second, p50 and p99, and the server's CPU time per request (gunicorn master and
+workers, from /proc: steadier than requests per second on a shared machine). Every signup uses a
+distinct address and a real CSRF token (one form fetch per connection, before the clock starts).
 
     .venv/bin/python bench/signup_bench.py [--db sqlite|postgres] [--seconds 6] [--rounds 3] [--connections 32]
 """
@@ -24,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import fresh_database, gunicorn, seed_event, write_instance  # noqa: E402
+from bench.server import fresh_database, gunicorn, seed_event, server_cpu, write_instance  # noqa: E402
 
 TOKEN_RE = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
 COOKIE_RE = re.compile(rb"Set-Cookie: (session=[^;]+)", re.IGNORECASE)
@@ -55,8 +56,8 @@ def post(path: str, host: str, cookie: bytes, form: dict) -> bytes:
         b"Cookie: " + cookie + b"\r\n\r\n" + body)
 
 
-async def drive(base: str, make_request, *, connections: int, seconds: float, prepare=None):
-    """`connections` loops sending requests for `seconds`; returns (latencies, statuses)."""
+async def drive(base: str, make_request, *, connections: int, seconds: float, prepare=None, cpu=lambda: 0.0):
+    """`connections` loops sending requests for `seconds`; returns (latencies, statuses, elapsed, cpu() used)."""
     parts = urlsplit(base)
     host, port = parts.hostname, parts.port
     latencies: list[float] = []
@@ -76,32 +77,31 @@ async def drive(base: str, make_request, *, connections: int, seconds: float, pr
             statuses[status] = statuses.get(status, 0) + 1
             i += 1
 
-    began = time.perf_counter()
+    began, cpu_before = time.perf_counter(), cpu()
     await asyncio.gather(*(loop(n) for n in range(connections)))
-    return latencies, statuses, time.perf_counter() - began
+    return latencies, statuses, time.perf_counter() - began, cpu() - cpu_before
 
 
-def summary(name: str, latencies: list[float], statuses: dict, elapsed: float) -> dict:
+def summary(name: str, latencies: list[float], statuses: dict, elapsed: float, cpu: float) -> dict:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     p50 = ordered[len(ordered) // 2] * 1000
     rps = len(latencies) / elapsed
     print(f"{name:<8} {len(latencies):>7} requests  {rps:>8.1f} req/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
-          f"statuses {dict(sorted(statuses.items()))}")
+          f"server CPU {cpu / len(latencies) * 1000:5.2f} ms/request  statuses {dict(sorted(statuses.items()))}")
     return {"rps": rps, "p99": p99, "statuses": statuses}
 
 
-
-
-def combined(results: list[tuple]) -> tuple[list[float], dict, float]:
-    """Latencies, statuses and time of several runs as one."""
-    latencies, statuses, elapsed = [], {}, 0.0
-    for run_latencies, run_statuses, run_elapsed in results:
+def combined(results: list[tuple]) -> tuple[list[float], dict, float, float]:
+    """Latencies, statuses, time and server CPU seconds of several runs as one."""
+    latencies, statuses, elapsed, cpu = [], {}, 0.0, 0.0
+    for run_latencies, run_statuses, run_elapsed, run_cpu in results:
         latencies += run_latencies
         elapsed += run_elapsed
+        cpu += run_cpu
         for status, count in run_statuses.items():
             statuses[status] = statuses.get(status, 0) + count
-    return latencies, statuses, elapsed
+    return latencies, statuses, elapsed, cpu
 
 
 def count_confirmed(settings: dict, event_id: int) -> int:
@@ -161,13 +161,19 @@ def main() -> int:
                 print(f"gunicorn -w {args.workers} on {base}, {args.db}, {args.connections} connections, "
                       f"{args.seconds:g} s per route in {args.rounds} turns")
                 asyncio.run(drive(base, hello_request, connections=4, seconds=1.0))  # warm every worker
+                port = urlsplit(base).port
+
+                def timed_run(make_request, prepare=None):
+                    """One turn of a route, with the server's CPU seconds (master and workers) it used."""
+                    return asyncio.run(drive(base, make_request, connections=args.connections,
+                                             seconds=args.seconds / args.rounds, prepare=prepare,
+                                             cpu=lambda: server_cpu(port)))
+
                 # The routes take turns, so a slower or busier moment of a shared machine falls on both.
                 runs = {"hello": [], "signup": []}
                 for _ in range(args.rounds):
-                    runs["hello"].append(asyncio.run(drive(base, hello_request, connections=args.connections,
-                                                           seconds=args.seconds / args.rounds)))
-                    runs["signup"].append(asyncio.run(drive(base, signup_request, connections=args.connections,
-                                                            seconds=args.seconds / args.rounds, prepare=prepare)))
+                    runs["hello"].append(timed_run(hello_request))
+                    runs["signup"].append(timed_run(signup_request, prepare))
                 hello, signup = (summary(name, *combined(results)) for name, results in runs.items())
             stored = count_confirmed(settings, event_id)
     ratio = signup["rps"] / hello["rps"]
