@@ -2,8 +2,8 @@
 
 Starts gunicorn (4 sync workers) on 127.0.0.1 against a fresh database, then drives each route with
 32 concurrent connections from a small asyncio HTTP client, the two taking turns over 3 rounds, and
-prints requests per second, p50 and p99, and the server's CPU time per request (gunicorn master and
-workers, from /proc: steadier than requests per second on a shared machine). Every signup uses a
+prints requests per second, p50 and p99, and gunicorn's CPU time per request (master and workers,
+from /proc: steadier than requests per second on a shared machine; PostgreSQL's own is not in it). Every signup uses a
 distinct address and a real CSRF token (one form fetch per connection, before the clock starts).
 
     .venv/bin/python bench/signup_bench.py [--db sqlite|postgres] [--seconds 6] [--rounds 3] [--connections 32]
@@ -84,11 +84,13 @@ async def drive(base: str, make_request, *, connections: int, seconds: float, pr
 
 def summary(name: str, latencies: list[float], statuses: dict, elapsed: float, cpu: float) -> dict:
     ordered = sorted(latencies)
+    if not ordered:
+        raise SystemExit(f"{name}: no request completed; statuses {statuses}")
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     p50 = ordered[len(ordered) // 2] * 1000
     rps = len(latencies) / elapsed
     print(f"{name:<8} {len(latencies):>7} requests  {rps:>8.1f} req/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
-          f"server CPU {cpu / len(latencies) * 1000:5.2f} ms/request  statuses {dict(sorted(statuses.items()))}")
+          f"gunicorn CPU {cpu / max(len(latencies), 1) * 1000:5.2f} ms/request  statuses {dict(sorted(statuses.items()))}")
     return {"rps": rps, "p99": p99, "statuses": statuses}
 
 

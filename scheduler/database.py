@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -145,7 +144,8 @@ class Checkpoints:
     of copying and fsync while that writer still holds everyone's turn, which showed as the
     signup's p99. With it off (and the WAL truncated when it restarts, so its size tells how much
     is waiting), the writer whose commit takes the WAL past CHECKPOINT_BYTES runs a PASSIVE
-    checkpoint after its turn: it waits for nobody and nobody waits for it.
+    checkpoint after its turn: that one request pays for the copy, but no other writer waits,
+    and the checkpoint waits for nobody.
     """
 
     def __init__(self, wal_path: str, limit: int = CHECKPOINT_BYTES):
@@ -167,7 +167,7 @@ class Checkpoints:
         self._tried_at = size
         try:
             dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as exc:  # the commit stands; a later checkpoint copies what this one did not
+        except Exception as exc:  # the commit stands; a later checkpoint copies what this one did not
             log.warning("WAL checkpoint failed: %s", exc)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -74,14 +75,16 @@ class Form(FlaskForm):
     """A form without a CSRF field of its own: CSRFProtect checks every POST before its view.
 
     A form-level token would be made on every construction and checked a second time on every
-    submission; here the page gets the token only when hidden_tag() renders the form.
+    submission; here the page gets the token only when hidden_tag() renders the form. So a view
+    exempted from CSRFProtect gets no CSRF check from its forms either.
     """
 
     class Meta:
         csrf = False
 
     def hidden_tag(self, *fields):
-        token = Markup('<input id="csrf_token" name="csrf_token" type="hidden" value="{}">').format(generate_csrf())
+        name = current_app.config["WTF_CSRF_FIELD_NAME"]
+        token = Markup('<input id="{0}" name="{0}" type="hidden" value="{1}">').format(name, generate_csrf())
         return token + super().hidden_tag(*fields)
 
 

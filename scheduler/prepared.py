@@ -4,8 +4,10 @@ SQLAlchemy spends about 0.1 ms of Python on each execution (execution context, c
 result set-up), which was most of a signup's database time. A Prepared statement keeps only what
 the database needs: the SQL, and the bound values' and returned columns' type processing, all
 SQLAlchemy's own, taken from its compiled form. It runs in the caller's transaction, and raises
-SQLAlchemy's exceptions. When anything listens to cursor events (tracing, tests), it runs through
-SQLAlchemy instead, so every statement is still seen.
+SQLAlchemy's exceptions. When anything listens to cursor events (tracing, tests), or the engine
+echoes statements or translates schemas, it runs through SQLAlchemy instead.
+Result processors are made without the driver's type code: right for the columns used here
+(integers, strings, booleans, datetimes, JSON); a Numeric column would need it.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ class Prepared:
     def __init__(self, statement: ClauseElement, keys: tuple[str, ...] = ()):
         self.statement = statement
         self.keys = keys
-        self._forms: dict[str, _Form] = {}
+        self._forms: dict[Dialect, _Form] = {}  # per engine's dialect: driver and server version matter
 
     def first(self, connection: Connection, params: dict):
         """The first returned row (attributes named after the columns), or None."""
         form = self._form(connection.dialect)
-        if _traced(connection):
+        if _needs_sqlalchemy(connection):
             return connection.execute(self.statement, params).first()
         return self._run(connection, form, params, form.first)
 
@@ -42,39 +44,48 @@ class Prepared:
     def run(self, connection: Connection, params: dict) -> int:
         """Execute; returns the number of rows it changed."""
         form = self._form(connection.dialect)
-        if _traced(connection):
+        if _needs_sqlalchemy(connection):
             return connection.execute(self.statement, params,
                                       execution_options={"preserve_rowcount": True}).rowcount
         return self._run(connection, form, params, _rowcount)
 
     def _form(self, dialect: Dialect) -> _Form:
-        form = self._forms.get(dialect.name)
+        form = self._forms.get(dialect)
         if form is None:
-            form = self._forms[dialect.name] = _Form(self.statement, dialect, self.keys)
+            form = self._forms[dialect] = _Form(self.statement, dialect, self.keys)
         return form
 
     @staticmethod
     def _run(connection: Connection, form: _Form, params: dict, fetch):
         if not connection.in_transaction():
             connection.begin()  # as SQLAlchemy would: the caller commits
-        return _on_cursor(connection, form.sql, form.bind(params), fetch)
+        return _on_cursor(connection, form.sql, lambda: form.bind(params), fetch)
 
 
 def _on_cursor(connection: Connection, sql: str, values, fetch=None):
-    """Run one statement on a fresh DBAPI cursor of `connection`; returns fetch(cursor)."""
+    """Run one statement on a fresh DBAPI cursor of `connection`; returns fetch(cursor).
+
+    `values` is a callable giving the parameters, so that a value that cannot be bound fails here too.
+    """
     cursor = connection.connection.dbapi_connection.cursor()
+    parameters = None
     try:
-        cursor.execute(sql, values)
+        parameters = values()
+        cursor.execute(sql, parameters)
         return fetch(cursor) if fetch else None
-    except connection.dialect.loaded_dbapi.Error as exc:
-        # SQLAlchemy's own handling: its exception classes, and a lost connection invalidated.
-        connection._handle_dbapi_exception(exc, sql, values, cursor, None)
+    except BaseException as exc:
+        # SQLAlchemy's own handling: its exception classes (StatementError for a value it cannot
+        # bind), and a connection left mid-statement (lost, or interrupted) invalidated.
+        connection._handle_dbapi_exception(exc, sql, parameters, cursor, None)
+        raise  # not reached: it always raises
     finally:
         cursor.close()
 
 
-def _traced(connection: Connection) -> bool:
-    return bool(connection.dispatch.before_cursor_execute or connection.dispatch.after_cursor_execute)
+def _needs_sqlalchemy(connection: Connection) -> bool:
+    """Whether SQLAlchemy must run the statement: someone traces statements, or the engine rewrites or logs them."""
+    return bool(connection.dispatch.before_cursor_execute or connection.dispatch.after_cursor_execute
+                or connection.engine.echo or connection.get_execution_options().get("schema_translate_map"))
 
 
 def _rowcount(cursor) -> int:
@@ -128,7 +139,7 @@ def prepared(statement: ClauseElement, keys: tuple[str, ...] = ()) -> Prepared:
 
 def driver_sql(connection: Connection, sql: str) -> None:
     """A statement without parameters (BEGIN): on the cursor unless somebody traces statements."""
-    if _traced(connection):
+    if _needs_sqlalchemy(connection):
         connection.exec_driver_sql(sql)
     else:
-        _on_cursor(connection, sql, ())
+        _on_cursor(connection, sql, tuple)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -13,12 +12,12 @@ from wtforms.validators import DataRequired, Length
 from ..domain import api_tokens as token_rules
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import ConfirmForm
+from ..forms import ConfirmForm, Form
 from ..models import TOKEN_SCOPES, ApiToken, utcnow
 from .admin import bp
 
 
-class ApiTokenForm(FlaskForm):
+class ApiTokenForm(Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)],
                        description="What uses it, e.g. “website sync”.")
     scope = SelectField("Scope", choices=[SelectChoice("read", "Read: list events and registrations"),

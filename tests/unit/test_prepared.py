@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from scheduler.extensions import db
 from scheduler.models import Event, OutboxMessage, Registration
@@ -112,4 +112,77 @@ def test_cursor_event_listeners_still_see_the_statement(app, create_event):
         event.remove(db.engine, "before_cursor_execute", before)
     assert row.title == "Traced"
     assert any(s.startswith("UPDATE events SET title") for s in seen)
+    db.session.rollback()
+
+
+def test_sql_and_parameters_are_exactly_what_sqlalchemy_sends(app, create_event, now, backend):
+    from scheduler.domain import signups
+    from scheduler.mail.outbox import _INSERT_OR_SKIP
+
+    ev = create_event(capacity=3)
+    dialect = "postgresql" if backend == "postgres" else "sqlite"
+    person = dict(event_id=ev.id, email_key="a@x.org", name="A", email="a@x.org", question="", timezone="UTC",
+                  state="confirmed", waitlist_seq=None, token_nonce="n" * 32, feed_nonce="f" * 32,
+                  email_verified_at=now, confirmed_at=now, hold_expires_at=None, reminders_opt_out=False,
+                  ics_sequence=0, consent_at=now, created_at=now, updated_at=now)
+    message = dict(dedupe_key="k", kind="confirmed", to_addr="a@x.org", to_name="A", event_id=ev.id,
+                   registration_id=None, ics_method=None, context={"a": [1, True, None]}, state="queued",
+                   attempts=0, next_attempt_at=now, created_at=now)
+    cases = [(signups._TAKE_SEAT["by_slug"], {"by_slug": ev.slug, "now": now}),
+             (signups._TAKE_NUMBER["by_id"], {"by_id": ev.id, "now": now}),
+             (prepared(signups._INSERT_NEW[dialect], tuple(person)), person),
+             (signups._TOKENS, {"row_id": 1, "token_hash": "h", "feed_token_hash": "g"}),
+             (signups._GIVE_BACK, {"by_id": ev.id}),
+             (prepared(_INSERT_OR_SKIP[dialect], tuple(message)), message)]
+    connection = db.session.connection()
+    seen = []
+
+    def before(_conn, _cursor, statement, parameters, _context, _many):
+        seen.append((statement, parameters))
+
+    for statement, params in cases:
+        form = statement._form(connection.dialect)
+        ours = form.bind(params)
+        seen.clear()
+        event.listen(db.engine, "before_cursor_execute", before)
+        try:
+            connection.execute(statement.statement, params)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", before)
+        [(sql, theirs)] = seen
+        assert form.sql == sql
+        if isinstance(ours, dict):  # PostgreSQL: named parameters
+            assert sorted(ours) == sorted(theirs)
+            ours, theirs = [ours[name] for name in sorted(ours)], [theirs[name] for name in sorted(theirs)]
+        assert [(value, type(value)) for value in ours] == [(value, type(value)) for value in theirs]
+    db.session.rollback()
+
+
+def test_a_value_it_cannot_bind_is_a_statement_error(app, create_event, now):
+    event_id = create_event().id
+    stamp = Prepared(update(events).where(events.c.id == bindparam("event_id")).values(updated_at=bindparam("now")))
+    with pytest.raises(StatementError, match="naive datetime"):
+        stamp.run(db.session.connection(), {"event_id": event_id, "now": now.replace(tzinfo=None)})
+    db.session.rollback()
+    assert stamp.run(db.session.connection(), {"event_id": event_id, "now": now}) == 1
+    db.session.rollback()
+
+
+def test_a_lost_postgresql_connection_is_invalidated_and_the_session_recovers(app, create_event, backend):
+    if backend != "postgres":
+        pytest.skip("a server that drops the connection: PostgreSQL")
+    from sqlalchemy import create_engine, text
+
+    event_id = create_event(title="Before").id
+    connection = db.session.connection()
+    pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    admin = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    with pytest.raises(OperationalError) as raised:
+        Prepared(TOUCH).first(connection, {"event_id": event_id})
+    assert raised.value.connection_invalidated
+    db.session.rollback()
+    assert Prepared(TOUCH).first(db.session.connection(), {"event_id": event_id}).title == "Before"
     db.session.rollback()

@@ -56,6 +56,7 @@ def test_sqlites_own_checkpoint_is_off(engine):
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert raw.execute("PRAGMA journal_size_limit").fetchone()[0] == 0  # the WAL's size says what waits
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
