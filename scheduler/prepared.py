@@ -32,10 +32,10 @@ class Prepared:
 
     def first(self, connection: Connection, params: dict):
         """The first returned row (attributes named after the columns), or None."""
-        form = self._form(connection.dialect)
         if _needs_sqlalchemy(connection):
             return connection.execute(self.statement, params).first()
-        return self._run(connection, form, params, form.first)
+        form = self._form(connection.dialect)
+        return _run(connection, form, params, form.first)
 
     def scalar(self, connection: Connection, params: dict):
         row = self.first(connection, params)
@@ -43,11 +43,10 @@ class Prepared:
 
     def run(self, connection: Connection, params: dict) -> int:
         """Execute; returns the number of rows it changed."""
-        form = self._form(connection.dialect)
         if _needs_sqlalchemy(connection):
             return connection.execute(self.statement, params,
                                       execution_options={"preserve_rowcount": True}).rowcount
-        return self._run(connection, form, params, _rowcount)
+        return _run(connection, self._form(connection.dialect), params, _rowcount)
 
     def _form(self, dialect: Dialect) -> _Form:
         form = self._forms.get(dialect)
@@ -55,11 +54,11 @@ class Prepared:
             form = self._forms[dialect] = _Form(self.statement, dialect, self.keys)
         return form
 
-    @staticmethod
-    def _run(connection: Connection, form: _Form, params: dict, fetch):
-        if not connection.in_transaction():
-            connection.begin()  # as SQLAlchemy would: the caller commits
-        return _on_cursor(connection, form.sql, lambda: form.bind(params), fetch)
+
+def _run(connection: Connection, form: _Form, params: dict, fetch):
+    if not connection.in_transaction():
+        connection.begin()  # as SQLAlchemy would: the caller commits
+    return _on_cursor(connection, form.sql, lambda: form.bind(params), fetch)
 
 
 def _on_cursor(connection: Connection, sql: str, values, fetch=None):
@@ -109,9 +108,9 @@ class _Form:
             if bind.expanding:
                 raise ValueError("Prepared statements take no IN lists")
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            binds.append((name, bind.key, bind.required, bind.effective_value, processor))
+            binds.append((bind.key, bind.required, bind.effective_value, processor))
         self._binds = binds
-        self._positional = compiled.positional
+        self._names = None if compiled.positional else names  # the parameters' names, when they go by name
         columns = list(statement.exported_columns)  # what it returns, if anything
         self._readers = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
         self._row = namedtuple("Row", [column.key for column in columns]) if columns else None
@@ -119,10 +118,10 @@ class _Form:
     def bind(self, params: dict):
         """The DBAPI parameters: the caller's values and the statement's own literals, type-processed."""
         values = []
-        for name, key, required, default, processor in self._binds:
+        for key, required, default, processor in self._binds:
             value = params[key] if required or key in params else default
-            values.append((name, value if processor is None else processor(value)))
-        return [value for _, value in values] if self._positional else dict(values)
+            values.append(value if processor is None else processor(value))
+        return values if self._names is None else dict(zip(self._names, values, strict=True))
 
     def first(self, cursor):
         raw = cursor.fetchone()
