@@ -162,7 +162,9 @@ def main() -> int:
 
                 print(f"gunicorn -w {args.workers} on {base}, {args.db}, {args.connections} connections, "
                       f"{args.seconds:g} s per route in {args.rounds} turns")
-                asyncio.run(drive(base, hello_request, connections=4, seconds=1.0))  # warm every worker
+                # Warm every worker on both routes (imports, compiled templates and statements) before the clock starts.
+                asyncio.run(drive(base, hello_request, connections=4, seconds=1.0))
+                warm_up = asyncio.run(drive(base, signup_request, connections=4, seconds=1.0, prepare=prepare))
                 port = urlsplit(base).port
 
                 def timed_run(make_request, prepare=None):
@@ -179,9 +181,12 @@ def main() -> int:
                 hello, signup = (summary(name, *combined(results)) for name, results in runs.items())
             stored = count_confirmed(settings, event_id)
     ratio = signup["rps"] / hello["rps"]
-    ok = set(signup["statuses"]) == {200} and stored == sum(signup["statuses"].values())
+    posts = combined([warm_up])[1]
+    for status, count in signup["statuses"].items():
+        posts[status] = posts.get(status, 0) + count
+    ok = set(posts) == {200} and stored == sum(posts.values())
     print(f"signup/hello = {ratio:.2f} (target >= 0.25); signup p99 {signup['p99']:.1f} ms (target <= 100 ms); "
-          f"{stored} registrations stored for {sum(signup['statuses'].values())} POSTs")
+          f"{stored} registrations stored for {sum(posts.values())} POSTs (warm-up included)")
     passed = ok and ratio >= 0.25 and signup["p99"] <= 100
     print("PASS" if passed else "MISS")
     return 0 if ok else 1

@@ -61,7 +61,8 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
-    login_manager.init_app(app)
+    # current_user is a template global (see _register_template_helpers): loaded when a page uses it.
+    login_manager.init_app(app, add_context_processor=False)
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Please log in to see that page."
     # No view asks for a fresh login, so "basic" protection only re-signed every visitor's session
@@ -125,8 +126,13 @@ def _register_template_helpers(app: Flask) -> None:
         offset_words=describe_offset,
     )
 
+    from flask_login import current_user
+
+    from .models import utcnow
+
+    # Globals cost nothing per render; only the time is per request.
+    app.jinja_env.globals.update(has_endpoint=lambda name: name in app.view_functions, current_user=current_user)
+
     @app.context_processor
     def inject_now():
-        from .models import utcnow
-
-        return {"now": utcnow(), "has_endpoint": lambda name: name in app.view_functions}
+        return {"now": utcnow()}

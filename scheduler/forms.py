@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
@@ -194,8 +195,6 @@ class ConfirmForm(Form):
 
 def normalised_email(_form, field):
     """email-validator's checks and normal form (no DNS lookups)."""
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         field.data = validate_email((field.data or "").strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:

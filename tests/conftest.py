@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
+from flask import has_app_context
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from bench.server import fresh_database
@@ -94,9 +96,24 @@ def instance_dir(tmp_path_factory):
     return path
 
 
+class CommittedClient(FlaskClient):
+    """Each request starts after the test's own writes are committed, as a browser's would.
+
+    The test and the requests share one app context, so one session: a test that has read since
+    its last commit holds a transaction (on SQLite, the writer's turn), and a view that works on
+    a connection of its own (the signup form) would wait for it.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():  # not in a thread of its own
+            db.session.commit()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(app_config):
     app = create_app(app_config)
+    app.test_client_class = CommittedClient
     with app.app_context():
         db.create_all()
         try:

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .. import signals
@@ -43,14 +44,14 @@ class SignupResult:
     outcome: str
     #: The manage token, for the page shown right after signup.
     token: str
-    session: Session = field(repr=False)
+    session: Session | Connection = field(repr=False)
     #: The event (at least id, slug, title, double_opt_in), for the page shown after signup.
     event: object = field(default=None, repr=False)
 
     @cached_property
     def registration(self) -> Registration:
         """Loaded on first use: the fast path writes the row without building the object."""
-        return self.session.get(Registration, self.registration_id)
+        return orm_session(self.session).get(Registration, self.registration_id)
 
     @classmethod
     def of(cls, session: Session, registration: Registration, outcome: str, token: str) -> SignupResult:
@@ -82,12 +83,14 @@ def seats_left(event) -> int | None:
     return None if event.capacity is None else max(0, event.capacity - event.seats_taken)
 
 
-def sign_up(session: Session, event: Event | str, *, name: str, email: str, question: str = "", timezone: str = "",
-            now: datetime, secret: str, hold_hours: float = 24.0) -> SignupResult:
+def sign_up(session: Session | Connection, event: Event | str, *, name: str, email: str, question: str = "",
+            timezone: str = "", now: datetime, secret: str, hold_hours: float = 24.0) -> SignupResult:
     """Register someone: a seat (confirmed, or pending their confirmation), or a waitlist place.
 
     The same address again gets no second seat: outcome "repeat", and the manage link is re-sent.
     `event` is the event or its slug: by slug, a new address is signed up without reading the event first.
+    `session` may be a Core connection: a new address then costs no ORM session at all (the web
+    form's case); the other cases open one inside the connection's transaction. The caller commits.
     Raises NotFound for an unknown slug, and the reason (a Conflict) when signup is not open.
     """
     person = dict(email_key=email.strip().lower(), name=one_line(name)[:200], email=email.strip()[:320],
@@ -95,11 +98,18 @@ def sign_up(session: Session, event: Event | str, *, name: str, email: str, ques
     key = {"by_slug": event} if isinstance(event, str) else {"by_id": event.id}
     result = _sign_up_new(session, key, person, now=now, secret=secret, hold_hours=hold_hours)
     if result is None:
-        event_id = session.scalar(select(Event.id).where(Event.slug == event)) if "by_slug" in key else event.id
+        orm = orm_session(session)
+        event_id = orm.scalar(select(Event.id).where(Event.slug == event)) if "by_slug" in key else event.id
         if event_id is None:
             raise NotFound("No such event.")
-        result = _sign_up_locked(session, event_id, person, now=now, secret=secret, hold_hours=hold_hours)
+        result = _sign_up_locked(orm, event_id, person, now=now, secret=secret, hold_hours=hold_hours)
+        orm.flush()  # a session opened on a connection is not committed: its changes go out now
     return result
+
+
+def orm_session(session: Session | Connection) -> Session:
+    """The ORM session of this transaction: the caller's, or a new one that joins a Core connection's transaction."""
+    return Session(bind=session) if isinstance(session, Connection) else session
 
 
 _events = Event.__table__
@@ -145,7 +155,7 @@ def _insert_new(dialect: str):
 _INSERT_NEW = {dialect: _insert_new(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, secret: str,
+def _sign_up_new(session: Session | Connection, key: dict, person: dict, *, now: datetime, secret: str,
                  hold_hours: float) -> SignupResult | None:
     """An address new to this event, while signup is open: four statements, and no ORM objects.
 
@@ -153,7 +163,7 @@ def _sign_up_new(session: Session, key: dict, person: dict, *, now: datetime, se
     perhaps used up a waitlist number (positions are ranks, so a gap is harmless): the locked path
     then handles it and says why.
     """
-    connection = session.connection()
+    connection = session if isinstance(session, Connection) else session.connection()
     [name] = key
     params = {**key, "now": now}
     taken = _TAKE_SEAT[name].first(connection, params)
@@ -247,7 +257,7 @@ def _take_seat(event: Event, registration: Registration, *, now: datetime, hold_
     registration.updated_at = now
 
 
-def _announce(session: Session, registration: Registration, *, now: datetime, promoted: bool) -> None:
+def _announce(session: Session | Connection, registration: Registration, *, now: datetime, promoted: bool) -> None:
     if registration.state == "waitlisted":
         signals.registration_waitlisted.send(registration, session=session, now=now,
                                              position=waitlist_position(session, registration))
@@ -264,7 +274,7 @@ def _next_waitlist_seq(event: Event) -> int:
     return event.waitlist_last
 
 
-def waitlist_position(session: Session, registration: Registration) -> int | None:
+def waitlist_position(session: Session | Connection, registration: Registration) -> int | None:
     """1 for the head of the waitlist; None when not waitlisted."""
     if registration.state != "waitlisted" or registration.waitlist_seq is None:
         return None

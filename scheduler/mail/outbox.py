@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..database import read_only
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 
 
-def queue(session: Session, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
+def queue(session: Session | Connection, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
           event_id: int | None = None, registration_id: int | None = None, ics: str | None = None,
           ics_method: str | None = None, unsubscribe_url: str | None = None, **context) -> bool:
     """Render the message and add it to the outbox in the caller's transaction.
@@ -64,7 +65,7 @@ def message_row(*, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_n
     )
 
 
-def queue_deferred(session: Session, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
+def queue_deferred(session: Session | Connection, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
                    event_id: int | None = None, registration_id: int | None = None, ics_method: str | None = None,
                    context: dict | None = None) -> bool:
     """Add a message composed at delivery by the renderer registered for `kind` (see `renders`).
@@ -104,11 +105,11 @@ _INSERT_OR_SKIP = {dialect: insert(OutboxMessage.__table__).on_conflict_do_nothi
                    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
 
 
-def insert_rows(session: Session, rows: list[dict]) -> int:
+def insert_rows(session: Session | Connection, rows: list[dict]) -> int:
     """Insert outbox rows, skipping any whose dedupe key exists; returns how many were new."""
     if not rows:
         return 0
-    connection = session.connection()
+    connection = session if isinstance(session, Connection) else session.connection()
     statement = _INSERT_OR_SKIP[connection.dialect.name]
     if len(rows) == 1:
         # One message (a signup's): compiled once, run on the cursor. A fan-out keeps the

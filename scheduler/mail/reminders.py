@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from .. import signals
 from ..domain import reminders
 from ..domain.offsets import describe_offset
+from ..domain.signups import orm_session
 from ..models import Event, PlannedJob, Registration
 from ..text import one_line
 from ..timefmt import format_range
@@ -143,7 +144,8 @@ def on_late_registration(registration: Registration, *, session: Session, now: d
     """Registered after the last reminder went out but before the start: one "starting soon" message."""
     if not reminders.needs_starting_soon(session, registration, now=now):
         return
-    event = session.get(Event, registration.event_id)  # the signup fast path passes only a few columns
+    # The signup fast path passes only a few columns of the event, and perhaps a Core connection.
+    event = orm_session(session).get(Event, registration.event_id)
     manage_url, unsubscribe_url = attendee_links(current_app.config["SECRET_KEY"], registration)
     outbox.queue(
         session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,

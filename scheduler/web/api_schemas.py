@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ..models import EVENT_KINDS, REGISTRATION_STATES, SPEAKER_ROLES
@@ -40,8 +41,6 @@ def _http_url(value: str) -> str:
 
 
 def _email(value: str) -> str:
-    from email_validator import EmailNotValidError, validate_email
-
     if not value:
         return value
     try:

@@ -32,7 +32,7 @@ from ..models import ACTIVE_STATES, Event, EventSpeaker, Registration, Speaker, 
 from ..models.events import event_tags
 from ..text import one_line
 from ..tokens import feed_token, looks_like_token
-from ..urls import event_url, external_url
+from ..urls import event_url, external_url, webcal_url
 
 bp = Blueprint("feeds", __name__)
 
@@ -402,11 +402,14 @@ def outlook_calendar_url(event: Event) -> str:
     })
 
 
-@bp.app_context_processor
-def calendar_links():
-    from ..urls import webcal_url
+def subscribe_url(endpoint: str, **values) -> str:
+    return webcal_url(external_url(endpoint, **values))
 
-    return {"google_calendar_url": google_calendar_url, "outlook_calendar_url": outlook_calendar_url,
-            "webcal_url": webcal_url, "personal_feed_url": personal_feed_url,
-            "subscribe_url": lambda endpoint, **values: webcal_url(external_url(endpoint, **values))}
+
+@bp.record_once
+def _calendar_links(state) -> None:
+    """Template globals (set once, not per render as a context processor would)."""
+    state.app.jinja_env.globals.update(
+        google_calendar_url=google_calendar_url, outlook_calendar_url=outlook_calendar_url, webcal_url=webcal_url,
+        personal_feed_url=personal_feed_url, subscribe_url=subscribe_url)
 

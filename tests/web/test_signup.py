@@ -229,3 +229,36 @@ def test_signup_hostile_text_is_escaped_in_page_and_mail(app, client, create_eve
     assert not any(line.lower().startswith("bcc:") for line in unfolded)
     assert all(ord(c) < 128 for c in head)
     assert count(OutboxMessage) == 1
+
+
+def test_signup_again_after_cancelling_takes_a_seat_in_the_same_transaction(app, client, create_event):
+    """A known address goes through the locked path, in an ORM session joined to the form's connection."""
+    from tests.web.test_manage import _post
+
+    event = create_event(capacity=2)
+    signup(client, event)
+    assert _post(client, token_for(app, registration("ada@example.org")), "cancel").status_code == 303
+    assert registration("ada@example.org").state == "cancelled"
+    response = signup(client, event, name="Ada Again")
+    assert response.status_code == 200 and THANKS in response.get_data(as_text=True)
+    reg = registration("ada@example.org")
+    assert (reg.state, reg.name) == ("confirmed", "Ada Again")
+    db.session.refresh(event)
+    assert (event.seats_taken, count(Registration)) == (1, 1)
+
+
+def test_signup_after_the_last_reminder_queues_starting_soon(client, create_event, now):
+    """The late-registrant message, queued on the form's Core connection."""
+    from sqlalchemy import update
+
+    from scheduler.models import PlannedJob
+
+    event = create_event(starts_at=now + timedelta(minutes=30), reminder_offsets=[3600])
+    db.session.execute(update(PlannedJob).where(PlannedJob.event_id == event.id, PlannedJob.kind == "reminder")
+                       .values(state="done"))  # the hour-before reminder went out half an hour ago
+    db.session.commit()
+    assert signup(client, event, timezone="Asia/Tokyo").status_code == 200
+    reg = registration("ada@example.org")
+    [soon] = outbox("starting_soon")
+    assert (soon.to_addr, soon.registration_id, soon.event_id) == ("ada@example.org", reg.id, event.id)
+    assert soon.subject == f"Starting soon: {event.title}" and "(Asia/Tokyo)" in soon.body_text
