@@ -126,12 +126,20 @@ def _register_template_helpers(app: Flask) -> None:
         offset_words=describe_offset,
     )
 
+    from flask import session
     from flask_login import current_user
 
     from .models import utcnow
+    from .urls import fixed_url
+
+    def signed_in() -> bool:
+        """An organiser is logged in. A visitor's session holds no user id (Flask-Login's key, and
+        no remember-me cookie is issued), so their pages do not load a user at all."""
+        return "_user_id" in session and current_user.is_authenticated
 
     # Globals cost nothing per render; only the time is per request.
-    app.jinja_env.globals.update(has_endpoint=lambda name: name in app.view_functions, current_user=current_user)
+    app.jinja_env.globals.update(has_endpoint=lambda name: name in app.view_functions, current_user=current_user,
+                                 signed_in=signed_in, fixed_url=fixed_url)
 
     @app.context_processor
     def inject_now():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app
+from flask import current_app, has_request_context, request, url_for
 
 from .tokens import manage_token
 
@@ -29,3 +29,16 @@ def registration_url(endpoint: str, registration) -> str:
 def webcal_url(url: str) -> str:
     """The same feed address with webcal:// so calendar apps offer to subscribe."""
     return "webcal://" + url.split("://", 1)[1]
+
+
+def fixed_url(endpoint: str, **values) -> str:
+    """url_for for a link that is the same on every request (the layout's menu, static files):
+    built once per app and script root instead of on every page."""
+    if not has_request_context():
+        return url_for(endpoint, **values)
+    cache = current_app.extensions.setdefault("townhall.fixed_urls", {})
+    key = (request.script_root, endpoint, *sorted(values.items()))
+    url = cache.get(key)
+    if url is None:
+        url = cache[key] = url_for(endpoint, **values)
+    return url

@@ -97,3 +97,24 @@ def test_page_parameter_that_is_not_a_plain_number_shows_the_first_page(client, 
     for path in ("/?page=%C2%B2", "/past?page=%C2%B2", "/?page=-1", "/?page=abc", "/?page=99999999999"):
         response = client.get(path)
         assert response.status_code == 200, path
+
+
+def test_layout_menu_shows_admin_links_only_to_a_signed_in_organiser(app, client, auth, create_event):
+    event = create_event()
+    page = client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert 'href="/admin/"' in page and "Log out" in page
+    for visitor in (app.test_client(), client):
+        if visitor is client:
+            auth.post("/admin/logout")
+        page = visitor.get(f"/events/{event.slug}").get_data(as_text=True)
+        assert 'href="/admin/"' not in page and "Log out" not in page
+
+
+def test_layout_links_follow_the_script_root(app, create_event):
+    """The menu and static links are built once per script root, not once for the first request's."""
+    event = create_event()
+    for root in ("", "/townhall", ""):
+        page = app.test_client().get(f"/events/{event.slug}", base_url=f"http://localhost{root}/").get_data(
+            as_text=True)
+        assert f'<a class="brand" href="{root}/">' in page
+        assert f'href="{root}/static/style.css"' in page and f'href="{root}/past"' in page
