@@ -76,6 +76,7 @@ class WriterQueue:
         self._fd = -1
         self._threads = threading.Lock()
         self._holder = None  # id() of the DBAPI connection whose transaction holds the turn
+        self._owner = None  # and the thread that began it
 
     def _ready(self) -> None:
         """Open this process's own lock file on first use (a forked worker must not share its parent's)."""
@@ -87,11 +88,15 @@ class WriterQueue:
             if self._fd >= 0:
                 os.close(self._fd)  # the parent's: closing our copy leaves its lock alone
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._threads, self._holder = threading.Lock(), None
+            self._threads, self._holder, self._owner = threading.Lock(), None, None
             self._pid = os.getpid()
 
     def acquire(self, dbapi_connection) -> None:
         self._ready()
+        if self._holder is not None and self._owner == threading.get_ident():
+            # Its own turn is held by another of its transactions: waiting would only time out.
+            raise RuntimeError("this thread already has a write transaction open on another connection to the "
+                               "SQLite database; finish it before starting another")
         deadline = time.monotonic() + self.timeout
         if not self._threads.acquire(timeout=self.timeout):
             return
@@ -102,7 +107,7 @@ class WriterQueue:
         except BaseException:
             self._threads.release()
             raise
-        self._holder = id(dbapi_connection)
+        self._holder, self._owner = id(dbapi_connection), threading.get_ident()
 
     def _flock(self, deadline: float) -> bool:
         """Take the file lock before the deadline: blocking in the kernel, in slices, so it stays bounded."""
@@ -124,7 +129,7 @@ class WriterQueue:
     def release(self, dbapi_connection) -> bool:
         """End the turn of this connection's transaction, if it has one; says whether it had."""
         if self._holder is not None and self._holder == id(dbapi_connection) and self._pid == os.getpid():
-            self._holder = None
+            self._holder = self._owner = None
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._threads.release()
             return True

@@ -34,8 +34,8 @@ def webcal_url(url: str) -> str:
 def fixed_url(endpoint: str, **values) -> str:
     """url_for for a link that is the same on every request (the layout's menu, static files):
     built once per app and script root instead of on every page."""
-    if not has_request_context():
-        return url_for(endpoint, **values)
+    if not has_request_context() or endpoint.startswith(".") or any(name.startswith("_") for name in values):
+        return url_for(endpoint, **values)  # depends on more than the script root: the blueprint, host or scheme
     cache = current_app.extensions.setdefault("townhall.fixed_urls", {})
     key = (request.script_root, endpoint, *sorted(values.items()))
     url = cache.get(key)

@@ -50,8 +50,15 @@ class SignupResult:
 
     @cached_property
     def registration(self) -> Registration:
-        """Loaded on first use: the fast path writes the row without building the object."""
-        return orm_session(self.session).get(Registration, self.registration_id)
+        """Loaded on first use: the fast path writes the row without building the object.
+
+        After a signup on a Core connection it is loaded (while the connection is open) detached,
+        to read: change it through this module.
+        """
+        if isinstance(self.session, Connection):
+            with Session(bind=self.session) as orm:  # closing it leaves the connection's transaction alone
+                return orm.get(Registration, self.registration_id)
+        return self.session.get(Registration, self.registration_id)
 
     @classmethod
     def of(cls, session: Session, registration: Registration, outcome: str, token: str) -> SignupResult:
@@ -99,16 +106,25 @@ def sign_up(session: Session | Connection, event: Event | str, *, name: str, ema
     result = _sign_up_new(session, key, person, now=now, secret=secret, hold_hours=hold_hours)
     if result is None:
         orm = orm_session(session)
-        event_id = orm.scalar(select(Event.id).where(Event.slug == event)) if "by_slug" in key else event.id
-        if event_id is None:
-            raise NotFound("No such event.")
-        result = _sign_up_locked(orm, event_id, person, now=now, secret=secret, hold_hours=hold_hours)
-        orm.flush()  # a session opened on a connection is not committed: its changes go out now
+        try:
+            event_id = orm.scalar(select(Event.id).where(Event.slug == event)) if "by_slug" in key else event.id
+            if event_id is None:
+                raise NotFound("No such event.")
+            result = _sign_up_locked(orm, event_id, person, now=now, secret=secret, hold_hours=hold_hours)
+        finally:
+            if orm is not session:
+                # Its changes go out before the caller commits the connection; what it loaded stays
+                # readable, detached (the result's registration and event).
+                orm.flush()
+                orm.close()
     return result
 
 
 def orm_session(session: Session | Connection) -> Session:
-    """The ORM session of this transaction: the caller's, or a new one that joins a Core connection's transaction."""
+    """The ORM session of this transaction: the caller's, or a new one in a Core connection's transaction.
+
+    A new one must be flushed before the connection commits (and then closed): nothing else will.
+    """
     return Session(bind=session) if isinstance(session, Connection) else session
 
 

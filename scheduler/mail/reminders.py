@@ -144,7 +144,8 @@ def on_late_registration(registration: Registration, *, session: Session, now: d
     """Registered after the last reminder went out but before the start: one "starting soon" message."""
     if not reminders.needs_starting_soon(session, registration, now=now):
         return
-    # The signup fast path passes only a few columns of the event, and perhaps a Core connection.
+    # The signup fast path passes only a few columns of the event, and perhaps a Core connection
+    # (the session opened on it only reads: nothing to flush).
     event = orm_session(session).get(Event, registration.event_id)
     manage_url, unsubscribe_url = attendee_links(current_app.config["SECRET_KEY"], registration)
     outbox.queue(

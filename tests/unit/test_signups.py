@@ -199,3 +199,27 @@ def test_cancel_and_capacity_edit_hold_promoted_seats_for_the_given_hours(create
     db.session.commit()
     assert (b.state, b.hold_expires_at) == ("pending", now + timedelta(hours=2))
     assert (c.state, c.hold_expires_at) == ("pending", now + timedelta(hours=3))
+
+
+def test_sign_up_on_a_core_connection_gives_detached_results_and_keeps_the_transaction(create_event, now):
+    """The web form's way: no ORM session of the caller's; the known-address path opens one and closes it."""
+    from sqlalchemy import inspect
+
+    slug = create_event(capacity=1).slug
+    db.session.commit()  # this thread's own write transaction would have to end first (SQLite)
+    results = []
+    with db.engine.connect() as connection:
+        for email in ("new@example.org", "NEW@example.org", "next@example.org"):  # seat, repeat, waitlist
+            results.append(signups.sign_up(connection, slug, name="N", email=email, now=now, secret=SECRET))
+        assert connection.in_transaction()
+        connection.commit()
+        registrations = [result.registration for result in results]  # loaded while the connection is open
+    assert [r.outcome for r in results] == ["confirmed", "repeat", "waitlisted"]
+    for registration, email in zip(registrations, ["new@example.org"] * 2 + ["next@example.org"], strict=True):
+        assert inspect(registration).detached  # to read; changes go through the domain functions
+        assert (registration.email_key, registration.event.slug) == (email, slug)
+    db.session.expire_all()
+    assert [(r.email_key, r.state) for r in db.session.scalars(select(Registration).order_by(Registration.id))] == [
+        ("new@example.org", "confirmed"), ("next@example.org", "waitlisted")]
+    assert [m.kind for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))] == [
+        "confirmed", "manage_link", "waitlisted"]

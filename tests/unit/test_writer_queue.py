@@ -168,6 +168,23 @@ def test_second_thread_writer_waits_for_the_first_and_goes_on_at_its_commit(engi
     assert lock_is_free(lock_path)
 
 
+def test_a_second_write_transaction_in_the_same_thread_fails_at_once(engine, lock_path):
+    """It would wait for its own thread's turn: a clear error instead of two timeouts, and the first goes on."""
+    with engine.connect() as first:
+        first.begin()
+        insert(first, "first")
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="already has a write transaction open"):
+            with engine.begin() as second:
+                insert(second, "second")
+        assert time.monotonic() - started < 1
+        insert(first, "still first")
+        first.commit()
+    assert labels(engine) == ["first", "still first"]
+    assert lock_is_free(lock_path)
+    assert write_in_thread(engine, "next") < 5  # another thread's turn comes at once
+
+
 def test_read_only_transaction_takes_no_lock(engine, lock_path):
     with read_only(), engine.connect() as conn:
         with conn.begin():
