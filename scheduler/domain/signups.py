@@ -14,11 +14,13 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from .. import signals
 from ..errors import (
@@ -142,9 +144,31 @@ def _open(key: str):
     )
 
 
-#: What the signup, its page and its mail receivers need of the event, read by the UPDATE that counts it.
-_RETURNED = [_events.c[name] for name in ("id", "slug", "title", "status", "timezone", "starts_at", "ends_at", "venue",
-                                          "reminder_offsets", "double_opt_in", "waitlist_last", "sequence")]
+class _NextRegistrationId(ColumnElement):
+    """The id the next new registration will get, so that its tokens (derived from the id) go into its INSERT."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_NextRegistrationId)
+def _next_id_sqlite(_element, _compiler, **_kw) -> str:
+    # What SQLite gives a new row itself; the transaction began with BEGIN IMMEDIATE, so no other writer
+    # inserts before this one.
+    return "(SELECT coalesce(max(registrations.id), 0) + 1 FROM registrations)"
+
+
+@compiles(_NextRegistrationId, "postgresql")
+def _next_id_postgresql(_element, _compiler, **_kw) -> str:
+    return "nextval(pg_get_serial_sequence('registrations', 'id'))"
+
+
+#: What the signup, its page and its mail receivers need of the event, read by the UPDATE that counts it,
+#: and the new registration's id.
+_RETURNED = [*(_events.c[name] for name in ("id", "slug", "title", "status", "timezone", "starts_at", "ends_at",
+                                            "venue", "reminder_offsets", "double_opt_in", "waitlist_last",
+                                            "sequence")),
+             _NextRegistrationId().label("next_registration_id")]
 #: Take a seat if one is free, else a waitlist number; no row back means signup is not open.
 _TAKE_SEAT = {key: Prepared(update(_events).where(_open(key), or_(_events.c.capacity.is_(None),
                                                                   _events.c.seats_taken < _events.c.capacity))
@@ -156,8 +180,6 @@ _TAKE_NUMBER = {key: Prepared(update(_events).where(_open(key), _events.c.capaci
                                                     _events.c.seats_taken >= _events.c.capacity)
                          .values(waitlist_last=_events.c.waitlist_last + 1).returning(*_RETURNED))
                 for key in ("by_id", "by_slug")}
-_TOKENS = Prepared(update(_registrations).where(_registrations.c.id == bindparam("row_id"))
-                   .values(token_hash=bindparam("token_hash"), feed_token_hash=bindparam("feed_token_hash")))
 _GIVE_BACK = Prepared(update(_events).where(_events.c.id == bindparam("by_id"))
                       .values(seats_taken=_events.c.seats_taken - 1))
 
@@ -173,7 +195,7 @@ _INSERT_NEW = {dialect: _insert_new(dialect) for dialect in ("postgresql", "sqli
 
 def _sign_up_new(session: Session | Connection, key: dict, person: dict, *, now: datetime, secret: str,
                  hold_hours: float) -> SignupResult | None:
-    """An address new to this event, while signup is open: four statements, and no ORM objects.
+    """An address new to this event, while signup is open: three statements, and no ORM objects.
 
     Returns None when the address is known or signup is not open, having changed nothing but
     perhaps used up a waitlist number (positions are ranks, so a gap is harmless): the locked path
@@ -189,25 +211,23 @@ def _sign_up_new(session: Session | Connection, key: dict, person: dict, *, now:
     verified = None if event.double_opt_in else now
     state = "confirmed" if taken and verified else "pending" if taken else "waitlisted"
     values = dict(
-        event_id=event.id, **{**person, "timezone": person["timezone"] or event.timezone}, state=state,
-        waitlist_seq=None if taken else event.waitlist_last, token_nonce=new_nonce(), feed_nonce=new_nonce(),
-        email_verified_at=verified, confirmed_at=now if state == "confirmed" else None,
+        id=event.next_registration_id, event_id=event.id, **{**person, "timezone": person["timezone"] or event.timezone},
+        state=state, waitlist_seq=None if taken else event.waitlist_last, token_nonce=new_nonce(),
+        feed_nonce=new_nonce(), email_verified_at=verified, confirmed_at=now if state == "confirmed" else None,
         hold_expires_at=now + timedelta(hours=hold_hours) if state == "pending" else None,
         reminders_opt_out=False, ics_sequence=0, consent_at=now, created_at=now, updated_at=now)
+    # What the signal receivers read of a registration, without loading one; the tokens are derived from it.
+    registration = SimpleNamespace(event=event, cancelled_at=None, **values)
+    token = manage_token(secret, registration)
+    values.update(token_hash=token_hash(token), feed_token_hash=token_hash(feed_token(secret, registration)))
     dialect = connection.dialect.name
-    row_id = prepared(_INSERT_NEW[dialect], tuple(values)).scalar(connection, values)
-    if row_id is None:  # the address is known after all (it signed up a moment ago): undo the count
+    if prepared(_INSERT_NEW[dialect], tuple(values)).scalar(connection, values) is None:
+        # The address is known after all (it signed up a moment ago): undo the count.
         if taken:
             _GIVE_BACK.run(connection, {"by_id": event.id})
         return None
-    # What the signal receivers read of a registration, without loading one.
-    registration = SimpleNamespace(id=row_id, event=event, cancelled_at=None, **values)
-    # The tokens are derived from the id, so their hashes follow the INSERT.
-    token = manage_token(secret, registration)
-    _TOKENS.run(connection, {"row_id": row_id, "token_hash": token_hash(token),
-                             "feed_token_hash": token_hash(feed_token(secret, registration))})
     _announce(session, registration, now=now, promoted=False)
-    return SignupResult(row_id, state, token, session, event)
+    return SignupResult(registration.id, state, token, session, event)
 
 
 def _sign_up_locked(session: Session, event_id: int, person: dict, *, now: datetime, secret: str,

@@ -121,17 +121,16 @@ def test_sql_and_parameters_are_exactly_what_sqlalchemy_sends(app, create_event,
 
     ev = create_event(capacity=3)
     dialect = "postgresql" if backend == "postgres" else "sqlite"
-    person = dict(event_id=ev.id, email_key="a@x.org", name="A", email="a@x.org", question="", timezone="UTC",
+    person = dict(id=1000, event_id=ev.id, email_key="a@x.org", name="A", email="a@x.org", question="", timezone="UTC",
                   state="confirmed", waitlist_seq=None, token_nonce="n" * 32, feed_nonce="f" * 32,
                   email_verified_at=now, confirmed_at=now, hold_expires_at=None, reminders_opt_out=False,
-                  ics_sequence=0, consent_at=now, created_at=now, updated_at=now)
+                  ics_sequence=0, consent_at=now, created_at=now, updated_at=now, token_hash="h", feed_token_hash="g")
     message = dict(dedupe_key="k", kind="confirmed", to_addr="a@x.org", to_name="A", event_id=ev.id,
                    registration_id=None, ics_method=None, context={"a": [1, True, None]}, state="queued",
                    attempts=0, next_attempt_at=now, created_at=now)
     cases = [(signups._TAKE_SEAT["by_slug"], {"by_slug": ev.slug, "now": now}),
              (signups._TAKE_NUMBER["by_id"], {"by_id": ev.id, "now": now}),
              (prepared(signups._INSERT_NEW[dialect], tuple(person)), person),
-             (signups._TOKENS, {"row_id": 1, "token_hash": "h", "feed_token_hash": "g"}),
              (signups._GIVE_BACK, {"by_id": ev.id}),
              (prepared(_INSERT_OR_SKIP[dialect], tuple(message)), message)]
     connection = db.session.connection()
