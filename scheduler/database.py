@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from .prepared import driver_sql
 
@@ -246,3 +247,16 @@ def _releaser(writers: WriterQueue, name: str):
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def connection_of(session: Session | Connection) -> Connection:
+    """The Core connection of this transaction: a session's, or the connection itself."""
+    return session if isinstance(session, Connection) else session.connection()
+
+
+def orm_session(session: Session | Connection) -> Session:
+    """The ORM session of this transaction: the caller's, or a new one in a Core connection's transaction.
+
+    A new one must be flushed before the connection commits (and then closed): nothing else will.
+    """
+    return Session(bind=session) if isinstance(session, Connection) else session

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .. import signals
+from ..database import connection_of, orm_session
 from ..errors import (
     Conflict,
     EventCancelled,
@@ -122,14 +123,6 @@ def sign_up(session: Session | Connection, event: Event | str, *, name: str, ema
     return result
 
 
-def orm_session(session: Session | Connection) -> Session:
-    """The ORM session of this transaction: the caller's, or a new one in a Core connection's transaction.
-
-    A new one must be flushed before the connection commits (and then closed): nothing else will.
-    """
-    return Session(bind=session) if isinstance(session, Connection) else session
-
-
 _events = Event.__table__
 _registrations = Registration.__table__
 
@@ -201,7 +194,7 @@ def _sign_up_new(session: Session | Connection, key: dict, person: dict, *, now:
     perhaps used up a waitlist number (positions are ranks, so a gap is harmless): the locked path
     then handles it and says why.
     """
-    connection = session if isinstance(session, Connection) else session.connection()
+    connection = connection_of(session)
     [name] = key
     params = {**key, "now": now}
     taken = _TAKE_SEAT[name].first(connection, params)

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ..database import read_only
+from ..database import connection_of, read_only
 from ..models import OutboxMessage, utcnow
 from ..prepared import prepared
 from ..text import one_line
@@ -109,7 +109,7 @@ def insert_rows(session: Session | Connection, rows: list[dict]) -> int:
     """Insert outbox rows, skipping any whose dedupe key exists; returns how many were new."""
     if not rows:
         return 0
-    connection = session if isinstance(session, Connection) else session.connection()
+    connection = connection_of(session)
     statement = _INSERT_OR_SKIP[connection.dialect.name]
     if len(rows) == 1:
         # One message (a signup's): compiled once, run on the cursor. A fan-out keeps the

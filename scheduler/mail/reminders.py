@@ -14,9 +14,9 @@ from markupsafe import escape
 from sqlalchemy.orm import Session
 
 from .. import signals
+from ..database import orm_session
 from ..domain import reminders
 from ..domain.offsets import describe_offset
-from ..domain.signups import orm_session
 from ..models import Event, PlannedJob, Registration
 from ..text import one_line
 from ..timefmt import format_range

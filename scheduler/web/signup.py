@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import bindparam, select
 
@@ -40,14 +38,13 @@ def form(slug: str):
                 result = signups.sign_up(connection, slug, name=form.name.data, email=form.email.data,
                                          question=form.question.data or "", timezone=form.timezone.data, now=now,
                                          secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
-                shown = SimpleNamespace(title=result.event.title, slug=result.event.slug,
-                                        double_opt_in=result.event.double_opt_in)
                 connection.commit()
         except DomainError as exc:  # the connection has rolled back on leaving the block
             event = _public_event(slug)
             return render_template("signup/closed.html", event=event, message=exc.message), exc.status
         # Fresh signup or repeat, the page is the same: it must not tell whether the address was known.
-        return render_template("signup/thanks.html", event=shown, email=form.email.data)
+        # result.event is a returned row, or a detached object: nothing in it expires with the commit.
+        return render_template("signup/thanks.html", event=result.event, email=form.email.data)
     event = _public_event(slug)
     try:
         signups.check_open(event, now=now)
