@@ -130,7 +130,7 @@ def _register_template_helpers(app: Flask) -> None:
     from flask_login import current_user
 
     from .models import utcnow
-    from .urls import fixed_url
+    from .urls import layout_links
 
     def signed_in() -> bool:
         """An organiser is logged in. A visitor's session holds no user id (Flask-Login's key, and
@@ -139,7 +139,7 @@ def _register_template_helpers(app: Flask) -> None:
 
     # Globals cost nothing per render; only the time is per request.
     app.jinja_env.globals.update(has_endpoint=lambda name: name in app.view_functions, current_user=current_user,
-                                 signed_in=signed_in, fixed_url=fixed_url)
+                                 signed_in=signed_in, layout_links=layout_links)
 
     @app.context_processor
     def inject_now():

@@ -112,7 +112,8 @@ class _Form:
         self._binds = binds
         self._names = None if compiled.positional else names  # the parameters' names, when they go by name
         columns = list(statement.exported_columns)  # what it returns, if anything
-        self._readers = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        readers = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        self._readers = [(i, reader) for i, reader in enumerate(readers) if reader is not None]
         self._row = namedtuple("Row", [column.key for column in columns]) if columns else None
 
     def bind(self, params: dict):
@@ -127,7 +128,10 @@ class _Form:
         raw = cursor.fetchone()
         if raw is None or self._row is None:
             return raw
-        return self._row._make(reader(value) if reader else value for reader, value in zip(self._readers, raw, strict=True))
+        values = list(raw)
+        for i, reader in self._readers:
+            values[i] = reader(values[i])
+        return self._row._make(values)
 
 
 @cache

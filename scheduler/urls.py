@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from urllib.parse import urlsplit
 
-from flask import current_app, has_request_context, request, url_for
+from flask import current_app, request, url_for
 
 from .tokens import manage_token
 
@@ -31,14 +32,20 @@ def webcal_url(url: str) -> str:
     return "webcal://" + url.split("://", 1)[1]
 
 
-def fixed_url(endpoint: str, **values) -> str:
-    """url_for for a link that is the same on every request (the layout's menu, static files):
-    built once per app and script root instead of on every page."""
-    if not has_request_context() or endpoint.startswith(".") or any(name.startswith("_") for name in values):
-        return url_for(endpoint, **values)  # depends on more than the script root: the blueprint, host or scheme
-    cache = current_app.extensions.setdefault("townhall.fixed_urls", {})
-    key = (request.script_root, endpoint, *sorted(values.items()))
-    url = cache.get(key)
-    if url is None:
-        url = cache[key] = url_for(endpoint, **values)
-    return url
+#: The layout's links on every page: the same for every request under one script root.
+LayoutLinks = namedtuple("LayoutLinks", "style script index past")
+_LAYOUT = LayoutLinks(style=("static", {"filename": "style.css"}), script=("static", {"filename": "local-time.js"}),
+                      index=("public.index", {}), past=("public.past", {}))
+
+
+def layout_links() -> LayoutLinks:
+    """The layout's stylesheet, script and menu links, built once per app and script root.
+
+    One call per page instead of a url_for per link: a template function call costs Jinja more
+    than the lookup itself.
+    """
+    cache = current_app.extensions.setdefault("townhall.layout_links", {})
+    links = cache.get(request.script_root)
+    if links is None:
+        links = cache[request.script_root] = LayoutLinks(*(url_for(endpoint, **values) for endpoint, values in _LAYOUT))
+    return links

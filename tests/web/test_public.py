@@ -118,14 +118,3 @@ def test_layout_links_follow_the_script_root(app, create_event):
             as_text=True)
         assert f'<a class="brand" href="{root}/">' in page
         assert f'href="{root}/static/style.css"' in page and f'href="{root}/past"' in page
-
-
-def test_fixed_url_builds_host_dependent_links_each_time(app):
-    """Only links that depend on nothing but the script root are kept."""
-    from scheduler.urls import fixed_url
-
-    built = []
-    for host in ("one.example", "two.example"):
-        with app.test_request_context("/", base_url=f"http://{host}/"):
-            built.append((fixed_url("public.index", _external=True), fixed_url("public.past")))
-    assert built == [("http://one.example/", "/past"), ("http://two.example/", "/past")]
