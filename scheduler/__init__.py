@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask
 
 from .config import ENV_VARS, SCHEDULER_MODES, Defaults, load_secret_key, normalise_database_url, parse_env
+from .templating import Environment, trim_context_processors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    app.jinja_environment = Environment  # before anything builds app.jinja_env
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_object(Defaults)
     app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "townhall.db")
@@ -43,6 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
     _register_template_helpers(app)
+    trim_context_processors(app)
     _register_security_headers(app)
 
     from . import cli, jobs
@@ -129,7 +132,6 @@ def _register_template_helpers(app: Flask) -> None:
     from flask import session
     from flask_login import current_user
 
-    from .models import utcnow
     from .urls import layout_links
 
     def signed_in() -> bool:
@@ -137,10 +139,6 @@ def _register_template_helpers(app: Flask) -> None:
         no remember-me cookie is issued), so their pages do not load a user at all."""
         return "_user_id" in session and current_user.is_authenticated
 
-    # Globals cost nothing per render; only the time is per request.
+    # Globals cost nothing per render, unlike context processors (a call on every page).
     app.jinja_env.globals.update(has_endpoint=lambda name: name in app.view_functions, current_user=current_user,
                                  signed_in=signed_in, layout_links=layout_links)
-
-    @app.context_processor
-    def inject_now():
-        return {"now": utcnow()}
