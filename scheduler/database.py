@@ -137,29 +137,37 @@ class WriterQueue:
         return False
 
 
-#: WAL size at which a writer checkpoints, once its turn is over. Four times SQLite's default of
+#: WAL size at which a commit wakes the checkpointer. Four times SQLite's default of
 #: 1000 pages: pages written again and again (the event's row, index leaves) are copied once per
 #: checkpoint, and a signup's share of checkpointing fell by a third against 1000.
 CHECKPOINT_BYTES = 4096 * 4096
 
 
 class Checkpoints:
-    """WAL checkpoints made after a writer's turn, not inside it.
+    """WAL checkpoints made by a thread of their own: never inside a writer's turn, nor in its request.
 
     SQLite's automatic checkpoint runs inside the COMMIT that fills the WAL: several milliseconds
     of copying and fsync while that writer still holds everyone's turn, which showed as the
     signup's p99. With it off (and the WAL truncated when it restarts, so its size tells how much
-    is waiting), the writer whose commit takes the WAL past CHECKPOINT_BYTES runs a PASSIVE
-    checkpoint after its turn: that one request pays for the copy, but no other writer waits,
-    and the checkpoint waits for nobody.
+    is waiting), a commit that takes the WAL past CHECKPOINT_BYTES wakes this process's
+    checkpointer, which runs a PASSIVE checkpoint on a pooled connection. No writer waits for it, it
+    waits for nobody, and the request whose commit filled the WAL answers at once: SQLite lets go
+    of the GIL while it copies and syncs.
     """
 
-    def __init__(self, wal_path: str, limit: int = CHECKPOINT_BYTES):
+    #: The checkpointer thread ends after this long without work; the next commit past the limit starts another.
+    IDLE_SECONDS = 60.0
+
+    def __init__(self, wal_path: str, connect, limit: int = CHECKPOINT_BYTES):
         self.wal_path = wal_path
+        self.connect = connect  # gives a DBAPI connection to checkpoint on; close() gives it back
         self.limit = limit
         self._tried_at = 0  # WAL size at this process's last attempt
+        self._pid = None  # the rest is per process (a forked worker starts its own thread)
+        self._lock = self._due = self._thread = self._done = None
+        self._asked = self._made = 0
 
-    def after_commit(self, dbapi_connection) -> None:
+    def after_commit(self) -> None:
         try:
             size = os.stat(self.wal_path).st_size
         except OSError:
@@ -171,14 +179,62 @@ class Checkpoints:
         if size < max(self.limit, self._tried_at + self.limit // 4):
             return
         self._tried_at = size
+        self._wake()
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database, as far as readers allow."""
         try:
-            dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except Exception as exc:  # the commit stands; a later checkpoint copies what this one did not
+            connection = self.connect()
+            try:
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cursor.fetchall()
+            finally:
+                connection.close()
+        except Exception as exc:  # the commits stand; a later checkpoint copies what this one did not
             log.warning("WAL checkpoint failed: %s", exc)
 
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Until every checkpoint this process asked for has been made; False on timeout (for tests)."""
+        if self._pid != os.getpid():
+            return True
+        with self._lock:
+            return self._done.wait_for(lambda: self._made >= self._asked, timeout)
 
-def configure_sqlite(engine: Engine, *, checkpoint_bytes: int = CHECKPOINT_BYTES) -> None:
-    """WAL, foreign keys, a busy timeout, explicit BEGIN [IMMEDIATE], a queue for writers, and checkpoints after it."""
+    def _wake(self) -> None:
+        if self._pid != os.getpid():
+            with _SETUP:
+                if self._pid != os.getpid():
+                    self._lock = threading.Lock()
+                    self._due, self._done, self._thread = threading.Event(), threading.Condition(self._lock), None
+                    self._asked = self._made = 0
+                    self._pid = os.getpid()
+        with self._lock:
+            self._asked += 1
+            self._due.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="townhall-wal-checkpoints", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self._due.wait(self.IDLE_SECONDS):
+                with self._lock:
+                    if not self._due.is_set():  # checked under the lock: a wake from now on starts a new thread
+                        self._thread = None
+                        return
+            with self._lock:
+                asked = self._asked  # every wake so far is served by the checkpoint below
+                self._due.clear()
+            self.checkpoint()
+            with self._lock:
+                self._made = asked
+                self._done.notify_all()
+
+
+def configure_sqlite(engine: Engine, *, checkpoint_bytes: int = CHECKPOINT_BYTES) -> Checkpoints | None:
+    """WAL, foreign keys, a busy timeout, explicit BEGIN [IMMEDIATE], a queue for writers, and checkpoints
+    in the background; returns the engine's Checkpoints (None for an in-memory database)."""
     path = engine.url.database
     writers = WriterQueue(path + "-writers.lock", BUSY_TIMEOUT) if path and path != ":memory:" else None
 
@@ -215,7 +271,7 @@ def configure_sqlite(engine: Engine, *, checkpoint_bytes: int = CHECKPOINT_BYTES
         # return), or the connection closing or being invalidated.
         dialect = engine.dialect
         commit, rollback = dialect.do_commit, dialect.do_rollback
-        checkpoints = Checkpoints(path + "-wal", checkpoint_bytes)
+        checkpoints = Checkpoints(path + "-wal", engine.raw_connection, checkpoint_bytes)
 
         def do_commit(connection):
             raw = getattr(connection, "dbapi_connection", connection)
@@ -224,7 +280,7 @@ def configure_sqlite(engine: Engine, *, checkpoint_bytes: int = CHECKPOINT_BYTES
             finally:
                 wrote = writers.release(raw)
             if wrote:
-                checkpoints.after_commit(raw)
+                checkpoints.after_commit()
 
         def do_rollback(connection):
             try:
@@ -235,6 +291,8 @@ def configure_sqlite(engine: Engine, *, checkpoint_bytes: int = CHECKPOINT_BYTES
         dialect.do_commit, dialect.do_rollback = do_commit, do_rollback
         for name in ("checkin", "close", "close_detached", "invalidate", "soft_invalidate"):
             event.listen(engine, name, _releaser(writers, name))
+        return checkpoints
+    return None
 
 
 def _releaser(writers: WriterQueue, name: str):

@@ -1,11 +1,14 @@
-"""WAL checkpoints on SQLite (scheduler.database.Checkpoints): made by the writer whose commit takes the WAL past
-the limit, after its turn in the writer queue is over, never inside another writer's COMMIT; they keep the WAL
-bounded, and a checkpoint that cannot finish (an open reader) is not retried on every commit."""
+"""WAL checkpoints on SQLite (scheduler.database.Checkpoints): asked for by the commit that takes the WAL past
+the limit and made by a thread of the process's own, so neither a writer's turn nor its request waits for the
+copy; they keep the WAL bounded, and a checkpoint that cannot finish (an open reader) is not retried on every
+commit."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, insert
@@ -22,21 +25,22 @@ notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column
 @pytest.fixture
 def engine(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'wal.db'}")
-    configure_sqlite(engine, checkpoint_bytes=LIMIT)
+    engine.checkpointer = configure_sqlite(engine, checkpoint_bytes=LIMIT)
     metadata.create_all(engine)
     yield engine
+    assert engine.checkpointer.wait()
     engine.dispose()
 
 
 @pytest.fixture
 def checkpoints(engine):
-    """What each checkpoint saw: (WAL size, was the writers' lock free) — traced on every pooled connection."""
-    seen: list[tuple[int, bool]] = []
-    wal, lock = engine.url.database + "-wal", engine.url.database + "-writers.lock"
+    """What each checkpoint saw: (WAL size, its thread) — traced on every pooled connection."""
+    seen: list[tuple[int, int]] = []
+    wal = engine.url.database + "-wal"
 
     def trace(statement: str) -> None:
         if "wal_checkpoint" in statement:
-            seen.append((os.path.getsize(wal), lock_is_free(lock)))
+            seen.append((os.path.getsize(wal), threading.get_ident()))
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
@@ -60,27 +64,60 @@ def test_sqlites_own_checkpoint_is_off(engine):
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_the_writer_past_the_limit_checkpoints_after_its_turn(engine, checkpoints):
+def test_past_the_limit_a_thread_of_its_own_checkpoints_and_the_wal_stays_bounded(engine, checkpoints):
     wal = engine.url.database + "-wal"
     write(engine, 3)
-    assert checkpoints == [], "checkpointed before the WAL reached the limit"
+    assert engine.checkpointer.wait() and checkpoints == [], "checkpointed before the WAL reached the limit"
     while not checkpoints:
         write(engine)
+        assert engine.checkpointer.wait()
         assert os.path.getsize(wal) < 4 * LIMIT, "the WAL passed the limit and nobody checkpointed"
-    size, lock_free = checkpoints[0]
+    size, thread = checkpoints[0]
     assert size >= LIMIT
-    assert lock_free, "the checkpoint ran while its writer still held the queue"
+    assert thread != threading.get_ident(), "the committing thread made the checkpoint itself"
     # Fully copied, the WAL restarts with the next write and is truncated: it stays bounded.
     for _ in range(40):
         write(engine)
+        assert engine.checkpointer.wait()
         assert os.path.getsize(wal) < LIMIT + 32 * 1024
     assert len(checkpoints) >= 5
-    assert all(free for _, free in checkpoints)
+    assert len({thread for _, thread in checkpoints}) == 1  # one checkpointer, woken again and again
+
+
+def test_writers_do_not_wait_for_a_slow_checkpoint(engine):
+    """The copy and its fsync take milliseconds; the commit that asked for them returns at once."""
+    lock = engine.url.database + "-writers.lock"
+    release, started = threading.Event(), threading.Event()
+
+    @event.listens_for(engine, "connect")
+    def slow_checkpoints(dbapi_connection, _record):
+        def trace(statement: str) -> None:
+            if "wal_checkpoint" in statement:
+                started.set()
+                release.wait(10)
+        dbapi_connection.set_trace_callback(trace)
+
+    engine.dispose()
+    try:
+        for _ in range(40):
+            began = time.monotonic()
+            write(engine)
+            assert time.monotonic() - began < 5, "a commit waited for the checkpoint it asked for"
+            if started.is_set():
+                break
+        assert started.wait(5), "no checkpoint was asked for"
+        began = time.monotonic()
+        write(engine, 5)  # while the checkpointer is still busy
+        assert time.monotonic() - began < 5
+        assert lock_is_free(lock), "a writer's turn outlived its commit"
+    finally:
+        release.set()
+    assert engine.checkpointer.wait()
 
 
 def test_readers_and_other_writers_still_see_every_row(engine, checkpoints):
     write(engine, 60)
-    assert checkpoints
+    assert engine.checkpointer.wait() and checkpoints
     with read_only(), engine.connect() as conn:
         assert conn.scalar(sql_select(notes.c.id).order_by(notes.c.id.desc()).limit(1)) == 120
     other = sqlite3.connect(engine.url.database)
@@ -102,6 +139,7 @@ def test_an_open_reader_does_not_make_every_commit_retry(engine, checkpoints):
         for _ in range(120):
             with engine.begin() as conn:  # a small row: about a page per commit
                 conn.execute(insert(notes), {"body": "z" * 100})
+            assert engine.checkpointer.wait()
             past_limit += os.path.getsize(wal) >= LIMIT
         assert past_limit > 60
         # Tried at the limit, then only each time the WAL grew by another quarter of it (16 KB, ~4 commits).
@@ -111,6 +149,6 @@ def test_an_open_reader_does_not_make_every_commit_retry(engine, checkpoints):
         reader.close()
     before = len(checkpoints)
     write(engine, 3)
-    assert len(checkpoints) > before  # the reader gone, a commit checkpoints
+    assert engine.checkpointer.wait() and len(checkpoints) > before  # the reader gone, a commit checkpoints
     write(engine, 3)
     assert os.path.getsize(wal) < LIMIT  # and the WAL restarted
