@@ -179,7 +179,11 @@ class Checkpoints:
         if size < max(self.limit, self._tried_at + self.limit // 4):
             return
         self._tried_at = size
-        self._wake()
+        try:
+            self._wake()
+        except Exception as exc:  # the commit stands; the next one past the limit tries again
+            log.warning("could not start the WAL checkpointer: %s", exc)
+            self._tried_at = 0
 
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database, as far as readers allow."""
@@ -213,8 +217,9 @@ class Checkpoints:
             self._asked += 1
             self._due.set()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="townhall-wal-checkpoints", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="townhall-wal-checkpoints", daemon=True)
+                thread.start()  # may raise (no threads left, interpreter shutting down): nothing set yet
+                self._thread = thread
 
     def _run(self) -> None:
         while True:

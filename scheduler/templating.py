@@ -18,6 +18,16 @@ class Environment(flask_templating.Environment):
     def make_globals(self, d):
         return self.globals if not d else super().make_globals(d)
 
+    def _load_template(self, name, globals):
+        # Jinja updates a cached template's globals in place with those given here: that map must be
+        # the template's own (a ChainMap over the environment's, as Jinja makes it), not the environment's.
+        template = super()._load_template(name, None)
+        if globals:
+            if template.globals is self.globals:
+                template.globals = super().make_globals(None)
+            template.globals.update(globals)
+        return template
+
 
 def trim_context_processors(app: Flask) -> None:
     """Drop context processors that only repeat what every render has already: each is a call per page.

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from functools import lru_cache
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import DateTime, Text
 from sqlalchemy.types import TypeDecorator
-
-#: Per dialect, the one bind processor of every UTCDateTime column (see UTCDateTime.bind_processor).
-_UTC_BINDS: WeakKeyDictionary = WeakKeyDictionary()
 
 
 class UTCDateTime(TypeDecorator):
@@ -21,12 +17,22 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def bind_processor(self, dialect):
-        """Shared by all columns of this type and memoised: what is bound depends only on the instant,
-        and one signup binds the same `now` to a dozen columns (each conversion costs ~4 µs)."""
-        process = _UTC_BINDS.get(dialect)
-        if process is None:
-            process = _UTC_BINDS[dialect] = lru_cache(maxsize=64)(super().bind_processor(dialect))
-        return process
+        """One processor per dialect for every column of this type, memoised for UTC values: one
+        signup binds the same `now` to a dozen columns, and each conversion costs ~4 µs.
+
+        Only values already in UTC are memoised: two wall times of another zone that differ only in
+        `fold` compare equal but are different instants.
+        """
+        bind = dialect.__dict__.get("_townhall_utc_bind")  # kept on the dialect: it lives as long
+        if bind is None:
+            process = super().bind_processor(dialect)
+            memo = lru_cache(maxsize=64)(process)
+
+            def bind(value):
+                return memo(value) if getattr(value, "tzinfo", None) is UTC else process(value)
+
+            dialect._townhall_utc_bind = bind
+        return bind
 
     def process_bind_param(self, value: datetime | None, dialect):
         if value is None:

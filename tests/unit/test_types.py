@@ -42,3 +42,13 @@ def test_a_naive_datetime_is_refused_every_time(app):
 def test_json_context_is_stored_compact_and_read_back(app):
     assert _bind(OutboxMessage.__table__.c.context, {"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"\\u00e9"}'
     assert _bind(OutboxMessage.__table__.c.context, None) is None
+
+
+def test_wall_times_that_differ_only_in_fold_bind_as_different_instants(app):
+    """01:30 happens twice in New York on the night clocks go back; the two compare equal in Python."""
+    column = Event.__table__.c.starts_at
+    zone = ZoneInfo("America/New_York")
+    first, second = datetime(2031, 11, 2, 1, 30, tzinfo=zone), datetime(2031, 11, 2, 1, 30, fold=1, tzinfo=zone)
+    assert first == second  # same wall time and zone: Python ignores fold here
+    assert _bind(column, first) == _bind(column, datetime(2031, 11, 2, 5, 30, tzinfo=UTC))
+    assert _bind(column, second) == _bind(column, datetime(2031, 11, 2, 6, 30, tzinfo=UTC))

@@ -115,6 +115,31 @@ def test_writers_do_not_wait_for_a_slow_checkpoint(engine):
     assert engine.checkpointer.wait()
 
 
+def test_a_checkpointer_that_cannot_start_fails_no_commit_and_is_started_later(engine, checkpoints, monkeypatch,
+                                                                             caplog):
+    import scheduler.database as database
+
+    refused = []
+
+    class Unstartable(threading.Thread):
+        def start(self):
+            if not refused:
+                refused.append(self)
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+    monkeypatch.setattr(database.threading, "Thread", Unstartable)
+    while not refused:
+        write(engine)  # every commit stands, the one that could not start the thread too
+    assert "could not start the WAL checkpointer" in caplog.text
+    while not checkpoints:
+        write(engine)
+        assert engine.checkpointer.wait()
+        assert os.path.getsize(engine.url.database + "-wal") < 4 * LIMIT
+    with engine.connect() as conn:
+        assert conn.scalar(sql_select(notes.c.id).order_by(notes.c.id.desc()).limit(1)) >= 2 * len(checkpoints)
+
+
 def test_readers_and_other_writers_still_see_every_row(engine, checkpoints):
     write(engine, 60)
     assert engine.checkpointer.wait() and checkpoints

@@ -42,3 +42,13 @@ def test_a_global_added_later_reaches_templates_already_loaded(app):
         assert "own" not in app.jinja_env.globals  # template globals stay the template's
         assert render_template_string("{% extends 'base.html' %}{% block content %}{{ late_global }}{% endblock %}"
                                       ).count("late") == 1
+
+
+def test_globals_given_for_one_template_stay_that_templates(app):
+    with app.test_request_context("/"):
+        env = app.jinja_env
+        env.get_template("signup/thanks.html")  # cached, with the environment's globals
+        template = env.get_template("signup/thanks.html", globals={"only_here": "x"})
+        assert template.globals["only_here"] == "x" and template.globals["url_for"] is env.globals["url_for"]
+        assert "only_here" not in env.globals
+        assert "only_here" not in env.get_template("base.html").globals
