@@ -1,8 +1,6 @@
-"""The product app plus a hello-world route, for benchmarks only: the baseline served by the same server."""
+"""The product's WSGI app (app.py) plus a hello-world route, for benchmarks only: the baseline served by the same server."""
 
-from scheduler import create_app
-
-app = create_app()
+from app import app
 
 
 @app.get("/bench/hello")
