@@ -29,7 +29,9 @@ class UTCDateTime(TypeDecorator):
             memo = lru_cache(maxsize=64)(process)
 
             def bind(value):
-                return memo(value) if getattr(value, "tzinfo", None) is UTC else process(value)
+                if value is None:
+                    return None
+                return memo(value) if value.tzinfo is UTC else process(value)
 
             dialect._townhall_utc_bind = bind
         return bind
