@@ -317,9 +317,19 @@ def connection_of(session: Session | Connection) -> Connection:
     return session if isinstance(session, Connection) else session.connection()
 
 
-def orm_session(session: Session | Connection) -> Session:
+@contextmanager
+def orm_session(session: Session | Connection):
     """The ORM session of this transaction: the caller's, or a new one in a Core connection's transaction.
 
-    A new one must be flushed before the connection commits (and then closed): nothing else will.
+    A new one is flushed when the block ends without error, so its changes go out before the caller
+    commits the connection, and closed in any case: what it loaded stays readable, detached.
     """
-    return Session(bind=session) if isinstance(session, Connection) else session
+    if not isinstance(session, Connection):
+        yield session
+        return
+    orm = Session(bind=session)
+    try:
+        yield orm
+        orm.flush()
+    finally:
+        orm.close()

@@ -3,7 +3,7 @@
 Receivers get ``(sender, session=..., now=..., **details)`` and must only add rows to
 ``session``; the caller of the domain function commits once for everything. On the signup fast
 path ``session`` is the Core connection of the transaction (``outbox`` takes either;
-``database.orm_session`` gives an ORM session in the same transaction).
+``with database.orm_session(session)`` gives an ORM session in the same transaction).
 """
 
 from blinker import Namespace

@@ -58,10 +58,8 @@ class SignupResult:
         After a signup on a Core connection it is loaded (while the connection is open) detached,
         to read: change it through this module.
         """
-        if isinstance(self.session, Connection):
-            with Session(bind=self.session) as orm:  # closing it leaves the connection's transaction alone
-                return orm.get(Registration, self.registration_id)
-        return self.session.get(Registration, self.registration_id)
+        with orm_session(self.session) as orm:
+            return orm.get(Registration, self.registration_id)
 
     @classmethod
     def of(cls, session: Session, registration: Registration, outcome: str, token: str) -> SignupResult:
@@ -108,18 +106,11 @@ def sign_up(session: Session | Connection, event: Event | str, *, name: str, ema
     key = {"by_slug": event} if isinstance(event, str) else {"by_id": event.id}
     result = _sign_up_new(session, key, person, now=now, secret=secret, hold_hours=hold_hours)
     if result is None:
-        orm = orm_session(session)
-        try:
+        with orm_session(session) as orm:  # on a connection, the result's registration and event end detached
             event_id = orm.scalar(select(Event.id).where(Event.slug == event)) if "by_slug" in key else event.id
             if event_id is None:
                 raise NotFound("No such event.")
             result = _sign_up_locked(orm, event_id, person, now=now, secret=secret, hold_hours=hold_hours)
-        finally:
-            if orm is not session:
-                # Its changes go out before the caller commits the connection; what it loaded stays
-                # readable, detached (the result's registration and event).
-                orm.flush()
-                orm.close()
     return result
 
 

@@ -144,15 +144,15 @@ def on_late_registration(registration: Registration, *, session: Session, now: d
     """Registered after the last reminder went out but before the start: one "starting soon" message."""
     if not reminders.needs_starting_soon(session, registration, now=now):
         return
-    # The signup fast path passes only a few columns of the event, and perhaps a Core connection
-    # (the session opened on it only reads: nothing to flush).
-    event = orm_session(session).get(Event, registration.event_id)
     manage_url, unsubscribe_url = attendee_links(current_app.config["SECRET_KEY"], registration)
-    outbox.queue(
-        session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,
-        dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
-        event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
-        name=registration.name, when=format_range(event.starts_at, event.ends_at,
-                                                  _zone(registration.timezone, event.timezone)),
-        starts_in=starts_in(event, now=now), manage_url=manage_url,
-    )
+    # The signup fast path passes only a few columns of the event, and perhaps a Core connection.
+    with orm_session(session) as orm:  # open while the message renders from the event
+        event = orm.get(Event, registration.event_id)
+        outbox.queue(
+            session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,
+            dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
+            event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
+            name=registration.name, when=format_range(event.starts_at, event.ends_at,
+                                                      _zone(registration.timezone, event.timezone)),
+            starts_in=starts_in(event, now=now), manage_url=manage_url,
+        )
