@@ -164,8 +164,8 @@ class Checkpoints:
         self.limit = limit
         self._tried_at = 0  # WAL size at this process's last attempt
         self._pid = None  # the rest is per process (a forked worker starts its own thread)
-        self._lock = self._due = self._thread = self._done = None
-        self._asked = self._made = 0
+        self._changed = self._thread = None  # a Condition: a checkpoint asked for, or made
+        self._asked = self._made = 0  # checkpoints asked for by commits, and served so far
 
     def after_commit(self) -> None:
         try:
@@ -202,20 +202,18 @@ class Checkpoints:
         """Until every checkpoint this process asked for has been made; False on timeout (for tests)."""
         if self._pid != os.getpid():
             return True
-        with self._lock:
-            return self._done.wait_for(lambda: self._made >= self._asked, timeout)
+        with self._changed:
+            return self._changed.wait_for(lambda: self._made >= self._asked, timeout)
 
     def _wake(self) -> None:
         if self._pid != os.getpid():
             with _SETUP:
                 if self._pid != os.getpid():
-                    self._lock = threading.Lock()
-                    self._due, self._done, self._thread = threading.Event(), threading.Condition(self._lock), None
-                    self._asked = self._made = 0
+                    self._changed, self._thread, self._asked, self._made = threading.Condition(), None, 0, 0
                     self._pid = os.getpid()
-        with self._lock:
+        with self._changed:
             self._asked += 1
-            self._due.set()
+            self._changed.notify_all()
             if self._thread is None:
                 thread = threading.Thread(target=self._run, name="townhall-wal-checkpoints", daemon=True)
                 thread.start()  # may raise (no threads left, interpreter shutting down): nothing set yet
@@ -223,18 +221,15 @@ class Checkpoints:
 
     def _run(self) -> None:
         while True:
-            if not self._due.wait(self.IDLE_SECONDS):
-                with self._lock:
-                    if not self._due.is_set():  # checked under the lock: a wake from now on starts a new thread
-                        self._thread = None
-                        return
-            with self._lock:
+            with self._changed:
+                if not self._changed.wait_for(lambda: self._asked > self._made, self.IDLE_SECONDS):
+                    self._thread = None  # idle, decided under the lock: a wake from now on starts a new thread
+                    return
                 asked = self._asked  # every wake so far is served by the checkpoint below
-                self._due.clear()
             self.checkpoint()
-            with self._lock:
+            with self._changed:
                 self._made = asked
-                self._done.notify_all()
+                self._changed.notify_all()
 
 
 def configure_sqlite(engine: Engine, *, checkpoint_bytes: int = CHECKPOINT_BYTES) -> Checkpoints | None:
