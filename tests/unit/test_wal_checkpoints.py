@@ -34,16 +34,20 @@ def engine(tmp_path):
 
 @pytest.fixture
 def checkpoints(engine):
-    """What each checkpoint saw: (WAL size, its thread) — traced on every pooled connection."""
+    """What each checkpoint attempt saw: (WAL size, its thread) — traced on every pooled connection.
+
+    An attempt copies outside the writers' turn, then again in a turn of its own: the first copy is the attempt.
+    """
     seen: list[tuple[int, int]] = []
     wal = engine.url.database + "-wal"
-
-    def trace(statement: str) -> None:
-        if "wal_checkpoint" in statement:
-            seen.append((os.path.getsize(wal), threading.get_ident()))
+    writers = engine.checkpointer.writers
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
+        def trace(statement: str) -> None:
+            if "wal_checkpoint" in statement and writers._holder != id(dbapi_connection):
+                seen.append((os.path.getsize(wal), threading.get_ident()))
+
         dbapi_connection.set_trace_callback(trace)
 
     engine.dispose()  # connections made from now on are traced
@@ -82,6 +86,38 @@ def test_past_the_limit_a_thread_of_its_own_checkpoints_and_the_wal_stays_bounde
         assert os.path.getsize(wal) < LIMIT + 32 * 1024
     assert len(checkpoints) >= 5
     assert len({thread for _, thread in checkpoints}) == 1  # one checkpointer, woken again and again
+
+
+def test_writers_that_never_pause_do_not_keep_the_wal_from_restarting(engine, checkpoints):
+    """A PASSIVE checkpoint never catches up with writers that append while it copies: the
+    checkpointer finishes in a writers' turn of its own, and the WAL restarts and stays bounded."""
+    wal = engine.url.database + "-wal"
+    stop, errors, largest = threading.Event(), [], [0]
+
+    def writer():
+        try:
+            while not stop.is_set():
+                write(engine)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            largest[0] = max(largest[0], os.path.getsize(wal))
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert len(checkpoints) >= 5
+    assert largest[0] < 8 * LIMIT, f"the WAL grew to {largest[0] // 1024} KiB"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
 
 def test_writers_do_not_wait_for_a_slow_checkpoint(engine):
