@@ -6,7 +6,7 @@ so a repeated signal (a retried request, a double click) never queues a second c
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from .. import signals
 from ..domain.signups import waitlist_position
@@ -20,10 +20,13 @@ from .compose import render
 
 #: A repeated signup re-sends the manage link at most once per this many seconds.
 REPEAT_WINDOW = 600
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def _stamp(moment: datetime | None) -> int:
-    return int(moment.timestamp()) if moment else 0
+    """A moment in whole microseconds: two changes within one second are two messages."""
+    return (moment - EPOCH) // MICROSECOND if moment else 0
 
 
 def confirm_url(registration: Registration) -> str:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from scheduler import signals
 from scheduler.domain import signups
 from scheduler.domain.events import cancel_event, update_event
 from scheduler.errors import EventCancelled, EventFull, InvalidTransition, SignupClosed
@@ -189,6 +190,25 @@ def test_waitlisted_again_after_cancelling_gets_its_waitlist_mail_again(create_e
     assert join(event, "b@example.org", now + timedelta(minutes=5)).outcome == "waitlisted"
     assert [k for k in kinds() if k[1] == "b@example.org"] == [
         ("waitlisted", "b@example.org"), ("cancelled", "b@example.org"), ("waitlisted", "b@example.org")]
+
+
+def test_changes_within_one_second_each_get_their_mail(create_event, now):
+    """Cancel, sign up again and cancel again within a second: every change is its own message."""
+    event = create_event(capacity=5)
+    a = join(event, "a@example.org", now).registration
+    for step in range(1, 4):
+        moment = now + timedelta(milliseconds=200 * step)
+        if step % 2:
+            signups.cancel_registration(db.session, a, now=moment)
+            db.session.commit()
+        else:
+            assert join(event, "a@example.org", moment).outcome == "confirmed"
+    assert [kind for kind, _ in kinds()] == ["confirmed", "cancelled", "confirmed", "cancelled"]
+    again = signups.sign_up(db.session, event, name="a", email="a@example.org", now=now + timedelta(seconds=1),
+                            secret=SECRET)
+    signals.registration_confirmed.send(again.registration, session=db.session, now=now)  # the same change, twice
+    db.session.commit()
+    assert [kind for kind, _ in kinds()] == ["confirmed", "cancelled", "confirmed", "cancelled", "confirmed"]
 
 
 def test_cancel_and_capacity_edit_hold_promoted_seats_for_the_given_hours(create_event, now):
