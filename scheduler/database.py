@@ -92,23 +92,26 @@ class WriterQueue:
             self._threads, self._holder, self._owner = threading.Lock(), None, None
             self._pid = os.getpid()
 
-    def acquire(self, dbapi_connection) -> None:
+    def acquire(self, dbapi_connection, timeout: float | None = None) -> bool:
+        """Wait for this connection's turn, `timeout` seconds at most (the queue's own by default); says whether it came."""
         self._ready()
         if self._holder is not None and self._owner == threading.get_ident():
             # Its own turn is held by another of its transactions: waiting would only time out.
             raise RuntimeError("this thread already has a write transaction open on another connection to the "
                                "SQLite database; finish it before starting another")
-        deadline = time.monotonic() + self.timeout
-        if not self._threads.acquire(timeout=self.timeout):
-            return
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            return False
         try:
             if not self._flock(deadline):
                 self._threads.release()
-                return
+                return False
         except BaseException:
             self._threads.release()
             raise
         self._holder, self._owner = id(dbapi_connection), threading.get_ident()
+        return True
 
     def _flock(self, deadline: float) -> bool:
         """Take the file lock before the deadline: blocking in the kernel, in slices, so it stays bounded."""
@@ -144,25 +147,32 @@ CHECKPOINT_BYTES = 4096 * 4096
 
 
 class Checkpoints:
-    """WAL checkpoints made by a thread of their own: never inside a writer's turn, nor in its request.
+    """WAL checkpoints made by a thread of their own, not in a request, and in no writer's turn but for a moment.
 
     SQLite's automatic checkpoint runs inside the COMMIT that fills the WAL: several milliseconds
     of copying and fsync while that writer still holds everyone's turn, which showed as the
     signup's p99. With it off (and the WAL truncated when it restarts, so its size tells how much
     is waiting), a commit that takes the WAL past CHECKPOINT_BYTES wakes this process's
-    checkpointer, which runs a PASSIVE checkpoint on a pooled connection. No writer waits for it, it
-    waits for nobody, and the request whose commit filled the WAL answers at once: SQLite lets go
-    of the GIL while it copies and syncs.
+    checkpointer, which runs a PASSIVE checkpoint on a pooled connection. No writer waits for that
+    copy, it waits for nobody, and the request whose commit filled the WAL answers at once: SQLite
+    lets go of the GIL while it copies and syncs.
 
     The WAL restarts only when a writer begins after a checkpoint has copied everything. Under a
     steady stream of writers that never happens (each began before the copy ended and appends
-    after it): 30 s of signups left a 225 MiB WAL beside a 22 MiB database. So the checkpointer
-    then copies the frames appended meanwhile again in a writers' turn of its own, which lasts
-    as long as copying those few frames; SQLite never makes it wait for readers.
+    after it): 30 s of signups left a 225 MiB WAL beside a 22 MiB database. So when the copy got
+    everything it saw, the checkpointer copies what was appended meanwhile in a writers' turn of
+    its own: a few frames, and PASSIVE never waits for readers. When a reader held the copy back,
+    it does not take the turn (it would wait on nothing, or copy the whole backlog while every
+    writer waits); the next attempt comes after the WAL has grown by another quarter of the limit.
+    A reader that began before that last copy and is still open also keeps the WAL from restarting
+    until a later attempt.
     """
 
     #: The checkpointer thread ends after this long without work; the next commit past the limit starts another.
     IDLE_SECONDS = 60.0
+    #: How long the checkpointer waits for a writers' turn: a long write then delays only this last copy.
+    TURN_WAIT_SECONDS = 1.0
+
     def __init__(self, wal_path: str, connect, limit: int = CHECKPOINT_BYTES, writers: WriterQueue | None = None):
         self.wal_path = wal_path
         self.connect = connect  # gives a DBAPI connection to checkpoint on; close() gives it back
@@ -192,20 +202,21 @@ class Checkpoints:
             self._tried_at = 0
 
     def checkpoint(self) -> None:
-        """Copy what the WAL holds into the database, as far as readers allow, then once more in a writers'
-        turn, so that the next writer restarts the WAL."""
+        """Copy what the WAL holds into the database, as far as readers allow; if that was all of it, copy
+        what writers appended meanwhile in a writers' turn, so that the next writer restarts the WAL."""
         try:
             connection = self.connect()
             try:
                 cursor = connection.cursor()
-                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if self.writers is not None and not busy:  # busy: another process is checkpointing
+                busy, frames, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                # busy: another process is checkpointing; copied < frames: a reader needs old pages.
+                if self.writers is not None and not busy and copied == frames:
                     raw = connection.dbapi_connection
-                    self.writers.acquire(raw)
-                    try:
-                        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    finally:
-                        self.writers.release(raw)
+                    if self.writers.acquire(raw, self.TURN_WAIT_SECONDS):
+                        try:
+                            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        finally:
+                            self.writers.release(raw)
             finally:
                 connection.close()
         except Exception as exc:  # the commits stand; a later checkpoint copies what this one did not
