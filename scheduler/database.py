@@ -130,9 +130,13 @@ class WriterQueue:
         if self._fd >= 0 and self._pid == os.getpid():
             os.close(self._fd)
 
+    def holds(self, dbapi_connection) -> bool:
+        """Whether this connection's transaction has the turn, in this process."""
+        return self._holder is not None and self._holder == id(dbapi_connection) and self._pid == os.getpid()
+
     def release(self, dbapi_connection) -> bool:
         """End the turn of this connection's transaction, if it has one; says whether it had."""
-        if self._holder is not None and self._holder == id(dbapi_connection) and self._pid == os.getpid():
+        if self.holds(dbapi_connection):
             self._holder = self._owner = None
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._threads.release()
@@ -211,16 +215,20 @@ class Checkpoints:
                 busy, frames, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 # busy: another process is checkpointing; copied < frames: a reader needs old pages.
                 if self.writers is not None and not busy and copied == frames:
-                    raw = connection.dbapi_connection
-                    if self.writers.acquire(raw, self.TURN_WAIT_SECONDS):
-                        try:
-                            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                        finally:
-                            self.writers.release(raw)
+                    self._copy_in_turn(cursor, connection.dbapi_connection)
             finally:
                 connection.close()
         except Exception as exc:  # the commits stand; a later checkpoint copies what this one did not
             log.warning("WAL checkpoint failed: %s", exc)
+
+    def _copy_in_turn(self, cursor, dbapi_connection) -> None:
+        """Copy what writers appended during the first copy, while none can append more."""
+        if not self.writers.acquire(dbapi_connection, self.TURN_WAIT_SECONDS):
+            return  # a long write has the turn: a later attempt finishes
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            self.writers.release(dbapi_connection)
 
     def wait(self, timeout: float = 10.0) -> bool:
         """Until every checkpoint this process asked for has been made; False on timeout (for tests)."""

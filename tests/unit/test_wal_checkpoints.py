@@ -59,7 +59,7 @@ def checkpoints(engine):
         def trace(statement: str) -> None:
             if "wal_checkpoint" not in statement:
                 return
-            if writers._holder == id(dbapi_connection):
+            if writers.holds(dbapi_connection):
                 seen.in_turn.append(wal_size(engine))
             else:
                 seen.append((wal_size(engine), threading.get_ident()))

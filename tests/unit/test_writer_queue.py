@@ -310,7 +310,7 @@ def test_forked_queue_has_its_own_lock(lock_path):
     if pid == 0:  # pragma: no cover (runs in the child)
         child = object()
         queue.acquire(child)  # must time out: sharing the parent's open file would let it through
-        os._exit(3 if queue._holder == id(child) else 0)
+        os._exit(3 if queue.holds(child) else 0)
     try:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0, "the child got a turn while the parent held it"
