@@ -8,7 +8,6 @@ from pathlib import Path
 from flask import Flask
 
 from .config import ENV_VARS, SCHEDULER_MODES, Defaults, load_secret_key, normalise_database_url, parse_env
-from .templating import Environment, trim_context_processors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +21,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    app.jinja_environment = Environment  # before anything builds app.jinja_env
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_object(Defaults)
     app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "townhall.db")
@@ -45,7 +43,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
     _register_template_helpers(app)
-    trim_context_processors(app)
     _register_security_headers(app)
 
     from . import cli, jobs
@@ -64,12 +61,11 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
-    # current_user is a template global (see _register_template_helpers): loaded when a page uses it.
-    login_manager.init_app(app, add_context_processor=False)
+    login_manager.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Please log in to see that page."
-    # No view asks for a fresh login, so "basic" protection only re-signed every visitor's session
-    # cookie (to mark it not fresh) on the first request that showed the page header: the signup POST.
+    # No view asks for a fresh login, so "basic" protection would only re-sign every visitor's
+    # session cookie to mark it not fresh.
     login_manager.session_protection = None
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
@@ -83,13 +79,13 @@ def _init_extensions(app: Flask) -> None:
     def mark_reads():
         from flask import g, request
 
-        g._write_token = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS"))
+        g.write_intent = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS"))
 
     @app.teardown_request
     def unmark_reads(_exc):
         from flask import g
 
-        token = g.pop("_write_token", None)
+        token = g.pop("write_intent", None)
         if token is not None:
             reset_write_intent(token)
 
@@ -129,16 +125,13 @@ def _register_template_helpers(app: Flask) -> None:
         offset_words=describe_offset,
     )
 
-    from flask import session
     from flask_login import current_user
 
     from .urls import layout_links
 
     def signed_in() -> bool:
-        """An organiser is logged in. A visitor's session holds no user id (Flask-Login's key, and
-        no remember-me cookie is issued), so their pages do not load a user at all."""
-        return "_user_id" in session and current_user.is_authenticated
+        """An organiser is logged in."""
+        return current_user.is_authenticated
 
-    # Globals cost nothing per render, unlike context processors (a call on every page).
-    app.jinja_env.globals.update(has_endpoint=lambda name: name in app.view_functions, current_user=current_user,
-                                 signed_in=signed_in, layout_links=layout_links)
+    app.jinja_env.globals.update(has_endpoint=lambda name: name in app.view_functions, signed_in=signed_in,
+                                 layout_links=layout_links)

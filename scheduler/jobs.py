@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import socket
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
-from flask.cli import with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy import delete, select
 
 from . import dispatch
@@ -85,11 +84,6 @@ class Runner:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Runner:
-        if self.mode == "standalone":
-            # The delivery thread waits on SMTP replies four times per message; each time it wants
-            # the GIL back while a fan-out thread renders. The default 5 ms hand-over interval then
-            # costs more than the sending itself. (Only in our own process, never in a web server's.)
-            sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         now = datetime.now(UTC)
         add = self.scheduler.add_job
         add(self.heartbeat, "interval", seconds=self.poll, id="heartbeat", next_run_time=now)
@@ -207,7 +201,7 @@ class Runner:
                 try:
                     while not self.stopping.is_set():
                         self._mail_wanted.clear()
-                        report = outbox.deliver(db.session, connection, config, worker=self.worker, limit=batch)
+                        report = outbox.deliver(db.session, connection, self.app, worker=self.worker, limit=batch)
                         if report.handled:
                             continue
                         with self._mail_lock:
@@ -343,11 +337,9 @@ def scheduler_cli():
 @with_appcontext
 def run_command():
     """Run a standalone scheduler until SIGTERM or Ctrl-C; run several for failover."""
-    from flask import current_app
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
-    app = current_app._get_current_object()
+    app = click.get_current_context().ensure_object(ScriptInfo).load_app()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -1,9 +1,8 @@
 """Domain signals: the domain says what happened, mail and jobs react in the same transaction.
 
-Receivers get ``(sender, session=..., now=..., **details)`` and must only add rows to
-``session``; the caller of the domain function commits once for everything. On the signup fast
-path ``session`` is the Core connection of the transaction (``outbox`` takes either;
-``with database.orm_session(session)`` gives an ORM session in the same transaction).
+Receivers get ``(sender, session=..., now=..., **details)``, where ``session`` is the ORM
+Session of the domain function's transaction, and must only add rows to it; the caller of the
+domain function commits once for everything.
 """
 
 from blinker import Namespace

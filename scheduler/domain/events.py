@@ -6,14 +6,16 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .. import signals
-from ..errors import InvalidInput, InvalidTransition, NotFound, SlugTaken
-from ..models import EVENT_KINDS, SPEAKER_ROLES, Event, EventSpeaker, Registration, Speaker, Tag
+from ..errors import InvalidInput, InvalidTransition, SlugTaken
+from ..models import EVENT_KINDS, SPEAKER_ROLES, Event, EventSpeaker, Speaker, Tag
 from ..text import one_line, slugify, strip_controls
 from . import reminders
+from .queries import lock_event
+from .seats import fill_free_seats
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 #: A change to any of these reaches people's calendars: SEQUENCE goes up and they are told.
@@ -172,7 +174,6 @@ def update_event(session: Session, event: Event, *, now: datetime, tags: list[st
         if changed & set(PLAN_FIELDS):
             reminders.plan_event_jobs(session, event, now=now)
         if "capacity" in changed:
-            from .signups import fill_free_seats  # signups imports events: import here
             fill_free_seats(session, event, now=now, hold_hours=hold_hours)
         signals.event_changed.send(event, session=session, now=now, changed=changed, previous=previous)
     return changed
@@ -207,19 +208,6 @@ def cancel_event(session: Session, event: Event, *, now: datetime, reason: str =
     reminders.cancel_event_jobs(session, event, now=now, reason="event cancelled")
     if was_published:
         signals.event_cancelled.send(event, session=session, now=now, reason=one_line(reason))
-
-
-def lock_event(session: Session, event_id: int) -> Event:
-    """Lock the event row for the rest of the transaction (FOR UPDATE; on SQLite BEGIN IMMEDIATE did it)."""
-    # Tags and speakers load only if used: re-loading them on every signup doubled its cost.
-    event = session.scalar(
-        select(Event).where(Event.id == event_id).with_for_update()
-        .options(lazyload(Event.tags), lazyload(Event.speakers))
-        .execution_options(populate_existing=True)
-    )
-    if event is None:
-        raise NotFound("No such event.")
-    return event
 
 
 def _tags(session: Session, names: list[str]) -> list[Tag]:
@@ -275,33 +263,3 @@ def create_speaker(session: Session, *, now: datetime, **fields) -> Speaker:
     session.add(speaker)
     session.flush()
     return speaker
-
-
-def counts(session: Session, event_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Registrations per state for each event: {event_id: {"confirmed": n, ...}}."""
-    result: dict[int, dict[str, int]] = {i: {} for i in event_ids}
-    if not event_ids:
-        return result
-    rows = session.execute(
-        select(Registration.event_id, Registration.state, func.count())
-        .where(Registration.event_id.in_(event_ids))
-        .group_by(Registration.event_id, Registration.state)
-    )
-    for event_id, state, n in rows:
-        result[event_id][state] = n
-    return result
-
-
-def upcoming(session: Session, *, now: datetime, limit: int = 50, offset: int = 0) -> list[Event]:
-    """Published and cancelled events that have not ended, soonest first."""
-    return list(session.scalars(
-        select(Event).where(Event.status.in_(("published", "cancelled")), Event.ends_at >= now)
-        .order_by(Event.starts_at, Event.id).limit(limit).offset(offset)
-    ))
-
-
-def past(session: Session, *, now: datetime, limit: int = 50, offset: int = 0) -> list[Event]:
-    return list(session.scalars(
-        select(Event).where(Event.status == "published", Event.ends_at < now)
-        .order_by(Event.starts_at.desc(), Event.id.desc()).limit(limit).offset(offset)
-    ))

@@ -8,6 +8,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ACTIVE_STATES, REGISTRATION_STATES, Event, OutboxMessage, PlannedJob, Registration
+from .queries import counts as state_counts
 
 
 def desired_jobs(event: Event) -> dict[tuple[str, int], datetime]:
@@ -229,8 +230,6 @@ def queued_registration_ids(session: Session, event_id: int, key: str) -> set[in
 
 def event_figures(session: Session, event: Event) -> dict[str, int]:
     """Registration counts by state, questions asked, and reminders delivered, for speaker mail."""
-    from .events import counts as state_counts  # events imports this module: import here
-
     counts = dict.fromkeys(REGISTRATION_STATES, 0) | state_counts(session, [event.id])[event.id]
     counts["questions"] = session.scalar(
         select(func.count()).select_from(Registration).where(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from .. import signals
-from ..domain.signups import waitlist_position
+from ..domain.queries import waitlist_position
 from ..extensions import db
 from ..models import Registration, utcnow
 from ..timefmt import format_datetime, format_range
@@ -35,11 +35,7 @@ def confirm_url(registration: Registration) -> str:
 
 def _queue(session, registration, *, kind: str, key: str, now: datetime, method: str | None = None,
            **context) -> bool:
-    """Queue one message about this registration; it is composed at delivery by `compose` below.
-
-    `registration` needs id, event_id, name, email, ics_sequence and event.sequence: the signup fast
-    path passes a plain row.
-    """
+    """Queue one message about this registration; it is composed at delivery by `compose` below."""
     if method:
         # The invitation's SEQUENCE is fixed now: composed later, after a cancellation, it would
         # otherwise carry the CANCEL's number and a calendar could put the event back. The time and

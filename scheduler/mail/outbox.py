@@ -21,16 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import make_msgid, parseaddr
 
-from flask import current_app
+from flask import Flask
 from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ..database import connection_of, read_only
+from ..database import read_only
 from ..models import OutboxMessage, utcnow
-from ..prepared import prepared
 from ..text import one_line
 from .compose import prepare, render
 from .transports import ConnectionLost, PermanentError, TransientError
@@ -39,7 +37,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 
 
-def queue(session: Session | Connection, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
+def queue(session: Session, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
           event_id: int | None = None, registration_id: int | None = None, ics: str | None = None,
           ics_method: str | None = None, unsubscribe_url: str | None = None, **context) -> bool:
     """Render the message and add it to the outbox in the caller's transaction.
@@ -65,7 +63,7 @@ def message_row(*, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_n
     )
 
 
-def queue_deferred(session: Session | Connection, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
+def queue_deferred(session: Session, *, kind: str, to_addr: str, dedupe_key: str, now: datetime, to_name: str = "",
                    event_id: int | None = None, registration_id: int | None = None, ics_method: str | None = None,
                    context: dict | None = None) -> bool:
     """Add a message composed at delivery by the renderer registered for `kind` (see `renders`).
@@ -105,18 +103,15 @@ _INSERT_OR_SKIP = {dialect: insert(OutboxMessage.__table__).on_conflict_do_nothi
                    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
 
 
-def insert_rows(session: Session | Connection, rows: list[dict]) -> int:
+def insert_rows(session: Session, rows: list[dict]) -> int:
     """Insert outbox rows, skipping any whose dedupe key exists; returns how many were new."""
     if not rows:
         return 0
-    connection = connection_of(session)
-    statement = _INSERT_OR_SKIP[connection.dialect.name]
-    if len(rows) == 1:
-        # One message (a signup's): compiled once, run on the cursor. A fan-out keeps the
-        # construct, whose executemany SQLAlchemy batches into multi-row VALUES.
-        return prepared(statement, tuple(rows[0])).run(connection, rows[0])
-    # SQLAlchemy 2 reports -1 for an INSERT without preserve_rowcount.
-    result = connection.execute(statement, rows, execution_options={"preserve_rowcount": True})
+    statement = _INSERT_OR_SKIP[session.get_bind().dialect.name]
+    # SQLAlchemy 2 reports -1 for an INSERT without preserve_rowcount; a list of rows is sent as an
+    # executemany, which it batches into multi-row VALUES.
+    result = session.execute(statement, rows if len(rows) > 1 else rows[0],
+                             execution_options={"preserve_rowcount": True})
     return max(result.rowcount or 0, 0)
 
 
@@ -170,7 +165,7 @@ class DeliveryReport:
         return self.sent + self.retried + self.failed
 
 
-def deliver(session: Session, transport_factory, config, *, worker: str, clock=utcnow, limit: int = 200,
+def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clock=utcnow, limit: int = 200,
             on_sent=None) -> DeliveryReport:
     """Claim a batch and send it over one connection; mark each row sent, retried or failed.
 
@@ -179,6 +174,7 @@ def deliver(session: Session, transport_factory, config, *, worker: str, clock=u
     composed on a helper thread one step ahead, so composing overlaps waiting for the server.
     """
     report = DeliveryReport()
+    config = app.config
     lease = timedelta(seconds=float(config["OUTBOX_LEASE_SECONDS"]))
     rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease)
     if not rows:
@@ -191,7 +187,6 @@ def deliver(session: Session, transport_factory, config, *, worker: str, clock=u
         row.message_id = row.message_id or make_msgid(idstring=f"outbox{row.id}", domain=domain)
     sent: list[dict] = []  # marks of sent rows, written together: one executemany per commit
     done = 0
-    app = current_app._get_current_object()
 
     def compose(row):
         try:

@@ -14,7 +14,6 @@ from markupsafe import escape
 from sqlalchemy.orm import Session
 
 from .. import signals
-from ..database import orm_session
 from ..domain import reminders
 from ..domain.offsets import describe_offset
 from ..models import Event, PlannedJob, Registration
@@ -145,14 +144,12 @@ def on_late_registration(registration: Registration, *, session: Session, now: d
     if not reminders.needs_starting_soon(session, registration, now=now):
         return
     manage_url, unsubscribe_url = attendee_links(current_app.config["SECRET_KEY"], registration)
-    # The signup fast path passes only a few columns of the event, and perhaps a Core connection.
-    with orm_session(session) as orm:  # open while the message renders from the event
-        event = orm.get(Event, registration.event_id)
-        outbox.queue(
-            session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,
-            dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
-            event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
-            name=registration.name, when=format_range(event.starts_at, event.ends_at,
-                                                      _zone(registration.timezone, event.timezone)),
-            starts_in=starts_in(event, now=now), manage_url=manage_url,
-        )
+    event = registration.event
+    outbox.queue(
+        session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,
+        dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
+        event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
+        name=registration.name, when=format_range(event.starts_at, event.ends_at,
+                                                  _zone(registration.timezone, event.timezone)),
+        starts_in=starts_in(event, now=now), manage_url=manage_url,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from sqlalchemy import DateTime, Text
 from sqlalchemy.types import TypeDecorator
@@ -15,26 +14,6 @@ class UTCDateTime(TypeDecorator):
 
     impl = DateTime(timezone=True)
     cache_ok = True
-
-    def bind_processor(self, dialect):
-        """One processor per dialect for every column of this type, memoised for UTC values: one
-        signup binds the same `now` to a dozen columns, and each conversion costs ~4 µs.
-
-        Only values already in UTC are memoised: two wall times of another zone that differ only in
-        `fold` compare equal but are different instants.
-        """
-        bind = dialect.__dict__.get("_townhall_utc_bind")  # kept on the dialect: it lives as long
-        if bind is None:
-            process = super().bind_processor(dialect)
-            memo = lru_cache(maxsize=64)(process)
-
-            def bind(value):
-                if value is None:
-                    return None
-                return memo(value) if value.tzinfo is UTC else process(value)
-
-            dialect._townhall_utc_bind = bind
-        return bind
 
     def process_bind_param(self, value: datetime | None, dialect):
         if value is None:
@@ -52,7 +31,7 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per value
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class JSONList(TypeDecorator):
