@@ -3,41 +3,26 @@
 from __future__ import annotations
 
 import os
-import re
-import socket
-import threading
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
 
 import pytest
 from flask import has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from bench.server import fresh_database
 from scheduler import create_app
 from scheduler.extensions import db
+from tests.support import (
+    PG_ADMIN_URL,
+    Auth,
+    SMTPSink,
+    base_config,
+    fresh_database,
+    postgres_available,
+    require,
+)
 
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b.strip() for b in os.environ.get("TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
-
-
-def require(flag: str, reason: str):
-    """Skip locally with a reason; in CI (flag set) a missing service is a failure."""
-    if os.environ.get(flag) == "1":
-        pytest.fail(f"{reason} ({flag}=1)")
-    pytest.skip(reason)
-
-
-def postgres_available() -> bool:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(PG_ADMIN_URL)
-    try:
-        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -47,23 +32,6 @@ def postgres_url():
         require("REQUIRE_POSTGRES", f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
     with fresh_database("postgres", ".", prefix="townhall_test", admin_url=PG_ADMIN_URL) as url:
         yield url
-
-
-def base_config(tmp_path, **overrides) -> dict:
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
-        "SCHEDULER_MODE": "off",
-        "BASE_URL": "http://townhall.test",
-        "MAIL_URL": "",
-        "MAIL_FROM": "Townhall <events@townhall.test>",
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "RATELIMIT_ENABLED": False,
-        "DOUBLE_OPT_IN_DEFAULT": False,
-        "UPDATE_BATCH_SECONDS": 0,  # event updates are due at once (still folded while queued)
-    }
-    config.update(overrides)
-    return config
 
 
 def _truncate_all() -> None:
@@ -135,17 +103,6 @@ def runner(app):
     return app.test_cli_runner()
 
 
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
-
-
-def csrf_token(client, path: str = "/admin/login") -> str:
-    """Fetch a page with a form and read its CSRF token, as a browser would."""
-    page = client.get(path).get_data(as_text=True)
-    match = CSRF_RE.search(page)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1) or match.group(2)
-
-
 @pytest.fixture
 def admin_user(app):
     from scheduler.models import User
@@ -155,21 +112,6 @@ def admin_user(app):
     db.session.add(user)
     db.session.commit()
     return user
-
-
-class Auth:
-    def __init__(self, client):
-        self.client = client
-
-    def login(self, email="organiser@townhall.test", password="correct horse battery"):
-        token = csrf_token(self.client)
-        return self.client.post("/admin/login", data={"email": email, "password": password, "csrf_token": token})
-
-    def post(self, path: str, data: dict | None = None, **kwargs):
-        """POST a form with a valid CSRF token."""
-        data = dict(data or {})
-        data.setdefault("csrf_token", csrf_token(self.client, "/admin/" if path.startswith("/admin") else path))
-        return self.client.post(path, data=data, **kwargs)
 
 
 @pytest.fixture
@@ -217,61 +159,8 @@ def create_event(app, now):
 
 # --- a real SMTP server -------------------------------------------------------------------------
 
-class SMTPSink:
-    """aiosmtpd on 127.0.0.1 that keeps every message; can answer with a chosen error."""
-
-    def __init__(self):
-        self.messages: list = []
-        self.envelopes: list = []
-        self.reply_code: str | None = None  # e.g. "550 5.1.1 No such user" to refuse RCPT/DATA
-        self.lock = threading.Lock()
-        self.received = threading.Condition(self.lock)
-        self.controller = None
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.reply_code:
-            return self.reply_code
-        msg = message_from_bytes(envelope.content, policy=policy.default)
-        with self.received:
-            self.envelopes.append(envelope)
-            self.messages.append(msg)
-            self.received.notify_all()
-        return "250 OK"
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
-        with self.received:
-            return self.received.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
-
-    def start(self, port: int = 0):
-        from aiosmtpd.controller import Controller
-
-        if port == 0:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-        self.port = port
-        self.controller = Controller(self, hostname="127.0.0.1", port=port)
-        self.controller.start()
-        return self
-
-    def stop(self):
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
 def smtp_server():
     sink = SMTPSink().start()
     yield sink
     sink.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import threading
 from datetime import timedelta
@@ -16,16 +14,11 @@ from werkzeug.serving import make_server
 
 from scheduler import create_app
 from scheduler.extensions import db
-from tests.conftest import base_config, free_port, require
+from tests.support import ADMIN_EMAIL, ADMIN_PASSWORD, AXE, SCREENSHOTS, base_config, free_port, require
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
-AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-WIDTHS = {"desktop": (1280, 900), "phone": (375, 740)}
-ADMIN_EMAIL, ADMIN_PASSWORD = "organiser@townhall.test", "correct horse battery"
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -93,14 +86,6 @@ class LiveServer:
             db.session.remove()
 
 
-def mail_text(message) -> str:
-    return message.get_body(preferencelist=("plain",)).get_content()
-
-
-def links_in(text: str, base: str) -> list[str]:
-    return re.findall(re.escape(base) + r"[^\s<>\"')\]]+", text)
-
-
 # Package scope: the server and Chromium stop once the browser tests are done, not at the end of the run.
 @pytest.fixture(scope="package")
 def live_server(tmp_path_factory):
@@ -155,36 +140,3 @@ def page(browser, live_server):
     yield page
     context.close()
     assert errors == [], f"JavaScript errors: {errors}"
-
-
-def axe_violations(page) -> list[dict]:
-    """Serious and critical axe-core violations on the current page."""
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in results["violations"] if v["impact"] in ("serious", "critical")
-    ]
-
-
-def check_page(page, name: str) -> None:
-    """Screenshot the page at desktop and phone widths, check no sideways scrolling on a phone, run axe."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for label, (width, height) in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
-        if label == "phone":
-            scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-            assert scroll[0] <= scroll[1], f"{name}: horizontal scrolling at {width} px ({scroll[0]} > {scroll[1]})"
-        found = axe_violations(page)
-        assert found == [], f"{name} at {width} px:\n" + json.dumps(found, indent=1)
-    page.set_viewport_size({"width": 1280, "height": 900})
-
-
-def log_in(page) -> None:
-    page.goto("/admin/login")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/admin/")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import check_page, links_in, log_in, mail_text
+from tests.support import check_page, links_in, log_in, mail_text
 
 pytestmark = pytest.mark.browser
 

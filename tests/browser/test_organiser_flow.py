@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import check_page, log_in
+from tests.support import check_page, log_in
 
 pytestmark = pytest.mark.browser
 ZONE = "Europe/Berlin"

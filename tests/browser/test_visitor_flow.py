@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from scheduler.cli import DEMO_SLUG
-from tests.browser.conftest import check_page, links_in, mail_text
+from tests.support import check_page, links_in, mail_text
 
 pytestmark = pytest.mark.browser
 DEMO_TITLE = "PyTorch: A Foundation for Open Source AI/ML"

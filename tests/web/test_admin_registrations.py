@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage
-from tests.web.signup_helpers import outbox, registration, signup
+from tests.support import outbox, registration, signup
 
 
 def _people(client, event, *emails):

@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select, text
 from scheduler.domain import api_tokens, signups
 from scheduler.extensions import db
 from scheduler.models import ApiToken, Event, OutboxMessage, PlannedJob, Registration, Speaker, Tag, utcnow
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 ZONE = "Europe/Berlin"
 

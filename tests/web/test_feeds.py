@@ -12,7 +12,7 @@ from scheduler.domain import signups
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage
 from scheduler.tokens import feed_token
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 
 def sign_up(app, event, now, email="ann@example.org", name="Ann"):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from scheduler import jobs
 from scheduler.extensions import db
 from scheduler.models import PlannedJob
-from tests.integration.reminder_setup import TimedSink, add_confirmed
+from tests.support import TimedSink, add_confirmed
 
 RECIPIENTS = 300
 

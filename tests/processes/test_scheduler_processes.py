@@ -24,8 +24,7 @@ from sqlalchemy import func, select
 
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage, PlannedJob, SchedulerHeartbeat, User
-from tests.conftest import free_port
-from tests.integration.reminder_setup import TimedSink, add_confirmed
+from tests.support import TimedSink, add_confirmed, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 ROOT = Path(__file__).resolve().parents[2]

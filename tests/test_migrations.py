@@ -15,11 +15,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
-from bench.server import fresh_database
 from scheduler import create_app
 from scheduler.extensions import db
 from scheduler.models.types import UTCDateTime
-from tests.conftest import PG_ADMIN_URL, base_config, postgres_available, require
+from tests.support import PG_ADMIN_URL, base_config, fresh_database, postgres_available, require
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
-from bench.server import gunicorn, write_instance
+from tests.support import gunicorn, write_instance
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,20 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from bench.server import fresh_database, gunicorn, seed_event, write_instance
 from scheduler import create_app
 from scheduler.extensions import db
 from scheduler.models import Event, OutboxMessage, Registration
 from scheduler.tokens import manage_token
-from tests.conftest import CSRF_RE, PG_ADMIN_URL, postgres_available, require
+from tests.support import (
+    CSRF_RE,
+    PG_ADMIN_URL,
+    fresh_database,
+    gunicorn,
+    postgres_available,
+    require,
+    seed_event,
+    write_instance,
+)
 
 pytestmark = pytest.mark.slow
 SECRET = "concurrency-test-secret"

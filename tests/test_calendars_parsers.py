@@ -32,7 +32,7 @@ from scheduler.web.feeds import speaker_feed_url
 HOSTILE = "a, b; c\\ d\nnext line 🎉 Evil\r\nATTENDEE:mailto:x@y"
 CLEAN = "a, b; c\\ d next line 🎉 Evil ATTENDEE:mailto:x@y"
 LA = ZoneInfo("America/Los_Angeles")
-JS = Path(__file__).resolve().parent.parent / "js"
+JS = Path(__file__).resolve().parent / "js"
 
 
 @pytest.fixture

@@ -1,0 +1,20 @@
+"""Reminder offsets such as "7d, 1d, 1h, 10m" <-> seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.domain.offsets import format_offsets, parse_offsets
+from scheduler.errors import InvalidInput
+
+
+def test_offsets_parse_sorted_unique():
+    assert parse_offsets("1h, 7d,10m, 1d, 1h") == [604800, 86400, 3600, 600]
+    assert format_offsets([604800, 86400, 3600, 600]) == "1w, 1d, 1h, 10m"
+    assert parse_offsets("") == []
+
+
+@pytest.mark.parametrize("bad", ["soon", "0m", "-1h", "1y", "99999d", "1.5h"])
+def test_offsets_reject_bad(bad):
+    with pytest.raises(InvalidInput):
+        parse_offsets(bad)
