@@ -10,8 +10,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from .domain import events as event_rules
-from .extensions import db
-from .models import Event, User, utcnow
+from .models import Event, User
+from .services import unit_of_work
 
 DEMO_SLUG = "pytorch-a-foundation-for-open-source-ai-ml"
 DEMO_ZONE = "America/Los_Angeles"
@@ -70,11 +70,12 @@ def init_app(app: Flask) -> None:
     @app.cli.command("seed-demo")
     def seed_demo_command():
         """Create the demo live discussion (once; running it again changes nothing)."""
-        event, created = seed_demo(db.session, now=utcnow())
-        db.session.commit()
-        when = event.starts_at.astimezone(ZoneInfo(event.timezone))
-        verb = "Created" if created else "Already there:"
-        click.echo(f"{verb} “{event.title}” on {when:%A %d %B %Y %H:%M %Z} — /events/{event.slug}")
+        with unit_of_work() as uow:
+            event, created = seed_demo(uow.session, now=uow.now)
+            when = event.starts_at.astimezone(ZoneInfo(event.timezone))
+            verb = "Created" if created else "Already there:"
+            said = f"{verb} “{event.title}” on {when:%A %d %B %Y %H:%M %Z} — /events/{event.slug}"
+        click.echo(said)
 
     @app.cli.command("create-admin")
     @click.option("--email", prompt=True)
@@ -87,11 +88,11 @@ def init_app(app: Flask) -> None:
             raise click.BadParameter("that does not look like an email address", param_hint="--email")
         if len(password) < 8:
             raise click.BadParameter("use at least 8 characters", param_hint="--password")
-        user = db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
-        created = user is None
-        if created:
-            user = User(email=email, name=name or email.split("@")[0], created_at=utcnow())
-            db.session.add(user)
-        user.set_password(password)
-        db.session.commit()
+        with unit_of_work() as uow:
+            user = uow.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+            created = user is None
+            if created:
+                user = User(email=email, name=name or email.split("@")[0], created_at=uow.now)
+                uow.session.add(user)
+            user.set_password(password)
         click.echo(("Created" if created else "Updated password of") + f" admin {email}")

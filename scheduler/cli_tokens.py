@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from .domain import api_tokens as token_rules
 from .errors import DomainError
-from .extensions import db
-from .models import TOKEN_SCOPES, User, utcnow
+from .models import TOKEN_SCOPES, User
+from .services import unit_of_work
 
 
 def init_app(app: Flask) -> None:
@@ -22,18 +22,20 @@ def init_app(app: Flask) -> None:
     @click.option("--email", default="", help="The organiser (admin user) it belongs to.")
     def create(name: str, scope: str, email: str):
         """Create a token and print it (it is shown only this once)."""
-        user_id = None
-        if email:
-            user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
-            if user is None:
-                raise click.BadParameter(f"no admin with email {email}", param_hint="--email")
-            user_id = user.id
         try:
-            row, token = token_rules.create_token(db.session, name=name, scope=scope, now=utcnow(), user_id=user_id)
+            with unit_of_work() as uow:
+                user_id = None
+                if email:
+                    user = uow.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+                    if user is None:
+                        raise click.BadParameter(f"no admin with email {email}", param_hint="--email")
+                    user_id = user.id
+                row, token = token_rules.create_token(uow.session, name=name, scope=scope, now=uow.now,
+                                                      user_id=user_id)
+                said = f"Created {scope} token {row.id} “{row.name}”. Copy it now, it is not shown again:"
         except DomainError as exc:
             raise click.BadParameter(exc.message, param_hint="--" + (exc.field or "name")) from None
-        db.session.commit()
-        click.echo(f"Created {scope} token {row.id} “{row.name}”. Copy it now, it is not shown again:")
+        click.echo(said)
         click.echo(token)
 
     @group.command("revoke")
@@ -41,10 +43,11 @@ def init_app(app: Flask) -> None:
     def revoke(token_id: int):
         """Revoke a token by its id: requests with it get 401 from now on."""
         try:
-            row = token_rules.revoke_token(db.session, token_id, now=utcnow())
+            with unit_of_work() as uow:
+                row = token_rules.revoke_token(uow.session, token_id, now=uow.now)
+                said = f"Revoked token {row.id} “{row.name}”."
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
-        db.session.commit()
-        click.echo(f"Revoked token {row.id} “{row.name}”.")
+        click.echo(said)
 
     app.cli.add_command(group)

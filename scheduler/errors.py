@@ -1,41 +1,43 @@
-"""Domain errors: each carries the message a person sees and the HTTP status it maps to."""
+"""Domain errors: each carries the message a person sees, a stable code, and the fields it is about.
+
+Which HTTP status each one answers with is decided in `web/`, not here.
+"""
 
 from __future__ import annotations
 
 
 class DomainError(Exception):
-    status = 422
     code = "invalid"
 
     def __init__(self, message: str | None = None, *, field: str | None = None):
         super().__init__(message or self.__doc__ or self.code)
         self.message = message or (self.__doc__ or self.code).strip()
         self.field = field
+        #: Messages per field name, for a form or the API's `fields`; empty when no field is at fault.
+        self.fields: dict[str, list[str]] = {field: [self.message]} if field else {}
 
 
 class NotFound(DomainError):
     """Not found."""
 
-    status = 404
     code = "not_found"
 
 
 class Conflict(DomainError):
     """That conflicts with the current state."""
 
-    status = 409
     code = "conflict"
 
 
 class InvalidInput(DomainError):
     """Some fields are not valid."""
 
-    status = 422
     code = "invalid"
 
     def __init__(self, message: str | None = None, *, field: str | None = None, fields: dict | None = None):
         super().__init__(message, field=field)
-        self.fields = fields or ({field: [self.message]} if field else {})
+        if fields:
+            self.fields = fields
 
 
 class SlugTaken(Conflict):

@@ -83,10 +83,22 @@ class Form(FlaskForm):
     class Meta:
         csrf = False
 
+    #: The domain's name for a value -> this form's field for it, where they differ.
+    field_names: dict[str, str] = {}
+
     def hidden_tag(self, *fields):
         name = current_app.config["WTF_CSRF_FIELD_NAME"]
         token = Markup('<input id="{0}" name="{0}" type="hidden" value="{1}">').format(name, generate_csrf())
         return token + super().hidden_tag(*fields)
+
+    def show_errors(self, errors: dict[str, list[str]]) -> None:
+        """Put the domain's messages beside the matching fields (others at the top)."""
+        for name, messages in errors.items():
+            name = self.field_names.get(name, name)
+            if name in self:
+                self[name].errors = list(self[name].errors) + list(messages)
+            else:
+                self.form_errors.extend(messages)
 
 
 class LoginForm(Form):
@@ -95,6 +107,8 @@ class LoginForm(Form):
 
 
 class EventForm(Form):
+    field_names = {"reminder_offsets": "reminders"}
+
     title = StringField("Title", validators=[DataRequired(), Length(max=200)])
     slug = StringField("Slug", validators=[Optional(), Length(max=120)],
                        description="Part of the address; made from the title when empty.")
@@ -168,16 +182,6 @@ class EventForm(Form):
         self.briefing_offset.data = format_offset(event.briefing_offset)
         self.nudge_offset.data = format_offset(event.nudge_offset)
         self.thanks_offset.data = format_offset(event.thanks_offset)
-
-    def show_errors(self, errors: dict[str, list[str]]) -> None:
-        """Put the domain's messages beside the matching fields (others at the top)."""
-        aliases = {"reminder_offsets": "reminders"}
-        for name, messages in errors.items():
-            field = getattr(self, aliases.get(name, name), None)
-            if field is None:
-                self.form_errors.extend(messages)
-            else:
-                field.errors = list(field.errors) + list(messages)
 
 
 class SpeakerForm(Form):

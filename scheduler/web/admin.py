@@ -9,14 +9,16 @@ from flask_login import current_user, login_required, login_user, logout_user
 from markupsafe import Markup
 from sqlalchemy import func, select
 
+from .. import clock
 from ..charts import TimelineItem, cumulative, signups_svg, timeline_svg
 from ..domain import events as event_rules
-from ..domain import reminders
+from ..domain import queries, reminders
 from ..domain.offsets import describe_offset
-from ..errors import DomainError, InvalidInput
-from ..extensions import db, limiter
+from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
-from ..models import Event, Registration, Speaker, User, utcnow
+from ..models import Event, Registration, Speaker, User
+from ..services import unit_of_work
+from .refusals import attempt, flash_back, show_on_form
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PUBLIC_ENDPOINTS = {"admin.login"}
@@ -26,8 +28,6 @@ PUBLIC_ENDPOINTS = {"admin.login"}
 def require_login():
     """Every admin page and action refuses anyone not logged in."""
     if request.endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
-        from ..extensions import login_manager
-
         return login_manager.unauthorized()
     return None
 
@@ -37,6 +37,16 @@ def get_event(event_id: int) -> Event:
     if event is None:
         abort(404)
     return event
+
+
+def _confirmed() -> None:
+    """A POST button's CSRF-protected form, or 400."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+
+
+def _detail_url(event_id: int) -> str:
+    return url_for("admin.event_detail", event_id=event_id)
 
 
 def _safe_next(target: str | None) -> str:
@@ -69,13 +79,17 @@ def logout():
 
 @bp.get("/")
 def dashboard():
-    now = utcnow()
+    now = clock.now()
     events = list(db.session.scalars(
         select(Event).where(Event.ends_at >= now).order_by(Event.starts_at).limit(100)
     ))
     return render_template("admin/dashboard.html", events=events,
-                           counts=event_rules.counts(db.session, [e.id for e in events]),
+                           counts=queries.counts(db.session, [e.id for e in events]),
                            next_jobs=reminders.next_due(db.session, now=now))
+
+
+def _event_form_page(form: EventForm, event: Event | None):
+    return render_template("admin/event_form.html", form=form, event=event), (422 if form.errors else 200)
 
 
 @bp.route("/events/new", methods=["GET", "POST"])
@@ -84,17 +98,13 @@ def event_new():
     if request.method == "GET":
         form.double_opt_in.data = current_app.config["DOUBLE_OPT_IN_DEFAULT"]
     if form.validate_on_submit():
-        try:
-            event = event_rules.create_event(db.session, now=utcnow(), tags=form.tag_names(),
-                                             **form.domain_fields())
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            _show_domain_error(form, exc)
-        else:
-            flash(f"Draft “{event.title}” created. Add speakers, then publish.", "success")
-            return redirect(url_for("admin.event_detail", event_id=event.id))
-    return render_template("admin/event_form.html", form=form, event=None), (422 if form.errors else 200)
+        with attempt(refused=show_on_form(form, lambda: _event_form_page(form, None))) as uow:
+            event = event_rules.create_event(uow.session, now=uow.now, tags=form.tag_names(), **form.domain_fields())
+            done = f"Draft “{event.title}” created. Add speakers, then publish."
+            back = _detail_url(event.id)
+        flash(done, "success")
+        return redirect(back)
+    return _event_form_page(form, None)
 
 
 @bp.route("/events/<int:event_id>/edit", methods=["GET", "POST"])
@@ -104,30 +114,17 @@ def event_edit(event_id: int):
     if request.method == "GET":
         form.fill_from(event)
     elif form.validate_on_submit():
-        try:
-            changed = event_rules.update_event(db.session, event, now=utcnow(), tags=form.tag_names(),
+        with attempt(refused=show_on_form(form, lambda: _event_form_page(form, event))) as uow:
+            changed = event_rules.update_event(uow.session, event, now=uow.now, tags=form.tag_names(),
                                                hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]),
                                                **form.domain_fields())
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            _show_domain_error(form, exc)
-        else:
             if changed & set(event_rules.CALENDAR_FIELDS) and event.status == "published":
-                flash("Saved. Registrants and speakers will get an updated invitation.", "success")
+                done = "Saved. Registrants and speakers will get an updated invitation."
             else:
-                flash("Saved." if changed else "Nothing changed.", "success")
-            return redirect(url_for("admin.event_detail", event_id=event.id))
-    return render_template("admin/event_form.html", form=form, event=event), (422 if form.errors else 200)
-
-
-def _show_domain_error(form: EventForm, exc: DomainError) -> None:
-    if isinstance(exc, InvalidInput) and exc.fields:
-        form.show_errors(exc.fields)
-    elif exc.field:
-        form.show_errors({exc.field: [exc.message]})
-    else:
-        form.form_errors.append(exc.message)
+                done = "Saved." if changed else "Nothing changed."
+        flash(done, "success")
+        return redirect(_detail_url(event_id))
+    return _event_form_page(form, event)
 
 
 @bp.get("/events/<int:event_id>")
@@ -135,11 +132,11 @@ def event_detail(event_id: int):
     event = get_event(event_id)
     jobs = reminders.event_jobs(db.session, event.id)
     return render_template(
-        "admin/event_detail.html", event=event, counts=event_rules.counts(db.session, [event.id])[event.id],
+        "admin/event_detail.html", event=event, counts=queries.counts(db.session, [event.id])[event.id],
         jobs=jobs, speaker_form=SpeakerForm(), action_form=ConfirmForm(),
         speakers=db.session.scalars(select(Speaker).order_by(Speaker.name)).all(),
         sent_log=reminders.sent_log(db.session, event.id),
-        **_event_pictures(event, jobs, now=utcnow()),
+        **_event_pictures(event, jobs, now=clock.now()),
     )
 
 
@@ -158,76 +155,58 @@ def _event_pictures(event: Event, jobs: list, *, now) -> dict:
 @bp.post("/events/<int:event_id>/publish")
 def event_publish(event_id: int):
     event = get_event(event_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    try:
-        event_rules.publish_event(db.session, event, now=utcnow())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("admin.event_detail", event_id=event_id)), 303
+    _confirmed()
+    with attempt(refused=flash_back(_detail_url(event_id))) as uow:
+        event_rules.publish_event(uow.session, event, now=uow.now)
     flash("Published. Reminders and speaker jobs are planned.", "success")
-    return redirect(url_for("admin.event_detail", event_id=event_id))
+    return redirect(_detail_url(event_id))
 
 
 @bp.post("/events/<int:event_id>/cancel")
 def event_cancel(event_id: int):
     event = get_event(event_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    _confirmed()
     reason = (request.form.get("reason") or "")[:500]
-    try:
-        event_rules.cancel_event(db.session, event, now=utcnow(), reason=reason)
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-    else:
-        flash("Cancelled. Everyone registered will be told, and pending jobs are removed.", "success")
-    return redirect(url_for("admin.event_detail", event_id=event_id))
+    with attempt(refused=flash_back(_detail_url(event_id), code=302)) as uow:
+        event_rules.cancel_event(uow.session, event, now=uow.now, reason=reason)
+    flash("Cancelled. Everyone registered will be told, and pending jobs are removed.", "success")
+    return redirect(_detail_url(event_id))
 
 
 @bp.post("/events/<int:event_id>/speakers")
 def speaker_add(event_id: int):
+    """Link a speaker already known (by id) or a new person given by the form."""
     event = get_event(event_id)
+    back = _detail_url(event_id)
     existing_id = request.form.get("speaker_id", "")
-    now = utcnow()
     if existing_id.isascii() and existing_id.isdigit():
         speaker = db.session.get(Speaker, int(existing_id))
-        form = ConfirmForm()
-        role = request.form.get("role", "speaker")
-        if speaker is None or not form.validate_on_submit():
-            abort(400 if speaker else 404)
+        if speaker is None:
+            abort(404)
+        _confirmed()
+        role, person = request.form.get("role", "speaker"), None
     else:
         form = SpeakerForm()
         if not form.validate_on_submit():
             for field, messages in form.errors.items():
-                flash(f"{getattr(form, field).label.text if hasattr(form, field) else field}: "
-                      f"{' '.join(messages)}", "error")
-            return redirect(url_for("admin.event_detail", event_id=event_id)), 303
-        role = form.role.data
-        speaker = None
-    try:
+                flash(f"{form[field].label.text if field in form else field}: {' '.join(messages)}", "error")
+            return redirect(back, code=303)
+        speaker, role = None, form.role.data
+        person = {name: form[name].data for name in ("name", "email", "affiliation", "bio", "photo_url")}
+    with attempt(refused=flash_back(back)) as uow:
         if speaker is None:
-            speaker = event_rules.create_speaker(db.session, now=now, **{
-                k: getattr(form, k).data for k in ("name", "email", "affiliation", "bio", "photo_url")})
-        event_rules.add_speaker(db.session, event, speaker, role=role, now=now)
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("admin.event_detail", event_id=event_id)), 303
-    flash(f"{speaker.name} added as {role}.", "success")
-    return redirect(url_for("admin.event_detail", event_id=event_id))
+            speaker = event_rules.create_speaker(uow.session, now=uow.now, **person)
+        event_rules.add_speaker(uow.session, event, speaker, role=role, now=uow.now)
+        done = f"{speaker.name} added as {role}."
+    flash(done, "success")
+    return redirect(back)
 
 
 @bp.post("/events/<int:event_id>/speakers/<int:speaker_id>/remove")
 def speaker_remove(event_id: int, speaker_id: int):
     event = get_event(event_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    event_rules.remove_speaker(db.session, event, speaker_id, now=utcnow())
-    db.session.commit()
+    _confirmed()
+    with unit_of_work() as uow:
+        event_rules.remove_speaker(uow.session, event, speaker_id, now=uow.now)
     flash("Speaker removed from this event.", "success")
-    return redirect(url_for("admin.event_detail", event_id=event_id))
+    return redirect(_detail_url(event_id))

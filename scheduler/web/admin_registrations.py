@@ -8,16 +8,16 @@ import io
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import case, func, select
 
-from ..domain import events as event_rules
-from ..domain import signups
-from ..errors import DomainError
+from ..domain import queries, signups
 from ..extensions import db
 from ..forms import ConfirmForm
 from ..mail import outbox
-from ..models import OutboxMessage, Registration, utcnow
+from ..models import OutboxMessage, Registration
 from ..models.registrations import REGISTRATION_STATES
+from ..services import unit_of_work
 from ..text import csv_cell, slugify
 from .admin import bp, get_event
+from .refusals import attempt, flash_back
 
 OUTBOX_STATES = ("queued", "sending", "sent", "failed")
 CSV_COLUMNS = ("name", "email", "state", "waitlist_position", "question", "timezone", "reminders",
@@ -55,7 +55,7 @@ def registrations(event_id: int):
     everyone_waiting = rows if state in (None, "waitlisted") else _registrants(event.id, "waitlisted")
     return render_template(
         "admin/registrations.html", event=event, registrations=rows, state=state, states=REGISTRATION_STATES,
-        positions=_positions(everyone_waiting), counts=event_rules.counts(db.session, [event.id])[event.id],
+        positions=_positions(everyone_waiting), counts=queries.counts(db.session, [event.id])[event.id],
         seats_taken=event.seats_taken, action_form=ConfirmForm(),
     )
 
@@ -92,33 +92,32 @@ def _registration(registration_id: int) -> Registration:
 
 
 def _registration_action(registration_id: int, action, done: str):
+    """Run `action(uow, registration)`; flash `done` (with the name) or the refusal, back to the list."""
     registration = _registration(registration_id)
-    event_id = registration.event_id
-    try:
-        action(registration)
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-    else:
-        flash(done.format(name=registration.name), "success")
-    return redirect(url_for("admin.registrations", event_id=event_id, state=request.args.get("state")), code=303)
+    back = url_for("admin.registrations", event_id=registration.event_id, state=request.args.get("state"))
+    with attempt(refused=flash_back(back)) as uow:
+        action(uow, registration)
+        message = done.format(name=registration.name)
+    flash(message, "success")
+    return redirect(back, code=303)
+
+
+def _hold_hours() -> float:
+    return float(current_app.config["HOLD_EXPIRY_HOURS"])
 
 
 @bp.post("/registrations/<int:registration_id>/promote")
 def registration_promote(registration_id: int):
-    hold = float(current_app.config["HOLD_EXPIRY_HOURS"])
     return _registration_action(
-        registration_id, lambda r: signups.promote(db.session, r, now=utcnow(), hold_hours=hold),
+        registration_id, lambda uow, r: signups.promote(uow.session, r, now=uow.now, hold_hours=_hold_hours()),
         "{name} has a seat now and is told by email.")
 
 
 @bp.post("/registrations/<int:registration_id>/remove")
 def registration_remove(registration_id: int):
-    hold = float(current_app.config["HOLD_EXPIRY_HOURS"])
     return _registration_action(
-        registration_id, lambda r: signups.cancel_registration(db.session, r, now=utcnow(), by_organiser=True,
-                                                               hold_hours=hold),
+        registration_id, lambda uow, r: signups.cancel_registration(uow.session, r, now=uow.now, by_organiser=True,
+                                                                    hold_hours=_hold_hours()),
         "{name} is removed and told by email; a freed seat went to the waitlist.")
 
 
@@ -143,8 +142,9 @@ def outbox_retry(message_id: int):
         abort(404)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    outbox.retry_now(db.session, message, now=utcnow())
-    db.session.commit()
-    flash("The message is queued again." if message.state == "queued" else "Only failed messages can be retried.",
-          "success" if message.state == "queued" else "error")
+    with unit_of_work() as uow:
+        outbox.retry_now(uow.session, message, now=uow.now)
+        queued = message.state == "queued"
+    flash("The message is queued again." if queued else "Only failed messages can be retried.",
+          "success" if queued else "error")
     return redirect(url_for("admin.outbox", state=request.args.get("state")), code=303)

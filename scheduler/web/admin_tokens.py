@@ -10,11 +10,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from ..domain import api_tokens as token_rules
-from ..errors import DomainError
 from ..extensions import db
 from ..forms import ConfirmForm, Form
-from ..models import TOKEN_SCOPES, ApiToken, utcnow
+from ..models import TOKEN_SCOPES, ApiToken
 from .admin import bp
+from .refusals import attempt, flash_back, show_on_form
 
 
 class ApiTokenForm(Form):
@@ -35,14 +35,9 @@ def _page(form: ApiTokenForm, new_token: str | None = None, status: int = 200):
 def api_tokens():
     form = ApiTokenForm()
     if form.validate_on_submit():
-        try:
-            _row, token = token_rules.create_token(db.session, name=form.name.data, scope=form.scope.data,
-                                                  now=utcnow(), user_id=current_user.id)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            form.name.errors = [exc.message]
-            return _page(form, status=422)
+        with attempt(refused=show_on_form(form, lambda: _page(form, status=422))) as uow:
+            _row, token = token_rules.create_token(uow.session, name=form.name.data, scope=form.scope.data,
+                                                  now=uow.now, user_id=current_user.id)
         # Shown once, on this response only: the database keeps just its hash.
         return _page(ApiTokenForm(formdata=None), new_token=token)
     return _page(form, status=422 if form.errors else 200)
@@ -52,12 +47,9 @@ def api_tokens():
 def api_token_revoke(token_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    try:
-        row = token_rules.revoke_token(db.session, token_id, now=utcnow())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-    else:
-        flash(f"Token “{row.name}” revoked: requests with it now get 401.", "success")
-    return redirect(url_for("admin.api_tokens"))
+    back = url_for("admin.api_tokens")
+    with attempt(refused=flash_back(back, code=302)) as uow:
+        row = token_rules.revoke_token(uow.session, token_id, now=uow.now)
+        done = f"Token “{row.name}” revoked: requests with it now get 401."
+    flash(done, "success")
+    return redirect(back)

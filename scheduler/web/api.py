@@ -1,7 +1,8 @@
 """The JSON API: public reads of events, and organiser operations with bearer tokens.
 
-Every operation is declared with `@operation(...)`, which both routes it and records what it takes and
-returns; the OpenAPI document (api_doc.py) is written from those records and the payload models.
+Every operation is declared with `@operation(...)` (api_registry.py), which records what it takes and
+returns; this module routes the records behind their scope, and the OpenAPI document (api_doc.py) is
+written from the same records and the payload models. Writes run in one unit of work each.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import wraps
 
@@ -19,14 +19,19 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..domain import api_tokens, signups
+from .. import clock
+from ..domain import api_tokens, queries, seats, signups
 from ..domain import events as event_rules
 from ..errors import DomainError, EventNotOpen, InvalidInput, NotFound
 from ..extensions import csrf, db
-from ..models import ApiToken, Event, Registration, Speaker, Tag, utcnow
+from ..models import ApiToken, Event, Registration, Speaker, Tag
+from ..services import unit_of_work
 from ..text import render_markdown, slugify
 from ..urls import event_url, external_url
 from . import api_schemas as s
+from .api_doc import document
+from .api_registry import OPERATIONS, Operation, operation
+from .refusals import json_error, refusal_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer-token requests carry no ambient credential, so they need no CSRF token; session-cookie
@@ -45,78 +50,25 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.fields = status, code, message, fields or {}
 
 
-@dataclass
-class Operation:
-    method: str
-    rule: str
-    endpoint: str
-    summary: str
-    scope: str | None
-    responses: dict[int, type[BaseModel] | None]
-    body: type[BaseModel] | None = None
-    body_required: bool = True
-    query: type[BaseModel] | None = None
-    tag: str = "events"
-    errors: tuple[int, ...] = field(default_factory=tuple)
-
-
-OPERATIONS: list[Operation] = []
-
-
-def operation(method: str, rule: str, *, summary: str, ok: dict[int, type[BaseModel] | None],
-              scope: str | None = None, body: type[BaseModel] | None = None, body_required: bool = True,
-              query: type[BaseModel] | None = None, errors: tuple[int, ...] = (), tag: str = "events"):
-    """Route a view and record it for the OpenAPI document; views that change data commit or roll back."""
-
-    def wrap(view):
-        @wraps(view)
-        def run(**kwargs):
-            if scope is not None:
-                authenticate(scope)
-            try:
-                return view(**kwargs)
-            except IntegrityError:
-                # A concurrent request took the same slug or tag between our check and our insert.
-                db.session.rollback()
-                raise ApiError(409, "conflict", "That conflicts with a change made at the same moment; "
-                                                "try again.") from None
-            except Exception:
-                db.session.rollback()  # a failed request leaves nothing half-written
-                raise
-
-        bp.add_url_rule(rule, view.__name__, run, methods=[method])
-        statuses = set(errors) | ({401, 403} if scope else set()) | ({409} if scope == "write" else set())
-        if body is not None:
-            statuses |= {400, 413, 422}
-        if query is not None:
-            statuses.add(400)
-        OPERATIONS.append(Operation(method, rule, view.__name__, summary, scope, ok, body, body_required, query,
-                                    tag, tuple(sorted(statuses))))
-        return run
-
-    return wrap
-
-
 # --- errors ---------------------------------------------------------------------------------------
 
-def error_response(status: int, code: str, message: str, fields: dict | None = None):
-    response = jsonify(error={"code": code, "message": message, "fields": fields or {}})
-    response.status_code = status
-    if status == 401:
+@bp.errorhandler(ApiError)
+def api_error(exc: ApiError):
+    response = json_error(exc.status, exc.code, exc.message, exc.fields)
+    if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="townhall"'
     return response
 
 
-@bp.errorhandler(ApiError)
-def api_error(exc: ApiError):
-    return error_response(exc.status, exc.code, exc.message, exc.fields)
-
-
 @bp.errorhandler(DomainError)
 def domain_error(exc: DomainError):
-    db.session.rollback()
-    fields = exc.fields if isinstance(exc, InvalidInput) else ({exc.field: [exc.message]} if exc.field else {})
-    return error_response(exc.status, exc.code, exc.message, fields)
+    return refusal_json(exc)  # a write raises it in its unit of work, which has rolled back
+
+
+@bp.errorhandler(IntegrityError)
+def raced(_exc: IntegrityError):
+    # A concurrent request took the same slug or tag between our check and our insert.
+    return json_error(409, "conflict", "That conflicts with a change made at the same moment; try again.")
 
 
 def _fields(exc: ValidationError) -> dict[str, list[str]]:
@@ -159,7 +111,7 @@ def authenticate(scope: str) -> None:
 
 
 def _touch(row: ApiToken) -> None:
-    now = utcnow()
+    now = clock.now()
     if row.last_used_at is not None and now - row.last_used_at < TOUCH_EVERY:
         return
     if request.method not in SAFE_METHODS:
@@ -243,7 +195,7 @@ def _decode_cursor(cursor: str, kinds: tuple[type, ...]) -> list:
         values = []
         for part, kind in zip(parts, kinds, strict=True):
             if kind is datetime:
-                values.append(s._utc(datetime.fromisoformat(part)))
+                values.append(s.as_utc(datetime.fromisoformat(part)))
             elif isinstance(part, int) and 0 <= part <= s.MAX_ID:
                 values.append(part)
             else:
@@ -271,7 +223,7 @@ def public_event(event: Event, now: datetime) -> dict:
         description_html=render_markdown(event.description), kind=event.kind, status=event.status,
         starts_at=event.starts_at, ends_at=event.ends_at, timezone=event.timezone, venue=event.venue,
         online=bool(event.join_url), capacity=event.capacity,
-        seats_left=signups.seats_left(event),
+        seats_left=seats.seats_left(event),
         signup_open=_signup_open(event, now), tags=[s.TagOut(slug=t.slug, name=t.name) for t in event.tags],
         speakers=[s.SpeakerOut(name=link.speaker.name, affiliation=link.speaker.affiliation, bio=link.speaker.bio,
                                photo_url=link.speaker.photo_url, role=link.role) for link in event.speakers],
@@ -280,7 +232,7 @@ def public_event(event: Event, now: datetime) -> dict:
 
 
 def private_event(event: Event) -> dict:
-    counts = event_rules.counts(db.session, [event.id])[event.id]
+    counts = queries.counts(db.session, [event.id])[event.id]
     return s.EventPrivate(
         **{name: getattr(event, name) for name in s.EventPrivate.model_fields
            if name not in ("tags", "speakers", "counts", "url")},
@@ -312,14 +264,18 @@ def _event(slug: str) -> Event:
     return event
 
 
-def _committed(event: Event, status: int = 200):
-    db.session.commit()
+def _saved(event: Event, status: int = 200):
+    """The organiser's view of an event just committed, read again as the database has it."""
     db.session.refresh(event)
     response = jsonify(private_event(event))
     response.status_code = status
     if status == 201:
         response.headers["Location"] = external_url("api.event", slug=event.slug)
     return response
+
+
+def _hold_hours() -> float:
+    return float(current_app.config["HOLD_EXPIRY_HOURS"])
 
 
 def _event_fields(data: BaseModel, names) -> dict:
@@ -335,7 +291,7 @@ def _event_fields(data: BaseModel, names) -> dict:
            query=s.EventQuery)
 def events():
     query = parse_query(s.EventQuery)
-    now = utcnow()
+    now = clock.now()
     statement = select(Event).where(Event.status.in_(("published", "cancelled")),
                                     Event.ends_at >= (query.from_ or now))
     if query.to is not None:
@@ -358,74 +314,79 @@ def event(slug: str):
     found = _event(slug)
     if found.status == "draft":
         raise NotFound("No event with that slug.")
-    return jsonify(public_event(found, utcnow()))
+    return jsonify(public_event(found, clock.now()))
 
 
 # --- organisers -----------------------------------------------------------------------------------
+# Each write reads its input and its event inside its unit of work, so that a refusal of any kind
+# also rolls back the token's last use noted on the way in.
 
 @operation("POST", "/events", summary="Create a draft event", ok={201: s.EventPrivate}, scope="write",
            body=s.EventCreate, errors=(409,))
 def event_create():
-    data = parse_body(s.EventCreate)
-    created = event_rules.create_event(db.session, now=utcnow(), tags=data.tags,
-                                       **_event_fields(data, s.EventCreate.model_fields))
-    return _committed(created, 201)
+    with unit_of_work() as uow:
+        data = parse_body(s.EventCreate)
+        created = event_rules.create_event(uow.session, now=uow.now, tags=data.tags,
+                                           **_event_fields(data, s.EventCreate.model_fields))
+    return _saved(created, 201)
 
 
 @operation("PATCH", "/events/<slug>", summary="Change an event; people are told when time or place change",
            ok={200: s.EventPrivate}, scope="write", body=s.EventUpdate, errors=(404, 409))
 def event_update(slug: str):
-    found = _event(slug)
-    data = parse_body(s.EventUpdate)
-    tags = data.tags if "tags" in data.model_fields_set else None
-    event_rules.update_event(db.session, found, now=utcnow(), tags=tags,
-                             hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]),
-                             **_event_fields(data, data.model_fields_set))
-    return _committed(found)
+    with unit_of_work() as uow:
+        found = _event(slug)
+        data = parse_body(s.EventUpdate)
+        tags = data.tags if "tags" in data.model_fields_set else None
+        event_rules.update_event(uow.session, found, now=uow.now, tags=tags, hold_hours=_hold_hours(),
+                                 **_event_fields(data, data.model_fields_set))
+    return _saved(found)
 
 
 @operation("POST", "/events/<slug>/publish", summary="Publish a draft (plans reminders and speaker jobs)",
            ok={200: s.EventPrivate}, scope="write", errors=(404, 409))
 def event_publish(slug: str):
-    found = _event(slug)
-    event_rules.publish_event(db.session, found, now=utcnow())
-    return _committed(found)
+    with unit_of_work() as uow:
+        found = _event(slug)
+        event_rules.publish_event(uow.session, found, now=uow.now)
+    return _saved(found)
 
 
 @operation("POST", "/events/<slug>/cancel", summary="Cancel an event: everyone is told, pending jobs removed",
            ok={200: s.EventPrivate}, scope="write", body=s.CancelRequest, body_required=False, errors=(404,))
 def event_cancel(slug: str):
-    found = _event(slug)
-    data = parse_body(s.CancelRequest, required=False)
-    event_rules.cancel_event(db.session, found, now=utcnow(), reason=data.reason)
-    return _committed(found)
+    with unit_of_work() as uow:
+        found = _event(slug)
+        data = parse_body(s.CancelRequest, required=False)
+        event_rules.cancel_event(uow.session, found, now=uow.now, reason=data.reason)
+    return _saved(found)
 
 
 @operation("POST", "/events/<slug>/speakers", summary="Add a speaker (existing by id, or a new person)",
            ok={201: s.EventPrivate}, scope="write", body=s.SpeakerAdd, errors=(404,))
 def speaker_add(slug: str):
-    found = _event(slug)
-    data = parse_body(s.SpeakerAdd)
-    now = utcnow()
-    if data.speaker_id is not None:
-        speaker = db.session.get(Speaker, data.speaker_id)
-        if speaker is None:
-            raise InvalidInput("No speaker with that id.", field="speaker_id")
-    else:
-        speaker = event_rules.create_speaker(db.session, now=now, **data.model_dump(
-            include={"name", "email", "affiliation", "bio", "photo_url"}))
-    event_rules.add_speaker(db.session, found, speaker, role=data.role, now=now)
-    return _committed(found, 201)
+    with unit_of_work() as uow:
+        found = _event(slug)
+        data = parse_body(s.SpeakerAdd)
+        if data.speaker_id is not None:
+            speaker = uow.session.get(Speaker, data.speaker_id)
+            if speaker is None:
+                raise InvalidInput("No speaker with that id.", field="speaker_id")
+        else:
+            speaker = event_rules.create_speaker(uow.session, now=uow.now, **data.model_dump(
+                include={"name", "email", "affiliation", "bio", "photo_url"}))
+        event_rules.add_speaker(uow.session, found, speaker, role=data.role, now=uow.now)
+    return _saved(found, 201)
 
 
 @operation("DELETE", "/events/<slug>/speakers/<int:speaker_id>", summary="Remove a speaker from an event",
            ok={204: None}, scope="write", errors=(404,))
 def speaker_remove(slug: str, speaker_id: int):
-    found = _event(slug)
-    if not any(link.speaker_id == speaker_id for link in found.speakers):
-        raise NotFound("That person does not speak at this event.")
-    event_rules.remove_speaker(db.session, found, speaker_id, now=utcnow())
-    db.session.commit()
+    with unit_of_work() as uow:
+        found = _event(slug)
+        if not any(link.speaker_id == speaker_id for link in found.speakers):
+            raise NotFound("That person does not speak at this event.")
+        event_rules.remove_speaker(uow.session, found, speaker_id, now=uow.now)
     return "", 204
 
 
@@ -457,26 +418,41 @@ def registrations(slug: str):
            ok={201: s.SignupOut, 200: s.SignupOut}, scope="write", body=s.RegistrationCreate, errors=(404, 409),
            tag="registrations")
 def registration_create(slug: str):
-    found = _event(slug)
-    data = parse_body(s.RegistrationCreate)
-    if data.timezone and not event_rules.is_valid_timezone(data.timezone):
-        raise InvalidInput("Unknown timezone: use an IANA name such as Europe/Berlin.", field="timezone")
-    if found.status == "draft":
-        raise EventNotOpen("This event is not published yet.")
-    config = current_app.config
-    result = signups.sign_up(db.session, found, name=data.name, email=data.email, question=data.question,
-                             timezone=data.timezone or "", now=utcnow(), secret=config["SECRET_KEY"],
-                             hold_hours=config["HOLD_EXPIRY_HOURS"])
-    db.session.commit()
+    with unit_of_work() as uow:
+        found = _event(slug)
+        data = parse_body(s.RegistrationCreate)
+        if data.timezone and not event_rules.is_valid_timezone(data.timezone):
+            raise InvalidInput("Unknown timezone: use an IANA name such as Europe/Berlin.", field="timezone")
+        if found.status == "draft":
+            raise EventNotOpen("This event is not published yet.")
+        result = signups.sign_up(uow.session, found, name=data.name, email=data.email, question=data.question,
+                                 timezone=data.timezone or "", now=uow.now, secret=current_app.config["SECRET_KEY"],
+                                 hold_hours=_hold_hours())
     registration = result.registration
     body = s.SignupOut(outcome=result.outcome,
-                       registration=registration_out(registration, signups.waitlist_position(db.session, registration)))
+                       registration=registration_out(registration, queries.waitlist_position(db.session, registration)))
     return jsonify(body.model_dump(mode="json")), (200 if result.outcome == "repeat" else 201)
 
 
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3.1 document, written from the operations above and their payload models."""
-    from .api_doc import document
-
     return jsonify(document())
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+def _scoped(op: Operation):
+    """The operation's view, let through only with a token of its scope (or an organiser's session)."""
+
+    @wraps(op.view)
+    def run(**kwargs):
+        if op.scope is not None:
+            authenticate(op.scope)
+        return op.view(**kwargs)
+
+    return run
+
+
+for _op in OPERATIONS:
+    bp.add_url_rule(_op.rule, _op.endpoint, _scoped(_op), methods=[_op.method])

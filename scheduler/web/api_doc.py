@@ -8,7 +8,7 @@ from functools import cache
 from pydantic.json_schema import models_json_schema
 
 from . import api_schemas as s
-from .api import OPERATIONS, Operation
+from .api_registry import OPERATIONS, Operation
 
 REF = "#/components/schemas/{model}"
 STATUS_TEXT = {

@@ -23,7 +23,7 @@ State = Literal[REGISTRATION_STATES]
 assert set(State.__args__) == set(REGISTRATION_STATES)
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """An aware time within the years the calendars and jobs can compute with, in UTC."""
     try:
         moment = value.astimezone(UTC)
@@ -55,7 +55,7 @@ def _a_line(value: str) -> str:
     return value
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_utc), Field(description="RFC 3339 date-time with an offset")]
+Moment = Annotated[AwareDatetime, AfterValidator(as_utc), Field(description="RFC 3339 date-time with an offset")]
 Url = Annotated[str, Field(max_length=500), AfterValidator(_http_url)]
 Offset = Annotated[int, Field(ge=60, le=MAX_OFFSET, description="Seconds")]
 SpeakerOffset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Seconds")]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
+
+from ..extensions import db
+from .refusals import json_error
 
 MESSAGES = {
     400: ("Bad request", "The request could not be understood. Please go back and try again."),
@@ -30,8 +33,7 @@ def init_app(app: Flask) -> None:
         if code == 400 and exc.description and "CSRF" in exc.description:
             text = "The form expired or was sent from elsewhere. Please reload the page and try again."
         if wants_json():
-            response = jsonify(error={"code": exc.name.lower().replace(" ", "_"), "message": text, "fields": {}})
-            response.status_code = code
+            response = json_error(code, exc.name.lower().replace(" ", "_"), text)
         else:
             response = app.make_response((render_template("errors/error.html", code=code, title=title, text=text),
                                           code))
@@ -43,11 +45,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        from ..extensions import db
-
-        db.session.rollback()
+        db.session.rollback()  # the session may hold a failed transaction, or a half-made change
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         title, text = MESSAGES[500]
         if wants_json():
-            return jsonify(error={"code": "internal_error", "message": text, "fields": {}}), 500
+            return json_error(500, "internal_error", text)
         return render_template("errors/error.html", code=500, title=title, text=text), 500

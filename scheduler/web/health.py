@@ -6,9 +6,10 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import clock
 from ..database import read_only
 from ..extensions import db
-from ..models import SchedulerHeartbeat, utcnow
+from ..models import SchedulerHeartbeat
 
 bp = Blueprint("health", __name__)
 #: Modes in which a missing or stale heartbeat means reminders are not going out.
@@ -27,7 +28,7 @@ def healthz():
             newest = db.session.scalar(select(func.max(SchedulerHeartbeat.beat_at)))
             db.session.rollback()
         if newest is not None:
-            age = round(max(0.0, (utcnow() - newest).total_seconds()), 3)
+            age = round(max(0.0, (clock.now() - newest).total_seconds()), 3)
     except (SQLAlchemyError, OSError):
         db.session.rollback()
         database = "error"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
-from ..domain import events as event_rules
-from ..domain import signups
+from .. import clock
+from ..domain import queries, seats
 from ..extensions import db
-from ..models import Event, utcnow
+from ..models import Event
 
 bp = Blueprint("public", __name__)
 PAGE_SIZE = 20
@@ -22,20 +22,19 @@ def _page() -> int:
 @bp.get("/")
 def index():
     page = _page()
-    now = utcnow()
-    found = event_rules.upcoming(db.session, now=now, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    found = queries.upcoming(db.session, now=clock.now(), limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return render_template("events/list.html", events=found[:PAGE_SIZE], page=page,
                            has_next=len(found) > PAGE_SIZE, heading="Upcoming events", past=False,
-                           counts=event_rules.counts(db.session, [e.id for e in found]))
+                           counts=queries.counts(db.session, [e.id for e in found]))
 
 
 @bp.get("/past")
 def past():
     page = _page()
-    found = event_rules.past(db.session, now=utcnow(), limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    found = queries.past(db.session, now=clock.now(), limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return render_template("events/list.html", events=found[:PAGE_SIZE], page=page,
                            has_next=len(found) > PAGE_SIZE, heading="Past events", past=True,
-                           counts=event_rules.counts(db.session, [e.id for e in found]))
+                           counts=queries.counts(db.session, [e.id for e in found]))
 
 
 def published_event(slug: str) -> Event:
@@ -49,4 +48,4 @@ def published_event(slug: str) -> Event:
 @bp.get("/events/<slug>")
 def event(slug: str):
     event = published_event(slug)
-    return render_template("events/detail.html", event=event, seats_left=signups.seats_left(event), now=utcnow())
+    return render_template("events/detail.html", event=event, seats_left=seats.seats_left(event), now=clock.now())
