@@ -6,7 +6,8 @@ from scheduler import create_app
 
 app = create_app()
 
-# What start-up made lives as long as the process. Frozen, it is skipped by the collector's full
-# passes: one walked the whole app (~115,000 objects, 30-80 ms here), stalling a worker, perhaps
-# while it held the database's write turn. Forked workers also keep sharing those pages.
+# What start-up made (modules, templates, the app itself) lives as long as the process, yet each
+# full collection would walk all of it again, pausing the worker in the middle of a request.
+# Frozen, it is left out of collections, and workers forked from a preloading master share more
+# of that memory, as the collector no longer writes to its pages.
 gc.freeze()

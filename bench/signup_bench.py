@@ -1,12 +1,19 @@
-"""Signup throughput on a real server: POST /events/<slug>/signup beside a hello-world route, same run.
+"""Signup POST against a hello route on the same server, in the same run: the rate ratio and the signup's p99.
 
-Starts gunicorn (4 sync workers) on 127.0.0.1 against a fresh database, then drives each route with
-32 concurrent connections from a small asyncio HTTP client, the two taking turns over 3 rounds, and
-prints requests per second, p50 and p99, and gunicorn's CPU time per request (master and workers,
-from /proc: steadier than requests per second on a shared machine; PostgreSQL's own is not in it). Every signup uses a
-distinct address and a real CSRF token (one form fetch per connection, before the clock starts).
+Each run: a fresh database (a SQLite file, or a PostgreSQL database on 127.0.0.1:5432 dropped
+afterwards) holding one published event with room for everyone and no double opt-in, so every POST
+takes a seat and queues its confirmation mail. gunicorn (sync workers, --preload) serves
+bench/wsgi_bench.py on 127.0.0.1: app.py plus a /bench/hello route that returns a fixed string.
+A client of --connections concurrent connections (a new one per request, as sync workers close
+them) drives the two routes in turns, so a busy moment of the machine falls on both. Every POST
+carries its own address and a real CSRF token (one form fetch per connection, before the clock
+starts); the run is void unless every request answered 200 and every POST stored a registration.
 
-    .venv/bin/python bench/signup_bench.py [--db sqlite|postgres] [--seconds 6] [--rounds 3] [--connections 32]
+Targets (issue 15): PostgreSQL at least 0.15x hello with p99 at most 100 ms at 32 connections;
+SQLite: the figure is reported, no target.
+
+    .venv/bin/python bench/signup_bench.py [--db sqlite|postgres] [--runs 5] [--workers 4]
+        [--connections 32] [--seconds 6] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -15,187 +22,228 @@ import argparse
 import asyncio
 import gc
 import re
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import fresh_database, gunicorn, seed_event, server_cpu, write_instance  # noqa: E402
+from tests.support import fresh_database, gunicorn, seed_event, write_instance  # noqa: E402
 
+HOST = "127.0.0.1"  # the bench starts its own server and talks to nothing else
+PG_ADMIN = f"postgresql+psycopg://postgres@{HOST}:5432/postgres"
+TARGETS = {"postgres": (0.15, 100.0)}  # database -> (ratio to hello at least, signup p99 in ms at most)
+REQUEST_TIMEOUT = 30.0  # seconds; a request that takes longer counts as failed (status 0)
 TOKEN_RE = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"')
 COOKIE_RE = re.compile(rb"Set-Cookie: (session=[^;]+)", re.IGNORECASE)
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-async def fetch(host: str, port: int, raw: bytes) -> tuple[int, bytes]:
-    """One HTTP/1.1 request on a fresh connection (gunicorn's sync workers close after each)."""
-    reader, writer = await asyncio.open_connection(host, port)
+async def fetch(port: int, raw: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a new connection; status 0 if it failed or took too long."""
+    async def exchange():
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            writer.write(raw)
+            await writer.drain()
+            return await reader.read(-1)
+        finally:
+            writer.close()
+
     try:
-        writer.write(raw)
-        await writer.drain()
-        data = await reader.read(-1)
-    finally:
-        writer.close()
-    return int(data[9:12]), data
+        data = await asyncio.wait_for(exchange(), REQUEST_TIMEOUT)
+        return int(data[9:12]), data
+    except (OSError, ValueError, TimeoutError):
+        return 0, b""
 
 
-def get(path: str, host: str, cookie: bytes = b"") -> bytes:
-    extra = b"Cookie: " + cookie + b"\r\n" if cookie else b""
-    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n".encode() + extra + b"\r\n"
+def get(path: str, port: int) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode()
 
 
-def post(path: str, host: str, cookie: bytes, form: dict) -> bytes:
+def post(path: str, port: int, cookie: bytes, form: dict) -> bytes:
     body = urlencode(form).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
-            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n").encode() + (
-        b"Cookie: " + cookie + b"\r\n\r\n" + body)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n")
+    return head.encode() + b"Cookie: " + cookie + b"\r\n\r\n" + body
 
 
-async def drive(base: str, make_request, *, connections: int, seconds: float, prepare=None, cpu=lambda: 0.0):
-    """`connections` loops sending requests for `seconds`; returns (latencies, statuses, elapsed, cpu() used)."""
-    parts = urlsplit(base)
-    host, port = parts.hostname, parts.port
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    # Set-up (a form fetch per connection) happens before the clock starts: it is not what is measured.
-    states = await asyncio.gather(*(prepare(host, port) for _ in range(connections))) if prepare else [None] * connections
-    deadline = time.perf_counter() + seconds
+class Turns:
+    """Latencies and statuses of one route over all its turns, and the time those turns took."""
+
+    def __init__(self):
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.elapsed = 0.0
+
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed
+
+    def percentile(self, p: float) -> float:
+        """In milliseconds, nearest rank."""
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+async def drive(port: int, make_request, into: Turns, *, connections: int, seconds: float, states=None) -> None:
+    """`connections` loops, each sending one request after another for `seconds`."""
+    states = states or [None] * connections
+    deadline = 0.0
 
     async def loop(n: int):
-        state = states[n]
         i = 0
         while time.perf_counter() < deadline:
-            raw = make_request(f"{host}:{port}", state, n, i)
+            raw = make_request(states[n], n, i)
             start = time.perf_counter()
-            status, _ = await fetch(host, port, raw)
-            latencies.append(time.perf_counter() - start)
-            statuses[status] = statuses.get(status, 0) + 1
+            status, _ = await fetch(port, raw)
+            into.latencies.append(time.perf_counter() - start)
+            into.statuses[status] = into.statuses.get(status, 0) + 1
             i += 1
 
-    # The client's own garbage collection would stall every connection at once and show as server
-    # latency: a full pass over what set-up imported took 50-80 ms here. It waits until the turn ends.
+    # A collection in the client would stall all its connections at once and show as server
+    # latency, so the client collects before a turn and not during it.
     gc.collect()
     gc.disable()
     try:
-        began, cpu_before = time.perf_counter(), cpu()
+        began = time.perf_counter()
+        deadline = began + seconds
         await asyncio.gather(*(loop(n) for n in range(connections)))
-        return latencies, statuses, time.perf_counter() - began, cpu() - cpu_before
+        into.elapsed += time.perf_counter() - began
     finally:
         gc.enable()
 
 
-def summary(name: str, latencies: list[float], statuses: dict, elapsed: float, cpu: float) -> dict:
-    ordered = sorted(latencies)
-    if not ordered:
-        raise SystemExit(f"{name}: no request completed; statuses {statuses}")
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-    p50 = ordered[len(ordered) // 2] * 1000
-    rps = len(latencies) / elapsed
-    print(f"{name:<8} {len(latencies):>7} requests  {rps:>8.1f} req/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
-          f"gunicorn CPU {cpu / max(len(latencies), 1) * 1000:5.2f} ms/request  statuses {dict(sorted(statuses.items()))}")
-    return {"rps": rps, "p99": p99, "statuses": statuses}
+def confirmed(url: str, event_id: int) -> int:
+    import sqlalchemy as sa
 
-
-def combined(results: list[tuple]) -> tuple[list[float], dict, float, float]:
-    """Latencies, statuses, time and server CPU seconds of several runs as one."""
-    latencies, statuses, elapsed, cpu = [], {}, 0.0, 0.0
-    for run_latencies, run_statuses, run_elapsed, run_cpu in results:
-        latencies += run_latencies
-        elapsed += run_elapsed
-        cpu += run_cpu
-        for status, count in run_statuses.items():
-            statuses[status] = statuses.get(status, 0) + count
-    return latencies, statuses, elapsed, cpu
-
-
-def count_confirmed(settings: dict, event_id: int) -> int:
-    from sqlalchemy import func, select
-
-    from scheduler import create_app
-    from scheduler.extensions import db
     from scheduler.models import Registration
 
-    app = create_app(settings)
-    with app.app_context():
-        n = db.session.scalar(select(func.count()).select_from(Registration).where(
-            Registration.event_id == event_id, Registration.state == "confirmed"))
-        db.session.remove()
-        db.engine.dispose()
-    return n
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(sa.select(sa.func.count()).select_from(Registration).where(
+                Registration.event_id == event_id, Registration.state == "confirmed"))
+    finally:
+        engine.dispose()
+
+
+def measure(port: int, form_path: str, args) -> dict[str, Turns]:
+    """Warm both routes up, then let them take turns; each route's figures, the warm-ups' apart."""
+    run_id = uuid.uuid4().hex[:6]
+    sent = iter(range(10**9))  # every POST gets an address of its own
+
+    async def form_states(connections: int) -> list:
+        """A session cookie and CSRF token per connection, as a browser gets them from the form."""
+        async def one():
+            status, page = await fetch(port, get(form_path, port))
+            if status != 200:
+                raise SystemExit(f"GET {form_path} answered {status}")
+            return COOKIE_RE.search(page).group(1), TOKEN_RE.search(page).group(1).decode()
+        return await asyncio.gather(*(one() for _ in range(connections)))
+
+    def signup_request(state, n, i):
+        cookie, token = state
+        return post(form_path, port, cookie, {
+            "csrf_token": token, "name": f"Bench {n}-{i}", "email": f"b{run_id}-{next(sent)}@example.org",
+            "timezone": "America/New_York", "consent": "y"})
+
+    def hello_request(state, n, i):
+        return get("/bench/hello", port)
+
+    def turn(route: str, into: Turns, *, connections: int, seconds: float) -> None:
+        async def go():
+            if route == "signup":
+                states = await form_states(connections)
+                await drive(port, signup_request, into, connections=connections, seconds=seconds, states=states)
+            else:
+                await drive(port, hello_request, into, connections=connections, seconds=seconds)
+        asyncio.run(go())
+
+    turns = {name: Turns() for name in ("hello warm-up", "signup warm-up", "hello", "signup")}
+    # Every worker warms up on both routes (imports, templates, compiled statements), untimed.
+    turn("hello", turns["hello warm-up"], connections=8, seconds=1.0)
+    turn("signup", turns["signup warm-up"], connections=8, seconds=1.0)
+    for _ in range(args.rounds):
+        for route in ("hello", "signup"):
+            turn(route, turns[route], connections=args.connections, seconds=args.seconds / args.rounds)
+    return turns
+
+
+def one_run(args) -> dict:
+    """A fresh database and server, both routes measured, everything stopped and removed; this run's figures."""
+    with tempfile.TemporaryDirectory(prefix="townhall-bench-") as tmpdir, \
+            fresh_database(args.db, Path(tmpdir), prefix="townhall_bench", admin_url=PG_ADMIN) as url:
+        tmp = Path(tmpdir)
+        settings = {"SECRET_KEY": "bench-secret", "DATABASE_URL": url, "SCHEDULER_MODE": "off", "MAIL_URL": "",
+                    "BASE_URL": f"http://{HOST}", "OUTBOX_DIR": str(tmp / "outbox"), "RATELIMIT_ENABLED": False}
+        slug, event_id = seed_event(settings, title="Benchmark talk", capacity=1_000_000, double_opt_in=False,
+                                    starts_at=datetime.now(UTC) + timedelta(days=30),
+                                    join_url="https://meet.example.org/bench")
+        instance = write_instance(tmp / "instance", **settings)
+        try:
+            with gunicorn(instance, app="bench.wsgi_bench:app", workers=args.workers) as base:
+                turns = measure(int(base.rsplit(":", 1)[1]), f"/events/{slug}/signup", args)
+        except RuntimeError as error:  # the server did not start: say why
+            log = (instance / "gunicorn.log").read_text(errors="replace").splitlines()
+            raise SystemExit(f"{error}; the end of its log:\n" + "\n".join(log[-25:])) from None
+        stored = confirmed(url, event_id)
+
+    hello, signup = turns["hello"], turns["signup"]
+    failures = [f"{name}: statuses {dict(sorted(t.statuses.items()))}"
+                for name, t in turns.items() if set(t.statuses) != {200}]
+    posts = sum(turns["signup warm-up"].statuses.values()) + sum(signup.statuses.values())
+    if stored != posts:
+        failures.append(f"{stored} registrations stored for {posts} POSTs")
+    for name, t in (("hello", hello), ("signup", signup)):
+        print(f"  {name:<6} {len(t.latencies):>7} requests  {t.rate():8.1f} req/s  "
+              f"p50 {t.percentile(0.50):6.1f} ms  p99 {t.percentile(0.99):6.1f} ms")
+    result = {"ratio": signup.rate() / hello.rate(), "p99": signup.percentile(0.99), "failures": failures}
+    print(f"  signup/hello = {result['ratio']:.3f}, signup p99 {result['p99']:.1f} ms"
+          + ("" if not failures else "  VOID: " + "; ".join(failures)))
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--seconds", type=float, default=6.0, help="per route, over all rounds")
-    parser.add_argument("--rounds", type=int, default=3, help="hello and signup take turns this many times")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=5, help="independent runs, each on a fresh database and server")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent client connections")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per route and run")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each route takes per run")
     args = parser.parse_args()
+    if min(args.runs, args.workers, args.connections, args.rounds) < 1 or args.seconds <= 0:
+        parser.error("--runs, --workers, --connections and --rounds must be at least 1, --seconds above 0")
 
-    with tempfile.TemporaryDirectory(prefix="townhall-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        with fresh_database(args.db, tmp, prefix="townhall_bench") as url:
-            settings = {"SECRET_KEY": "bench-secret", "DATABASE_URL": url, "SCHEDULER_MODE": "off",
-                        "BASE_URL": "http://127.0.0.1", "OUTBOX_DIR": str(tmp / "outbox"), "RATELIMIT_ENABLED": False}
-            slug, event_id = seed_event(settings, title="Benchmark talk", capacity=1_000_000, double_opt_in=False,
-                                        starts_at=datetime.now(UTC) + timedelta(days=30),
-                                        join_url="https://meet.example.org/bench")
-            instance = write_instance(tmp / "instance", **settings)
-            with gunicorn(instance, app="bench.wsgi_bench:app", workers=args.workers) as base:
-                form_path = f"/events/{slug}/signup"
-                run = uuid.uuid4().hex[:6]
+    print(f"signup POST vs hello GET: {args.db}, gunicorn -w {args.workers} on {HOST}, {args.connections} "
+          f"connections, {args.seconds:g} s per route in {args.rounds} turns, {args.runs} run(s)")
+    results = []
+    for n in range(1, args.runs + 1):
+        print(f"run {n}:")
+        results.append(one_run(args))
 
-                async def prepare(host, port):
-                    _, page = await fetch(host, port, get(form_path, f"{host}:{port}"))
-                    return COOKIE_RE.search(page).group(1), TOKEN_RE.search(page).group(1).decode()
-
-                sent = iter(range(10**9))  # every POST of the run gets its own address
-
-                def signup_request(host, state, n, i):
-                    cookie, token = state
-                    k = next(sent)
-                    return post(form_path, host, cookie, {
-                        "csrf_token": token, "name": f"Bench {n}-{i}", "email": f"b{run}-{k}@example.org",
-                        "timezone": "America/New_York", "consent": "y"})
-
-                def hello_request(host, state, n, i):
-                    return get("/bench/hello", host)
-
-                print(f"gunicorn -w {args.workers} on {base}, {args.db}, {args.connections} connections, "
-                      f"{args.seconds:g} s per route in {args.rounds} turns")
-                # Warm every worker on both routes (imports, compiled templates and statements) before the clock starts.
-                asyncio.run(drive(base, hello_request, connections=8, seconds=1.0))
-                warm_up = asyncio.run(drive(base, signup_request, connections=8, seconds=1.0, prepare=prepare))
-                port = urlsplit(base).port
-
-                def timed_run(make_request, prepare=None):
-                    """One turn of a route, with the server's CPU seconds (master and workers) it used."""
-                    return asyncio.run(drive(base, make_request, connections=args.connections,
-                                             seconds=args.seconds / args.rounds, prepare=prepare,
-                                             cpu=lambda: server_cpu(port)))
-
-                # The routes take turns, so a slower or busier moment of a shared machine falls on both.
-                runs = {"hello": [], "signup": []}
-                for _ in range(args.rounds):
-                    runs["hello"].append(timed_run(hello_request))
-                    runs["signup"].append(timed_run(signup_request, prepare))
-                hello, signup = (summary(name, *combined(results)) for name, results in runs.items())
-            stored = count_confirmed(settings, event_id)
-    ratio = signup["rps"] / hello["rps"]
-    posts = combined([warm_up, *runs["signup"]])[1]
-    ok = set(posts) == {200} and stored == sum(posts.values())
-    print(f"signup/hello = {ratio:.3f} (target >= 0.25); signup p99 {signup['p99']:.1f} ms (target <= 100 ms); "
-          f"{stored} registrations stored for {sum(posts.values())} POSTs (warm-up included)")
-    passed = ok and ratio >= 0.25 and signup["p99"] <= 100
-    print("PASS" if passed else "MISS")
-    return 0 if ok else 1
+    valid = [r for r in results if not r["failures"]]
+    if not valid:
+        print("no valid run")
+        return 1
+    ratios = [r["ratio"] for r in valid]
+    p99s = [r["p99"] for r in valid]
+    print(f"{len(valid)} valid run(s) of {len(results)}: signup/hello median {statistics.median(ratios):.3f} "
+          f"(range {min(ratios):.3f}-{max(ratios):.3f}); signup p99 median {statistics.median(p99s):.0f} ms "
+          f"(range {min(p99s):.0f}-{max(p99s):.0f} ms)")
+    if args.db in TARGETS:
+        ratio_target, p99_target = TARGETS[args.db]
+        met = sum(r["ratio"] >= ratio_target and r["p99"] <= p99_target for r in valid)
+        print(f"target: signup/hello >= {ratio_target} with p99 <= {p99_target:.0f} ms in the same run: "
+              f"met in {met} of {len(valid)} run(s)")
+    else:
+        print(f"target: none on {args.db} (reported only)")
+    return 0 if len(valid) == len(results) else 1
 
 
 if __name__ == "__main__":
