@@ -67,15 +67,19 @@ def instance_dir(tmp_path_factory):
 class CommittedClient(FlaskClient):
     """Each request starts after the test's own writes are committed, as a browser's would.
 
-    The test and the requests share one app context, so one session: a test that has read since
-    its last commit holds a transaction (on SQLite, the writer's turn), and a view that works on
-    a connection of its own (the signup form) would wait for it.
+    The test's session ends its transaction (on SQLite a reader or writer would hold up the
+    request's), and each request runs in an app context of its own, as it does in a server: its
+    own session and its own `g` (the signed-in user is not carried over from the last request).
     """
 
     def open(self, *args, **kwargs):
-        if has_app_context():  # not in a thread of its own
-            db.session.commit()
-        return super().open(*args, **kwargs)
+        if not has_app_context():  # a thread of its own
+            return super().open(*args, **kwargs)
+        db.session.commit()
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.commit()  # what the test reads next is read after the request's commit
+        return response
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ class LiveServer:
         from scheduler.mail.transports import transport_from_config
 
         with self.app.app_context():
-            deliver(db.session, lambda: transport_from_config(self.app.config), self.app.config,
+            deliver(db.session, lambda: transport_from_config(self.app.config), self.app,
                     worker="browser-test")
             db.session.remove()
         outbox = Path(self.app.config["OUTBOX_DIR"])

@@ -11,7 +11,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scheduler.domain import signups
+from scheduler.domain import queries, signups
 from scheduler.domain.events import update_event
 from scheduler.errors import Conflict, EventFull, EventNotOpen, NotFound, SignupClosed
 from scheduler.extensions import db
@@ -49,7 +49,7 @@ def check_counters(event_id: int, *, seat_may_wait: bool = False) -> dict:
     assert all(1 <= s <= last for s in seqs)
     assert all(r.waitlist_seq is None for r in regs if r.state in ("confirmed", "pending"))
     waiting.sort(key=lambda r: r.waitlist_seq)
-    assert [signups.waitlist_position(db.session, r) for r in waiting] == list(range(1, len(waiting) + 1))
+    assert [queries.waitlist_position(db.session, r) for r in waiting] == list(range(1, len(waiting) + 1))
     if not seat_may_wait and capacity is not None and seats < capacity:
         assert waiting == [], "a seat is free while someone waits"
     return {"seats": seats, "last": last, "states": {r.email_key: r.state for r in regs}}
@@ -58,7 +58,7 @@ def check_counters(event_id: int, *, seat_may_wait: bool = False) -> dict:
 def state(email: str) -> tuple[str, int | None]:
     reg = db.session.scalar(select(Registration).where(Registration.email_key == email)
                             .execution_options(populate_existing=True))
-    return reg.state, signups.waitlist_position(db.session, reg)
+    return reg.state, queries.waitlist_position(db.session, reg)
 
 
 def test_counter_through_repeats_cancels_returns_capacity_and_promote(app, create_event, now):

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from scheduler import signals
-from scheduler.domain import signups
+from scheduler.domain import queries, signups
 from scheduler.domain.events import cancel_event, update_event
 from scheduler.errors import EventCancelled, EventFull, InvalidTransition, SignupClosed
 from scheduler.extensions import db
@@ -34,7 +34,7 @@ def test_sign_up_fills_seats_then_waitlist_in_order(create_event, now):
     waiting = db.session.scalars(select(Registration).where(Registration.state == "waitlisted")
                                  .order_by(Registration.id)).all()
     assert [r.waitlist_seq for r in waiting] == [1, 2, 3]
-    assert [signups.waitlist_position(db.session, r) for r in waiting] == [1, 2, 3]
+    assert [queries.waitlist_position(db.session, r) for r in waiting] == [1, 2, 3]
 
 
 def test_sign_up_unlimited_capacity_never_waitlists(create_event, now):
@@ -58,7 +58,7 @@ def test_cancel_seat_promotes_head_and_cancel_twice_is_harmless(create_event, no
     promoted = signups.cancel_registration(db.session, a, now=now)
     db.session.commit()
     assert [r.id for r in promoted] == [b.id]
-    assert (b.state, c.state, signups.waitlist_position(db.session, c)) == ("confirmed", "waitlisted", 1)
+    assert (b.state, c.state, queries.waitlist_position(db.session, c)) == ("confirmed", "waitlisted", 1)
     assert signups.cancel_registration(db.session, a, now=now) == []
     db.session.commit()
     assert kinds().count(("cancelled", "a@example.org")) == 1
@@ -71,7 +71,7 @@ def test_cancel_waitlisted_promotes_nobody(create_event, now):
     c = join(event, "c@example.org", now).registration
     assert signups.cancel_registration(db.session, b, now=now) == []
     db.session.commit()
-    assert signups.waitlist_position(db.session, c) == 1
+    assert queries.waitlist_position(db.session, c) == 1
 
 
 def test_pending_hold_takes_seat_and_expiry_passes_it_on(create_event, now):
@@ -130,7 +130,7 @@ def test_raising_capacity_promotes_in_line_order(create_event, now):
     update_event(db.session, event, now=now, capacity=3)
     db.session.commit()
     assert [r.state for r in regs] == ["confirmed", "confirmed", "confirmed", "waitlisted"]
-    assert signups.waitlist_position(db.session, regs[3]) == 1
+    assert queries.waitlist_position(db.session, regs[3]) == 1
 
 
 def test_promote_by_hand_requires_waitlisted_and_a_free_seat(create_event, now):
@@ -221,23 +221,16 @@ def test_cancel_and_capacity_edit_hold_promoted_seats_for_the_given_hours(create
     assert (c.state, c.hold_expires_at) == ("pending", now + timedelta(hours=3))
 
 
-def test_sign_up_on_a_core_connection_gives_detached_results_and_keeps_the_transaction(create_event, now):
-    """The web form's way: no ORM session of the caller's; the known-address path opens one and closes it."""
-    from sqlalchemy import inspect
-
+def test_sign_up_by_slug_seats_repeats_and_waitlists_in_the_callers_transaction(create_event, now):
+    """The web form's way: by slug, in the caller's session, which the caller commits."""
     slug = create_event(capacity=1).slug
-    db.session.commit()  # this thread's own write transaction would have to end first (SQLite)
-    results = []
-    with db.engine.connect() as connection:
-        for email in ("new@example.org", "NEW@example.org", "next@example.org"):  # seat, repeat, waitlist
-            results.append(signups.sign_up(connection, slug, name="N", email=email, now=now, secret=SECRET))
-        assert connection.in_transaction()
-        connection.commit()
-        registrations = [result.registration for result in results]  # loaded while the connection is open
+    results = [signups.sign_up(db.session, slug, name="N", email=email, now=now, secret=SECRET)
+               for email in ("new@example.org", "NEW@example.org", "next@example.org")]  # seat, repeat, waitlist
+    assert db.session().in_transaction()  # nothing committed behind the caller's back
+    db.session.commit()
     assert [r.outcome for r in results] == ["confirmed", "repeat", "waitlisted"]
-    for registration, email in zip(registrations, ["new@example.org"] * 2 + ["next@example.org"], strict=True):
-        assert inspect(registration).detached  # to read; changes go through the domain functions
-        assert (registration.email_key, registration.event.slug) == (email, slug)
+    for result, email in zip(results, ["new@example.org"] * 2 + ["next@example.org"], strict=True):
+        assert (result.registration.email_key, result.event.slug) == (email, slug)
     db.session.expire_all()
     assert [(r.email_key, r.state) for r in db.session.scalars(select(Registration).order_by(Registration.id))] == [
         ("new@example.org", "confirmed"), ("next@example.org", "waitlisted")]

@@ -25,7 +25,7 @@ SECRET = "test-secret-key"
 
 
 def _deliver(app, *, at, worker: str = "test"):
-    return outbox.deliver(db.session, lambda: transport_from_config(app.config), app.config, worker=worker,
+    return outbox.deliver(db.session, lambda: transport_from_config(app.config), app, worker=worker,
                           clock=lambda: at)
 
 

@@ -171,7 +171,7 @@ def test_event_page_shows_job_counts_and_sent_log(app, auth, create_event, now):
     due = job.due_at
     db.session.commit()
     dispatch.fire(db.session, job.id, worker="w", clock=lambda: due)
-    report = outbox.deliver(db.session, lambda: transport_from_config(app.config), app.config, worker="w",
+    report = outbox.deliver(db.session, lambda: transport_from_config(app.config), app, worker="w",
                             clock=lambda: due + timedelta(seconds=1))
     assert report.sent == 3
     page = auth.client.get(f"/admin/events/{event.id}").get_data(as_text=True)
