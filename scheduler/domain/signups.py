@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, lazyload
 
 from .. import signals
 from ..errors import (
@@ -61,41 +62,54 @@ def sign_up(session: Session, event: Event | str, *, name: str, email: str, ques
     The same address again gets no second seat: outcome "repeat", and the manage link is re-sent.
     `event` is the event or its slug. Raises NotFound for an unknown slug, and the reason (a
     Conflict) when signup is not open. The caller commits.
+
+    What needs no lock comes first (a refusal, a new address's row and its tokens), so the event's
+    lock, which every other signup to the event waits for, is held only to decide the seat and write it.
     """
     if isinstance(event, str):
-        event_id = session.scalar(select(Event.id).where(Event.slug == event))
-        if event_id is None:
+        event = session.scalar(select(Event).where(Event.slug == event)
+                               .options(lazyload(Event.tags), lazyload(Event.speakers)))
+        if event is None:
             raise NotFound("No such event.")
-    else:
-        event_id = event.id
-    event = lock_event(session, event_id)
     check_open(event, now=now)
     email_key = email.strip().lower()
-    registration = session.scalar(
-        select(Registration).where(Registration.event_id == event.id, Registration.email_key == email_key))
-    if registration is not None and registration.state in ACTIVE_STATES:
-        signals.registration_repeated.send(registration, session=session, now=now)
-        return SignupResult(registration, "repeat", manage_token(secret, registration), event)
-    new = registration is None
-    if new:
-        registration = Registration(event=event, email_key=email_key, token_nonce=new_nonce(),
-                                    feed_nonce=new_nonce(), created_at=now, ics_sequence=0)
-        session.add(registration)
-    # Someone new, or coming back after a cancellation or a lapsed hold.
-    registration.name = one_line(name)[:200]
-    registration.email = email.strip()[:320]
-    registration.question = strip_controls(question or "")[:5000]
-    registration.timezone = timezone or event.timezone
-    registration.consent_at = now
-    registration.cancelled_at = None
-    registration.reminders_opt_out = False
-    registration.email_verified_at = None if event.double_opt_in else now
+    person = dict(name=one_line(name)[:200], email=email.strip()[:320], question=strip_controls(question or "")[:5000],
+                  timezone=timezone or event.timezone, consent_at=now, cancelled_at=None, reminders_opt_out=False,
+                  email_verified_at=None if event.double_opt_in else now)
+    registration = _insert_new(session, event, email_key, person, now=now, secret=secret)
+    event = lock_event(session, event.id)
+    check_open(event, now=now)  # again: it may have changed before the lock
+    if registration is None:  # the address was known: as it is now that nobody else can change it
+        registration = session.scalar(select(Registration).where(
+            Registration.event_id == event.id, Registration.email_key == email_key
+        ).execution_options(populate_existing=True))
+        if registration.state in ACTIVE_STATES:
+            signals.registration_repeated.send(registration, session=session, now=now)
+            return SignupResult(registration, "repeat", manage_token(secret, registration), event)
+        for key, value in person.items():  # coming back after a cancellation or a lapsed hold
+            setattr(registration, key, value)
     outcome = seat_or_waitlist(session, event, registration, now=now, hold_hours=hold_hours)
-    if new:  # the tokens derive from the id, known once the row is written
-        registration.token_hash = token_hash(manage_token(secret, registration))
-        registration.feed_token_hash = token_hash(feed_token(secret, registration))
-        session.flush()
     return SignupResult(registration, outcome, manage_token(secret, registration), event)
+
+
+def _insert_new(session: Session, event: Event, email_key: str, person: dict, *, now: datetime,
+                secret: str) -> Registration | None:
+    """Write a new address's row, in no state that counts yet; None when the address is known to the event."""
+    known = select(Registration.id).where(Registration.event_id == event.id, Registration.email_key == email_key)
+    if session.scalar(known) is not None:
+        return None
+    registration = Registration(event_id=event.id, email_key=email_key, state="pending", token_nonce=new_nonce(),
+                                feed_nonce=new_nonce(), created_at=now, updated_at=now, ics_sequence=0, **person)
+    try:
+        # The unique (event, address) index decides between two signups of one address at once.
+        with session.begin_nested():
+            session.add(registration)
+    except IntegrityError:
+        return None
+    # The tokens derive from the id, known once the row is written.
+    registration.token_hash = token_hash(manage_token(secret, registration))
+    registration.feed_token_hash = token_hash(feed_token(secret, registration))
+    return registration
 
 
 def confirm_email(session: Session, registration: Registration, *, now: datetime,
