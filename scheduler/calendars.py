@@ -136,9 +136,9 @@ def vevent(entry: Entry, *, organizer_email: str, organizer_name: str, stamp: da
            attendee: str = "") -> bytes:
     """One VEVENT as folded bytes; DTSTAMP defaults to the row's update time so feeds stay byte-stable.
 
-    Written directly rather than through icalendar's Component: a feed of 1,000 events must build
-    in well under 60 µs per event (see bench/calendar_bench.py); the tests parse every output back
-    with icalendar, vobject, ics and ical.js.
+    Written directly rather than through icalendar's Component, which is several times slower per
+    event for a large feed (bench/calendar_bench.py); the tests parse every output back with
+    icalendar, vobject, ics and ical.js.
     """
     event = entry.event
     lines = [

@@ -12,10 +12,15 @@ from ..models import Event, Registration
 
 
 def lock_event(session: Session, event_id: int) -> Event:
-    """Lock the event row for the rest of the transaction (FOR UPDATE; on SQLite BEGIN IMMEDIATE did it)."""
+    """Lock the event row for the rest of the transaction (on SQLite BEGIN IMMEDIATE did it).
+
+    FOR NO KEY UPDATE on PostgreSQL: it excludes every other lock_event, yet not the key-share lock
+    that inserting a registration takes on its event (FOR UPDATE would, and two signups that had
+    each written their row would then wait for each other).
+    """
     # Tags and speakers load only if used: a signup needs neither.
     event = session.scalar(
-        select(Event).where(Event.id == event_id).with_for_update()
+        select(Event).where(Event.id == event_id).with_for_update(key_share=True)
         .options(lazyload(Event.tags), lazyload(Event.speakers))
         .execution_options(populate_existing=True)
     )

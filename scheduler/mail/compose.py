@@ -43,8 +43,8 @@ def sender(config) -> tuple[str, str]:
 def build_message(row, config, *, now) -> Message:
     """The message for one outbox row: text + HTML, optional invitation, RFC 8058 unsubscribe.
 
-    Built with the classic (compat32) MIME classes: EmailMessage's header registry costs ~7 ms
-    per message, which capped a 10,000-recipient reminder at a fraction of what SMTP can take.
+    Built with the classic (compat32) MIME classes: EmailMessage's header registry is slow enough
+    per message to cap a large reminder's fan-out below what SMTP can take (bench/reminder_bench.py).
     Addresses that are not ASCII (SMTPUTF8) still go through EmailMessage.
     """
     from_name, from_addr = sender(config)

@@ -54,7 +54,7 @@ def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: d
     """One rendered reminder per recipient (plain rows: id, name, email, timezone, token_nonce).
 
     The templates are rendered once per recipient zone with stand-ins for the name and the two
-    links, which are then put in per recipient (escaped for HTML): ~10x cheaper than rendering
+    links, which are then put in per recipient (escaped for HTML): far cheaper than rendering
     each message, and the output is the same (tested).
     """
     secret = current_app.config["SECRET_KEY"]
