@@ -101,8 +101,14 @@ class Form(FlaskForm):
                 self.form_errors.extend(messages)
 
 
+def printable(_form, field):
+    """Refuse control characters (PostgreSQL cannot even compare a text with a NUL byte)."""
+    if field.data and not field.data.isprintable():
+        raise ValidationError("Remove the control characters.")
+
+
 class LoginForm(Form):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320), printable])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
 
 

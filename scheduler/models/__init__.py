@@ -14,10 +14,10 @@ from .events import (
 from .jobs import JOB_KINDS, JOB_STATES, PlannedJob, SchedulerHeartbeat
 from .mail import OUTBOX_STATES, OutboxMessage
 from .registrations import ACTIVE_STATES, REGISTRATION_STATES, Registration
-from .types import UTCDateTime, utcnow
+from .types import MAX_ID, UTCDateTime, utcnow
 
 __all__ = [
     "ACTIVE_STATES", "ApiToken", "DEFAULT_REMINDERS", "EVENT_KINDS", "EVENT_STATUSES", "Event", "EventSpeaker", "JOB_KINDS",
-    "JOB_STATES", "OUTBOX_STATES", "OutboxMessage", "PlannedJob", "REGISTRATION_STATES", "Registration",
+    "JOB_STATES", "MAX_ID", "OUTBOX_STATES", "OutboxMessage", "PlannedJob", "REGISTRATION_STATES", "Registration",
     "SPEAKER_ROLES", "SchedulerHeartbeat", "Speaker", "TOKEN_SCOPES", "Tag", "UTCDateTime", "User", "utcnow",
 ]

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Text
 from sqlalchemy.types import TypeDecorator
 
+#: The largest id an integer primary key holds (PostgreSQL's integer is 32 bits; SQLite's is wider).
+MAX_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator):
     """Aware datetimes in Python, UTC in the database (naive UTC on SQLite)."""

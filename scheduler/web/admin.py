@@ -18,6 +18,7 @@ from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
 from ..models import Event, Registration, Speaker, User
 from ..services import unit_of_work
+from .converters import row_id
 from .refusals import attempt, flash_back, show_on_form
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -180,7 +181,7 @@ def speaker_add(event_id: int):
     back = _detail_url(event_id)
     existing_id = request.form.get("speaker_id", "")
     if existing_id.isascii() and existing_id.isdigit():
-        speaker = db.session.get(Speaker, int(existing_id))
+        speaker = db.session.get(Speaker, row_id(existing_id) or 0)  # no row has id 0
         if speaker is None:
             abort(404)
         _confirmed()

@@ -9,11 +9,10 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from ..models import EVENT_KINDS, REGISTRATION_STATES, SPEAKER_ROLES
+from ..models import EVENT_KINDS, MAX_ID, REGISTRATION_STATES, SPEAKER_ROLES
 from ..text import one_line
 
 MAX_OFFSET = 60 * 86400
-MAX_ID = 2**31 - 1
 EARLIEST, LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 _URL = re.compile(r"^https?://\S+$")
 

@@ -9,14 +9,15 @@ from .. import clock
 from ..domain import queries, seats
 from ..extensions import db
 from ..models import Event
+from .converters import row_id
 
 bp = Blueprint("public", __name__)
 PAGE_SIZE = 20
 
 
 def _page() -> int:
-    page = request.args.get("page", "1")
-    return int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 10_000 else 1
+    page = row_id(request.args.get("page", "1")) or 1
+    return page if page < 10_000 else 1
 
 
 @bp.get("/")

@@ -255,6 +255,12 @@ def test_login_rejects_wrong_password(client, admin_user):
     assert client.get("/admin/").status_code == 302
 
 
+def test_login_with_a_control_character_in_the_address_is_refused(client, admin_user):
+    response = Auth(client).login(email="organiser\x00@townhall.test")
+    assert response.status_code == 422
+    assert "Remove the control characters." in response.get_data(as_text=True)
+
+
 def test_login_next_is_not_an_open_redirect(client, admin_user):
     token = csrf_token(client)
     response = client.post("/admin/login?next=//evil.example/", data={
