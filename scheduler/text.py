@@ -14,6 +14,8 @@ ALLOWED_TAGS = {
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "td": {"align"}, "th": {"align"}}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: What a spreadsheet reads as the start of a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def render_markdown(source: str) -> str:
@@ -37,9 +39,12 @@ def one_line(text: str) -> str:
 
 
 def csv_cell(value) -> str:
-    """Neutralise spreadsheet formulas: a cell starting with = + - @ (or tab/CR) gets a quote."""
+    """Neutralise spreadsheet formulas: a cell starting with = + - @ (or tab/CR) gets a quote.
+
+    The first character is read after NFKC, as a spreadsheet may read a fullwidth or small ＝ as =.
+    """
     text = "" if value is None else str(value)
-    if text and text[0] in "=+-@\t\r":
+    if unicodedata.normalize("NFKC", text).startswith(FORMULA_STARTS):
         return "'" + text
     return text
 

@@ -16,6 +16,12 @@ def test_csv_cells_neutralise_formulas():
         "'=1+1", "'+x", "'-2", "'@SUM(A1)", "plain", ""]
 
 
+def test_csv_cells_neutralise_fullwidth_and_small_formula_signs():
+    signs = ["＝1+1", "＋x", "－2", "＠SUM(A1)", "﹦1", "﹢1", "﹣1", "﹫x"]
+    assert [csv_cell(v) for v in signs] == ["'" + v for v in signs]
+    assert [csv_cell(v) for v in ["ｐlain", "２＝2", "ⅰ"]] == ["ｐlain", "２＝2", "ⅰ"]
+
+
 def test_one_line_removes_crlf_and_controls():
     assert one_line("Evil\r\nBcc: x@y\x00\u202e") == "Evil Bcc: x@y"
 
