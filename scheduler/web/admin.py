@@ -7,16 +7,16 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from markupsafe import Markup
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .. import clock
 from ..charts import TimelineItem, cumulative, signups_svg, timeline_svg
+from ..domain import accounts, queries, reminders
 from ..domain import events as event_rules
-from ..domain import queries, reminders
 from ..domain.offsets import describe_offset
 from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
-from ..models import Event, Registration, Speaker, User
+from ..models import Event, Registration, Speaker
 from ..services import unit_of_work
 from .converters import row_id
 from .refusals import attempt, flash_back, show_on_form
@@ -61,8 +61,8 @@ def _safe_next(target: str | None) -> str:
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(select(User).where(func.lower(User.email) == form.email.data.strip().lower()))
-        if user is not None and user.active and user.check_password(form.password.data):
+        user = accounts.authenticate(db.session, form.email.data, form.password.data)
+        if user is not None:
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
         form.password.errors = ["Wrong email or password."]

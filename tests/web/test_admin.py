@@ -5,6 +5,8 @@ strangers; every POST refuses a missing CSRF token."""
 from __future__ import annotations
 
 import re
+import statistics
+import time
 from datetime import timedelta
 
 import pytest
@@ -253,6 +255,21 @@ def test_login_rejects_wrong_password(client, admin_user):
     assert response.status_code == 401
     assert "Wrong email or password." in response.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
+
+
+def test_login_takes_as_long_for_an_unknown_address_as_for_an_organisers(client, admin_user):
+    """Both check a password hash: the medians of 50 interleaved wrong-password logins each are alike."""
+    token = csrf_token(client)
+    timings: dict[str, list[float]] = {"organiser@townhall.test": [], "stranger@townhall.test": []}
+    for _ in range(50):
+        for email, times in timings.items():
+            started = time.perf_counter()
+            response = client.post("/admin/login", data={"email": email, "password": "wrong password",
+                                                         "csrf_token": token})
+            times.append(time.perf_counter() - started)
+            assert response.status_code == 401
+    known, unknown = (statistics.median(times) for times in timings.values())
+    assert unknown >= 0.5 * known, f"known {known * 1000:.1f} ms, unknown {unknown * 1000:.1f} ms"
 
 
 def test_login_with_a_control_character_in_the_address_is_refused(client, admin_user):
