@@ -72,8 +72,10 @@ def _init_extensions(app: Flask) -> None:
             configure_sqlite(db.engine)
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        return db.session.get(models.User, int(user_id)) if user_id.isascii() and user_id.isdigit() else None
+    def load_user(session_id: str):
+        from .domain.accounts import user_for_session
+
+        return user_for_session(db.session, session_id)
 
     @app.before_request
     def mark_reads():

@@ -2,7 +2,8 @@
 
 Migration 0002 (seat counter, mail composed at delivery): the upgrade fills `seats_taken` and
 `waitlist_last` from the registrations already there; the downgrade refuses while a message still
-waits to be composed, and otherwise leaves sent ones with a subject and empty bodies.
+waits to be composed, and otherwise leaves sent ones with a subject and empty bodies. Migration 0003
+gives every organiser a session version (1), which the downgrade drops.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def test_0002_upgrade_counts_seats_and_waitlist_from_existing_rows(empty_databas
                                       ("w3@x.org", "waitlisted", 3), ("w5@x.org", "waitlisted", 5),
                                       ("k@x.org", "cancelled", None), ("e@x.org", "expired", None)]:
                 _insert_registration(conn, 1, email, state, seq)
-        upgrade()
+        upgrade(revision="0002")
         with db.engine.connect() as conn:
             assert _version(conn) == "0002"
             # Rebuilding the events table must not cascade to the rows that point at it.
@@ -121,7 +122,7 @@ def test_0002_upgrade_counts_seats_and_waitlist_from_existing_rows(empty_databas
 def test_0002_downgrade_refuses_while_mail_waits_to_be_composed(empty_database_url, tmp_path, capfd):
     app = create_app(base_config(tmp_path, DATABASE_URL=empty_database_url))
     with app.app_context():
-        upgrade()
+        upgrade(revision="0002")
         with db.engine.begin() as conn:
             _insert_event(conn, 1)
             _insert_registration(conn, 1, "ada@example.org", "confirmed")
@@ -171,6 +172,25 @@ def test_0002_downgrade_refuses_while_mail_waits_to_be_composed(empty_database_u
             # Rebuilding the events table must not cascade to the rows that point at it.
             assert conn.execute(sa.text("SELECT count(*) FROM registrations")).scalar_one() == 1
             assert conn.execute(sa.text("SELECT event_id FROM outbox WHERE dedupe_key = 'reminder:1'")).scalar_one() == 1
+        db.engine.dispose()
+
+
+# --- 0003_user_session_version --------------------------------------------------------------------
+
+def test_0003_gives_every_organiser_session_version_one_and_downgrades(empty_database_url, tmp_path):
+    app = create_app(base_config(tmp_path, DATABASE_URL=empty_database_url))
+    with app.app_context():
+        upgrade(revision="0002")
+        with db.engine.begin() as conn:
+            _insert(conn, "users", id=1, email="organiser@townhall.test", name="Organiser", password_hash="x",
+                    active=True, created_at=NOW)
+        upgrade(revision="0003")
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id, session_version FROM users")).all() == [(1, 1)]
+        downgrade(revision="0002")
+        with db.engine.connect() as conn:
+            assert "session_version" not in _columns(conn, "users")
+            assert conn.execute(sa.text("SELECT email FROM users")).scalar_one() == "organiser@townhall.test"
         db.engine.dispose()
 
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 from markupsafe import Markup
 from sqlalchemy import select
@@ -63,6 +74,7 @@ def login():
     if form.validate_on_submit():
         user = accounts.authenticate(db.session, form.email.data, form.password.data)
         if user is not None:
+            _new_csrf_token()
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
         form.password.errors = ["Wrong email or password."]
@@ -70,10 +82,20 @@ def login():
     return render_template("admin/login.html", form=form), (422 if form.errors else 200)
 
 
+def _new_csrf_token() -> None:
+    """Forms after this point get a CSRF token that no page shown before it carried."""
+    name = current_app.config["WTF_CSRF_FIELD_NAME"]
+    session.pop(name, None)  # Flask-WTF keeps the raw token there and signs it for each page
+    g.pop(name, None)  # and caches the signed one for the rest of the request
+
+
 @bp.post("/logout")
 @login_required
 def logout():
+    """Log out here and everywhere: every session cookie signed in so far stops working."""
     if ConfirmForm().validate_on_submit():
+        with unit_of_work() as uow:
+            accounts.end_sessions(uow.session, current_user.id)
         logout_user()
     return redirect(url_for("public.index"))
 

@@ -290,3 +290,52 @@ def test_session_cookie_is_httponly(client, admin_user):
     response = Auth(client).login()
     cookie = response.headers.get("Set-Cookie", "")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def copy_of_session(app, client):
+    """Another browser holding a copy of `client`'s session cookie, as a thief would."""
+    other = app.test_client()
+    other.set_cookie("session", client.get_cookie("session").value)
+    return other
+
+
+def test_session_cookie_copied_before_logout_no_longer_opens_the_admin(app, client, auth):
+    copy = copy_of_session(app, client)
+    assert copy.get("/admin/").status_code == 200
+    assert auth.post("/admin/logout").status_code == 302
+    assert copy.get("/admin/").status_code == 302
+    assert client.get("/admin/").status_code == 302
+    assert auth.login().status_code == 302  # a new login works, and the old copy stays out
+    assert client.get("/admin/").status_code == 200
+    assert copy.get("/admin/").status_code == 302
+
+
+def test_new_password_ends_every_earlier_session(app, client, auth, runner):
+    copy = copy_of_session(app, client)
+    result = runner.invoke(args=["create-admin", "--email", "organiser@townhall.test", "--password", "new password!"])
+    assert result.exit_code == 0, result.output
+    assert client.get("/admin/").status_code == 302
+    assert copy.get("/admin/").status_code == 302
+    assert auth.login(password="new password!").status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.parametrize("removal", ["deactivated", "deleted"])
+def test_removed_organiser_session_no_longer_opens_the_admin(client, auth, admin_user, removal):
+    if removal == "deleted":
+        db.session.delete(admin_user)
+    else:
+        admin_user.active = False
+    db.session.commit()
+    assert client.get("/admin/").status_code == 302
+
+
+def test_login_rotates_the_csrf_token(client, admin_user):
+    before = csrf_token(client)
+    assert Auth(client).login().status_code == 302
+    assert client.post("/admin/logout", data={"csrf_token": before}).status_code == 400
+    assert client.get("/admin/").status_code == 200  # still signed in: the stale token changed nothing
+    after = csrf_token(client, "/admin/")
+    assert after != before
+    assert client.post("/admin/logout", data={"csrf_token": after}).status_code == 302
+    assert client.get("/admin/").status_code == 302
