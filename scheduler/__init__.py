@@ -106,12 +106,24 @@ def _register_blueprints(app: Flask) -> None:
     errors.init_app(app)
 
 
+#: Pages that carry a private token (the manage links) or an organiser's view: no cache keeps a copy.
+PRIVATE_PATHS = ("/admin/", "/r/")
+#: A year, as HSTS preload lists ask; only sent when the session cookie is HTTPS-only (then so is the site).
+HSTS = "max-age=31536000; includeSubDomains"
+
+
 def _register_security_headers(app: Flask) -> None:
+    from flask import request
+
     @app.after_request
     def security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        if request.path.startswith(PRIVATE_PATHS):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
 

@@ -1,8 +1,14 @@
-"""The application factory (scheduler.create_app): what every page's templates get."""
+"""The application factory (scheduler.create_app): what every page's templates get, and the security headers
+on every response (no-store on private pages, HSTS behind HTTPS)."""
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from flask import render_template_string
+
+from tests.support import registration, signup, token_for
 
 
 def test_pages_still_get_request_session_g_and_csrf_helpers(app):
@@ -15,3 +21,36 @@ def test_pages_still_get_request_session_g_and_csrf_helpers(app):
             "{{ request.path }}|{{ session.seen }}|{{ g.marker }}|{{ csrf_token()|length > 20 }}|"
             "{{ 'csrf-token' in csrf_meta_tag() }}")
     assert page == "/events/x/signup|from the session|from g|True|True"
+
+
+def _fill(rule, **values) -> str:
+    """A rule's path with its variables filled from `values` (1 for an id not given)."""
+    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values.get(m.group(1), 1)), rule.rule)
+
+
+def test_private_pages_are_not_stored_and_public_ones_may_be(app, client, auth, create_event):
+    """Every GET route: the admin's pages and the manage links say no-store, the public pages do not."""
+    event = create_event()
+    assert signup(client, event).status_code == 200
+    values = {"event_id": event.id, "slug": event.slug, "token": token_for(app, registration("ada@example.org"))}
+    rules = [r for r in app.url_map.iter_rules() if "GET" in r.methods and r.endpoint != "static"]
+    private = [r for r in rules if r.rule.startswith(("/admin/", "/r/"))]
+    assert len(private) >= 8
+    for rule in rules:
+        response = client.get(_fill(rule, **values))
+        assert response.headers["X-Content-Type-Options"] == "nosniff", rule.rule
+        if rule in private:
+            assert response.headers["Cache-Control"] == "no-store", (rule.rule, response.status_code)
+        elif rule.endpoint.startswith("public."):
+            assert "no-store" not in response.headers.get("Cache-Control", ""), rule.rule
+    for path in (f"/r/{values['token']}", "/admin/", f"/admin/events/{event.id}", "/admin/login"):
+        assert client.get(path).status_code == 200, path
+    assert auth.post(f"/admin/events/{event.id}/publish").headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_hsts_only_when_the_session_cookie_is_https_only(app, client, secure):
+    app.config["SESSION_COOKIE_SECURE"] = secure
+    for path in ("/", "/admin/login", "/calendar.ics", "/nowhere"):
+        hsts = client.get(path).headers.get("Strict-Transport-Security")
+        assert hsts == ("max-age=31536000; includeSubDomains" if secure else None), path
