@@ -131,8 +131,11 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server):
+    # axe-core goes in as an inline script, which the site's CSP refuses: these pages skip the policy, and
+    # test_content_security_policy.py walks the pages under it.
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900},
-                                  timezone_id="Europe/Berlin", locale="en-GB", accept_downloads=True)
+                                  timezone_id="Europe/Berlin", locale="en-GB", accept_downloads=True,
+                                  bypass_csp=True)
     context.set_default_timeout(10_000)
     page = context.new_page()
     errors: list[str] = []
