@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
 from .. import signals
@@ -77,7 +77,8 @@ def sign_up(session: Session, event: Event | str, *, name: str, email: str, ques
                   timezone=timezone or event.timezone, consent_at=now, cancelled_at=None, reminders_opt_out=False,
                   email_verified_at=None if event.double_opt_in else now)
     registration = _insert_new(session, event, email_key, person, now=now, secret=secret)
-    event = lock_event(session, event.id)
+    with session.no_autoflush:  # the tokens are written with the seat, not in a statement of their own
+        event = lock_event(session, event.id)
     check_open(event, now=now)  # again: it may have changed before the lock
     if registration is None:  # the address was known: as it is now that nobody else can change it
         registration = session.scalar(select(Registration).where(
@@ -92,23 +93,22 @@ def sign_up(session: Session, event: Event | str, *, name: str, email: str, ques
     return SignupResult(registration, outcome, manage_token(secret, registration), event)
 
 
+#: INSERT ... ON CONFLICT DO NOTHING, which both databases have: the unique (event, address) index
+#: decides between two signups of one address at once, and the second writes nothing.
+_INSERT_OR_SKIP = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def _insert_new(session: Session, event: Event, email_key: str, person: dict, *, now: datetime,
                 secret: str) -> Registration | None:
     """Write a new address's row, in no state that counts yet; None when the address is known to the event."""
-    known = select(Registration.id).where(Registration.event_id == event.id, Registration.email_key == email_key)
-    if session.scalar(known) is not None:
-        return None
-    registration = Registration(event_id=event.id, email_key=email_key, state="pending", token_nonce=new_nonce(),
-                                feed_nonce=new_nonce(), created_at=now, updated_at=now, ics_sequence=0, **person)
-    try:
-        # The unique (event, address) index decides between two signups of one address at once.
-        with session.begin_nested():
-            session.add(registration)
-    except IntegrityError:
-        return None
-    # The tokens derive from the id, known once the row is written.
-    registration.token_hash = token_hash(manage_token(secret, registration))
-    registration.feed_token_hash = token_hash(feed_token(secret, registration))
+    insert = _INSERT_OR_SKIP[session.get_bind().dialect.name]
+    registration = session.scalar(
+        insert(Registration).values(event_id=event.id, email_key=email_key, state="pending", token_nonce=new_nonce(),
+                                    feed_nonce=new_nonce(), created_at=now, updated_at=now, ics_sequence=0, **person)
+        .on_conflict_do_nothing(index_elements=["event_id", "email_key"]).returning(Registration))
+    if registration is not None:  # the tokens derive from the id, known once the row is written
+        registration.token_hash = token_hash(manage_token(secret, registration))
+        registration.feed_token_hash = token_hash(feed_token(secret, registration))
     return registration
 
 
