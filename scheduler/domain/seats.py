@@ -45,12 +45,15 @@ def seat_or_waitlist(session: Session, event: Event, registration: Registration,
 
 
 def take_seat(event: Event, registration: Registration, *, now: datetime, hold_hours: float) -> None:
-    """Seat someone who holds none (waitlisted, new, cancelled or expired): confirmed, or held until they confirm."""
+    """Seat someone who holds none (waitlisted, new, cancelled or expired): confirmed, or held until they confirm.
+
+    A hold never lasts past the event's start.
+    """
     event.seats_taken += 1
     registration.waitlist_seq = None
     if registration.email_verified_at is None:
         registration.state = "pending"
-        registration.hold_expires_at = now + timedelta(hours=hold_hours)
+        registration.hold_expires_at = min(now + timedelta(hours=hold_hours), event.starts_at)
     else:
         registration.state = "confirmed"
         registration.confirmed_at = now

@@ -221,6 +221,19 @@ def test_cancel_and_capacity_edit_hold_promoted_seats_for_the_given_hours(create
     assert (c.state, c.hold_expires_at) == ("pending", now + timedelta(hours=3))
 
 
+def test_hold_never_lasts_past_the_event_start(create_event, now):
+    start = now + timedelta(hours=5)
+    event = create_event(capacity=1, double_opt_in=True, starts_at=start)
+    a = join(event, "a@example.org", now, hold_hours=24).registration
+    b = join(event, "b@example.org", now, hold_hours=24).registration
+    assert (a.state, a.hold_expires_at) == ("pending", start)
+    signups.cancel_registration(db.session, a, now=now + timedelta(hours=1), hold_hours=24)  # b is promoted
+    db.session.commit()
+    assert (b.state, b.hold_expires_at) == ("pending", start)
+    c = join(create_event(double_opt_in=True), "c@example.org", now, hold_hours=24).registration
+    assert c.hold_expires_at == now + timedelta(hours=24)  # far from the start: the full hold
+
+
 def test_sign_up_by_slug_seats_repeats_and_waitlists_in_the_callers_transaction(create_event, now):
     """The web form's way: by slug, in the caller's session, which the caller commits."""
     slug = create_event(capacity=1).slug
