@@ -135,7 +135,7 @@ def _register_security_headers(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask) -> None:
     from .domain.offsets import describe_offset, format_offsets
-    from .text import render_markdown
+    from .text import plural, render_markdown
     from .timefmt import format_datetime, format_range, format_time
 
     app.jinja_env.filters.update(
@@ -145,6 +145,7 @@ def _register_template_helpers(app: Flask) -> None:
         time_in=format_time,
         offsets=format_offsets,
         offset_words=describe_offset,
+        plural=plural,
     )
 
     from flask_login import current_user

@@ -1,4 +1,4 @@
-"""Text hygiene: Markdown to safe HTML, control characters, CSV cells, slugs."""
+"""Text hygiene: Markdown to safe HTML, control characters, CSV cells, slugs; plural nouns."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def render_markdown(source: str) -> str:
     html = md.markdown(source or "", extensions=["extra", "sane_lists"], output_format="html")
     return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, link_rel="noopener nofollow ugc",
                      url_schemes={"http", "https", "mailto"})
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """The noun that goes with a count: plural(1, "question") -> "question", plural(2, "question") -> "questions".
+
+    English only, until translations come; the one place that decides singular or plural.
+    """
+    return singular if count == 1 else (plural_form or singular + "s")
 
 
 def strip_controls(text: str, *, keep_newlines: bool = True) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.text import csv_cell, one_line, render_markdown, slugify
+from scheduler.text import csv_cell, one_line, plural, render_markdown, slugify
 
 
 def test_markdown_strips_scripts_and_handlers():
@@ -29,3 +29,8 @@ def test_one_line_removes_crlf_and_controls():
 def test_slugify():
     assert slugify("PyTorch: A Foundation for Open Source AI/ML") == "pytorch-a-foundation-for-open-source-ai-ml"
     assert slugify("¡¡¡") == "event"
+
+
+def test_plural_agrees_with_the_count():
+    assert [plural(n, "question") for n in (0, 1, 2)] == ["questions", "question", "questions"]
+    assert [plural(n, "person is", "people are") for n in (1, 2)] == ["person is", "people are"]

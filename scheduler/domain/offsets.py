@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InvalidInput
+from ..text import plural
 
 UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60}
 _PART = re.compile(r"^\s*(\d{1,4})\s*([wdhm])\s*$", re.IGNORECASE)
@@ -46,5 +47,5 @@ def describe_offset(seconds: int) -> str:
     for unit, size in UNITS.items():
         if seconds % size == 0:
             n = seconds // size
-            return f"{n} {names[unit]}{'s' if n != 1 else ''}"
-    return f"{seconds // 60} minutes"
+            return f"{n} {plural(n, names[unit])}"
+    return f"{seconds // 60} {plural(seconds // 60, 'minute')}"

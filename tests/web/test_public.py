@@ -67,6 +67,12 @@ def test_seats_left_shown(client, create_event):
     assert "25 of 25 seats left" in client.get(f"/events/{event.slug}").get_data(as_text=True)
 
 
+def test_seats_left_agree_with_their_noun(client, create_event):
+    event = create_event(capacity=1)
+    assert "1 of 1 seat left" in client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert "1 seat left" in client.get("/").get_data(as_text=True)
+
+
 def test_seed_demo_creates_the_live_discussion_once(runner, client):
     first = runner.invoke(args=["seed-demo"])
     assert first.exit_code == 0, first.output
