@@ -33,9 +33,9 @@ def webcal_url(url: str) -> str:
 
 
 #: The layout's links on every page: the same for every request under one script root.
-LayoutLinks = namedtuple("LayoutLinks", "style script index past")
+LayoutLinks = namedtuple("LayoutLinks", "style script icon index past")
 _LAYOUT = LayoutLinks(style=("static", {"filename": "style.css"}), script=("static", {"filename": "local-time.js"}),
-                      index=("public.index", {}), past=("public.past", {}))
+                      icon=("public.favicon", {}), index=("public.index", {}), past=("public.past", {}))
 
 
 def layout_links() -> LayoutLinks:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 from sqlalchemy import select
 
 from .. import clock
@@ -27,6 +27,12 @@ def index():
     return render_template("events/list.html", events=found[:PAGE_SIZE], page=page,
                            has_next=len(found) > PAGE_SIZE, heading="Upcoming events", past=False,
                            counts=queries.counts(db.session, [e.id for e in found]))
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The site icon where browsers look for it without a <link rel="icon">."""
+    return send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml")
 
 
 @bp.get("/past")

@@ -125,3 +125,10 @@ def test_layout_links_follow_the_script_root(app, create_event):
             as_text=True)
         assert f'<a class="brand" href="{root}/">' in page
         assert f'href="{root}/static/style.css"' in page and f'href="{root}/past"' in page
+
+
+def test_favicon_served_and_linked_from_every_page(client):
+    icon = client.get("/favicon.ico")
+    assert (icon.status_code, icon.mimetype) == (200, "image/svg+xml")
+    assert icon.get_data(as_text=True).startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in client.get("/").get_data(as_text=True)
