@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from scheduler.cli import DEMO_SLUG
+from scheduler.domain.events import cancel_event
+from scheduler.extensions import db
 
 
 def test_event_page_shows_time_in_event_zone_and_speakers(client, create_event):
@@ -132,3 +134,14 @@ def test_favicon_served_and_linked_from_every_page(client):
     assert (icon.status_code, icon.mimetype) == (200, "image/svg+xml")
     assert icon.get_data(as_text=True).startswith('<svg xmlns="http://www.w3.org/2000/svg"')
     assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in client.get("/").get_data(as_text=True)
+
+
+def test_cancelled_event_page_offers_no_calendar_nor_join_link(client, create_event, now):
+    live, cancelled = create_event(title="Live"), create_event(title="Called off")
+    cancel_event(db.session, cancelled, now=now)
+    db.session.commit()
+    page = client.get(f"/events/{live.slug}").get_data(as_text=True)
+    assert "Add to calendar" in page and "the join link is sent to registered attendees" in page
+    page = client.get(f"/events/{cancelled.slug}").get_data(as_text=True)
+    assert "This event has been cancelled." in page
+    assert "Add to calendar" not in page and "join link" not in page and ".ics" not in page
