@@ -145,3 +145,13 @@ def test_cancelled_event_page_offers_no_calendar_nor_join_link(client, create_ev
     page = client.get(f"/events/{cancelled.slug}").get_data(as_text=True)
     assert "This event has been cancelled." in page
     assert "Add to calendar" not in page and "join link" not in page and ".ics" not in page
+
+
+def test_venue_has_an_inline_icon_hidden_from_screen_readers(client, create_event):
+    event = create_event(venue="Hall <B> & garden")
+    page = client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert "📍" not in page
+    start = page.index('<p class="venue">')
+    line = page[start:page.index("</p>", start) + 4]
+    assert line.startswith('<p class="venue"><svg class="icon" aria-hidden="true" focusable="false" ')
+    assert line.endswith("</svg> Hall &lt;B&gt; &amp; garden</p>")
