@@ -7,7 +7,15 @@ from pathlib import Path
 
 from flask import Flask
 
-from .config import ENV_VARS, SCHEDULER_MODES, Defaults, load_secret_key, normalise_database_url, parse_env
+from .config import (
+    ENV_VARS,
+    SCHEDULER_MODES,
+    Defaults,
+    default_base_url,
+    load_secret_key,
+    normalise_database_url,
+    parse_env,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +39,8 @@ def create_app(test_config: dict | None = None) -> Flask:
             app.config[name] = parse_env(os.environ[name], kind)
     if test_config:
         app.config.update(test_config)
+    if not app.config.get("BASE_URL"):
+        app.config["BASE_URL"] = default_base_url(os.environ)
     if app.config.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(app.config["DATABASE_URL"])
     if not app.config.get("SECRET_KEY"):

@@ -41,7 +41,7 @@ SCHEDULER_MODES = ("embedded", "off", "standalone")
 class Defaults:
     """Values used when neither instance/config.py nor the environment sets them."""
 
-    BASE_URL = "http://127.0.0.1:5000"
+    BASE_URL = ""  # empty: derived from the address `flask run` serves (default_base_url)
     MAIL_URL = ""  # empty: write .eml files to instance/outbox/
     MAIL_FROM = "Townhall <townhall@localhost>"
     ORGANIZER_NAME = "Townhall"
@@ -76,6 +76,20 @@ class Defaults:
     MAX_CONTENT_LENGTH = 1024 * 1024
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     WTF_CSRF_TIME_LIMIT = None  # a signup page left open overnight still submits
+
+
+def default_base_url(environ) -> str:
+    """BASE_URL when none is set: the address `flask run` serves, from FLASK_RUN_HOST and FLASK_RUN_PORT.
+
+    `flask run` reads these two variables (and `make run` sets them), so links in pages, mail and
+    calendars point at the port actually served. A wildcard host is reached here through 127.0.0.1.
+    """
+    host = environ.get("FLASK_RUN_HOST", "").strip() or "127.0.0.1"
+    port = environ.get("FLASK_RUN_PORT", "").strip() or "5000"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def parse_env(value: str, kind: type):

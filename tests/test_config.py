@@ -6,6 +6,7 @@ import os
 import stat
 
 from scheduler import create_app
+from scheduler.urls import external_url
 
 
 def test_secret_key_generated_once_with_private_mode(tmp_path, monkeypatch):
@@ -35,3 +36,23 @@ def test_default_database_is_sqlite_in_instance(tmp_path, monkeypatch):
     app = create_app()
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(tmp_path / "townhall.db")
     assert app.config["SCHEDULER_MODE"] == "embedded"
+
+
+def test_base_url_follows_the_served_host_and_port_when_not_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOWNHALL_INSTANCE", str(tmp_path))
+    for name in ("BASE_URL", "FLASK_RUN_HOST", "FLASK_RUN_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert create_app().config["BASE_URL"] == "http://127.0.0.1:5000"
+    monkeypatch.setenv("FLASK_RUN_PORT", "5100")
+    app = create_app()
+    assert app.config["BASE_URL"] == "http://127.0.0.1:5100"
+    with app.app_context():
+        assert external_url("public.index") == "http://127.0.0.1:5100/"
+    monkeypatch.setenv("FLASK_RUN_HOST", "0.0.0.0")
+    assert create_app().config["BASE_URL"] == "http://127.0.0.1:5100"
+    monkeypatch.setenv("FLASK_RUN_HOST", "events.lan")
+    assert create_app().config["BASE_URL"] == "http://events.lan:5100"
+    monkeypatch.setenv("FLASK_RUN_HOST", "::1")
+    assert create_app().config["BASE_URL"] == "http://[::1]:5100"
+    monkeypatch.setenv("BASE_URL", "https://events.example.org")  # configured: used as it is
+    assert create_app().config["BASE_URL"] == "https://events.example.org"
