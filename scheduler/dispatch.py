@@ -21,7 +21,7 @@ from .database import read_only
 from .domain import reminders
 from .mail import outbox
 from .mail import reminders as job_mail
-from .models import Event, utcnow
+from .models import Event
 
 log = logging.getLogger(__name__)
 FIRST_CHUNK = 1
@@ -40,10 +40,10 @@ class Firing:
     after: int = 0
 
 
-def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], datetime] = utcnow,
+def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], datetime],
          lease: timedelta = reminders.DEFAULT_LEASE, on_chunk: Callable[[], None] | None = None,
          stopping: Callable[[], bool] | None = None, chunks: int | None = None) -> Firing:
-    """Run one planned job if it is due and free; `on_chunk()` is called after each committed chunk.
+    """Run one planned job if it is due and free by `clock()`; `on_chunk()` is called after each committed chunk.
 
     With `chunks`, a reminder stops after that many chunks with outcome "more": the caller queues
     resume() behind the other due jobs, so a hundred reminders due in the same second each get
@@ -80,7 +80,7 @@ def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], date
     return Firing(job_id, "done", queued=added)
 
 
-def resume(session: Session, job_id: int, *, after: int, worker: str, clock: Callable[[], datetime] = utcnow,
+def resume(session: Session, job_id: int, *, after: int, worker: str, clock: Callable[[], datetime],
            on_chunk: Callable[[], None] | None = None, stopping: Callable[[], bool] | None = None,
            chunks: int | None = None) -> Firing:
     """Go on with a reminder this worker claimed, after registration id `after`."""

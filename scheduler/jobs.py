@@ -4,6 +4,9 @@ The job store is in memory and rebuilt from planned_jobs every few seconds, so n
 when a process dies and no two processes share a store. Each due row becomes a date job with
 no misfire limit; firing it only claims the row, so a job fired twice or by two processes sends
 once. Delivery runs on its own thread, woken at once by a fan-out and on an interval otherwise.
+
+APScheduler's timer runs on the system clock, but what is due and every time written to a row come
+from the app's clock (`clock.now`, the CLOCK config key), so a test can set the time.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from flask import Flask
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy import delete, select
 
-from . import dispatch
+from . import clock, dispatch
 from .domain import reminders, signups
 from .extensions import db
 from .mail import outbox
 from .mail import reminders as _reminder_mail  # noqa: F401  (connects the late-registrant receiver)
 from .mail.transports import transport_from_config
 from .models import SchedulerHeartbeat, utcnow
+from .services import unit_of_work
 
 log = logging.getLogger(__name__)
 #: Heartbeat rows older than this are removed (processes that stopped long ago).
@@ -66,6 +70,10 @@ class Runner:
         #: planned job id -> the time it was timed for, until its firing finishes.
         self._timed: dict[int, datetime] = {}
         self._timer_lock = threading.Lock()
+        # Held by a job while it adds, changes or lists APScheduler jobs, and by shutdown() while it sets
+        # `stopping`: APScheduler's shutdown(wait=True) waits for running jobs while holding its job-store
+        # lock, so a job reaching for the scheduler after that would wait for ever.
+        self._scheduler_lock = threading.Lock()
         # SQLite takes one writer at a time, and waiting writers back off in sleeps of up to 100 ms:
         # more firing threads than two only adds lock waits there.
         with app.app_context():
@@ -80,6 +88,11 @@ class Runner:
                        "mail": ThreadPoolExecutor(2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+
+    def now(self) -> datetime:
+        """The app's clock (CLOCK, as clock.now() reads it), callable without an app context: delivery
+        composes messages on a thread of its own."""
+        return self.app.config.get("CLOCK", utcnow)()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -98,15 +111,16 @@ class Runner:
 
     def shutdown(self) -> None:
         """Stop taking work, let running jobs reach a safe point, and say goodbye."""
-        if self.stopping.is_set():
-            return
-        self.stopping.set()
+        with self._scheduler_lock:
+            if self.stopping.is_set():
+                return
+            self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         with self.app.app_context():
             try:
-                db.session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.id == self.worker))
-                db.session.commit()
+                with unit_of_work() as uow:
+                    uow.session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.id == self.worker))
             except Exception:  # the database may be gone; the row then just goes stale
                 log.exception("could not remove heartbeat of %s", self.worker)
         log.info("scheduler %s stopped", self.worker)
@@ -114,39 +128,43 @@ class Runner:
     # --- thin jobs: ids in, app context, re-fetch and delegate -----------------------------------
 
     def heartbeat(self) -> None:
-        with self.app.app_context():
-            now = utcnow()
-            row = db.session.get(SchedulerHeartbeat, self.worker)
+        with self.app.app_context(), unit_of_work() as uow:
+            row = uow.session.get(SchedulerHeartbeat, self.worker)
             if row is None:
-                db.session.add(SchedulerHeartbeat(id=self.worker, mode=self.mode, started_at=now, beat_at=now))
-                db.session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.beat_at < now - FORGET_HEARTBEATS))
+                uow.session.add(SchedulerHeartbeat(id=self.worker, mode=self.mode, started_at=uow.now, beat_at=uow.now))
+                uow.session.execute(delete(SchedulerHeartbeat).where(
+                    SchedulerHeartbeat.beat_at < uow.now - FORGET_HEARTBEATS))
             else:
-                row.beat_at = now
-            db.session.commit()
+                row.beat_at = uow.now
 
     def load(self) -> None:
         """Turn every row due within the lookahead into a date job at its due time."""
         if self.stopping.is_set():
             return
-        with self.app.app_context():
-            now = utcnow()
-            work = reminders.work_due(db.session, now=now, horizon=self.lookahead, lease=self.lease)
-            db.session.commit()
+        with self.app.app_context(), unit_of_work() as uow:
+            # The timer's time for a row due at `when` by the app's clock (the same for the system clock).
+            skew = datetime.now(UTC) - uow.now
+            work = reminders.work_due(uow.session, now=uow.now, horizon=self.lookahead, lease=self.lease)
+        now = uow.now
         wanted = {}
-        for job_id, when in work:
-            wanted[f"planned-{job_id}"] = job_id
-            with self._timer_lock:
-                current = self._timed.get(job_id)
-                if current is not None and (current == when or current <= now):
-                    continue  # already timed, or firing right now: nothing to do
-                self._timed[job_id] = when
-            self.scheduler.add_job(self.fire, "date", run_date=when, args=[job_id], id=f"planned-{job_id}",
-                                   executor="fire", replace_existing=True, misfire_grace_time=None, coalesce=True)
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith("planned-") and job.id not in wanted:
-                job.remove()  # moved beyond the lookahead or cancelled; firing would be a no-op anyway
+        with self._scheduler_lock:
+            if self.stopping.is_set():
+                return
+            for job_id, when in work:
+                wanted[f"planned-{job_id}"] = job_id
                 with self._timer_lock:
-                    self._timed.pop(job.args[0], None)
+                    current = self._timed.get(job_id)
+                    if current is not None and (current == when or current <= now):
+                        continue  # already timed, or firing right now: nothing to do
+                    self._timed[job_id] = when
+                self.scheduler.add_job(self.fire, "date", run_date=when + skew, args=[job_id],
+                                       id=f"planned-{job_id}", executor="fire", replace_existing=True,
+                                       misfire_grace_time=None, coalesce=True)
+            for job in self.scheduler.get_jobs():
+                if job.id.startswith("planned-") and job.id not in wanted:
+                    job.remove()  # moved beyond the lookahead or cancelled; firing would be a no-op anyway
+                    with self._timer_lock:
+                        self._timed.pop(job.args[0], None)
 
     def fire(self, job_id: int, after: int | None = None) -> None:
         """Fire (or go on with) one planned job, a chunk or two at a time, then queue the rest."""
@@ -155,8 +173,8 @@ class Runner:
             if self.stopping.is_set():
                 return
             with self.app.app_context():
-                options = dict(worker=self.worker, on_chunk=self.wake_delivery, stopping=self.stopping.is_set,
-                               chunks=1 if after is None else 2)
+                options = dict(worker=self.worker, clock=self.now, on_chunk=self.wake_delivery,
+                               stopping=self.stopping.is_set, chunks=1 if after is None else 2)
                 try:
                     if after is None:
                         result = dispatch.fire(db.session, job_id, lease=self.lease, **options)
@@ -168,9 +186,12 @@ class Runner:
                     return
             if result.outcome == "more":
                 # Behind every other due job in the queue: each reminder's first chunk goes out first.
-                more = True
-                self.scheduler.add_job(self.fire, args=[job_id, result.after], id=f"more-{job_id}-{result.after}",
-                                       executor="fire", replace_existing=True, misfire_grace_time=None)
+                with self._scheduler_lock:
+                    if self.stopping.is_set():
+                        return  # our claim goes stale and whoever runs next resumes
+                    more = True
+                    self.scheduler.add_job(self.fire, args=[job_id, result.after], id=f"more-{job_id}-{result.after}",
+                                           executor="fire", replace_existing=True, misfire_grace_time=None)
             elif result.outcome != "busy":
                 log.info("planned job %s: %s%s", job_id, result.outcome, f" ({result.reason})" if result.reason else "")
         finally:
@@ -182,10 +203,14 @@ class Runner:
         """Deliver now: start the delivery job at once, or tell the running one to go on."""
         with self._mail_lock:
             self._mail_wanted.set()
-            if not self._delivering and not self.stopping.is_set():
+            if self._delivering:
+                return
+            with self._scheduler_lock:
+                if self.stopping.is_set():
+                    return
                 try:
                     self.scheduler.modify_job("deliver", next_run_time=datetime.now(UTC))
-                except Exception:  # shutting down: the interval run picks the rows up
+                except Exception:  # the interval run picks the rows up anyway
                     log.debug("could not wake delivery", exc_info=True)
 
     def deliver(self) -> None:
@@ -201,7 +226,8 @@ class Runner:
                 try:
                     while not self.stopping.is_set():
                         self._mail_wanted.clear()
-                        report = outbox.deliver(db.session, connection, self.app, worker=self.worker, limit=batch)
+                        report = outbox.deliver(db.session, connection, self.app, worker=self.worker,
+                                                clock=self.now, limit=batch)
                         if report.handled:
                             continue
                         with self._mail_lock:
@@ -215,10 +241,9 @@ class Runner:
                 self._delivering = False
 
     def expire_holds(self) -> None:
-        with self.app.app_context():
-            expired = signups.expire_holds(db.session, now=utcnow(),
+        with self.app.app_context(), unit_of_work() as uow:
+            expired = signups.expire_holds(uow.session, now=uow.now,
                                            hold_hours=float(self.app.config["HOLD_EXPIRY_HOURS"]))
-            db.session.commit()
         if expired:
             log.info("%d pending hold(s) expired", expired)
 
@@ -357,7 +382,7 @@ def status_command():
     """Show scheduler heartbeats and the next jobs due."""
     from flask import current_app
 
-    now = utcnow()
+    now = clock.now()
     beats = db.session.scalars(select(SchedulerHeartbeat).order_by(SchedulerHeartbeat.beat_at.desc())).all()
     limit = stale_after(current_app.config)
     for beat in beats:
