@@ -23,6 +23,8 @@ from tests.support import (
 )
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+#: What the app's clock shows in every test: a fixed instant, so no expectation depends on today's date.
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +48,12 @@ def backend(request) -> str:
 
 
 @pytest.fixture
-def app_config(backend, tmp_path, request) -> dict:
-    """Config for the app under test; override in a test module to change settings."""
-    config = base_config(tmp_path)
+def app_config(backend, tmp_path, request, now) -> dict:
+    """Config for the app under test; override in a test module to change settings.
+
+    The app's clock (CLOCK) stands still at `now`; a test moves it with `app.config["CLOCK"] = ...`.
+    """
+    config = base_config(tmp_path, CLOCK=lambda: now)
     if backend == "postgres":
         config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
     else:
@@ -128,7 +133,8 @@ def auth(client, admin_user):
 
 @pytest.fixture
 def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    """The time by the app's clock (override in a test module for another instant)."""
+    return NOW
 
 
 @pytest.fixture

@@ -1,9 +1,14 @@
-"""Snapshots of the reminder and speaker emails' plain-text parts, fired through the real dispatcher."""
+"""Snapshots of the reminder and speaker emails' plain-text parts, fired through the real dispatcher.
+
+The event is created a month ahead by a fixed clock and each job fired by a clock set to its due time,
+so the snapshots hold on any date.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from scheduler import dispatch
@@ -16,16 +21,24 @@ NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 START = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
 
 
-def fire(kind: str, offset: int) -> OutboxMessage:
+@pytest.fixture
+def now() -> datetime:
+    """The app's clock, and the time the event is created and published at."""
+    return NOW
+
+
+def fire(app, kind: str, offset: int) -> OutboxMessage:
     job = db.session.scalar(select(PlannedJob).where(PlannedJob.kind == kind, PlannedJob.offset_seconds == offset))
-    due = job.due_at
+    fired_at = job.due_at + timedelta(seconds=1)
     db.session.commit()
-    assert dispatch.fire(db.session, job.id, worker="test", clock=lambda: due + timedelta(seconds=1)).outcome == "done"
+    app.config["CLOCK"] = lambda: fired_at
+    assert dispatch.fire(db.session, job.id, worker="test", clock=lambda: fired_at).outcome == "done"
     return db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind.in_(
         ("reminder", "speaker_briefing", "speaker_nudge"))).order_by(OutboxMessage.id.desc())).first()
 
 
 def make_event(app, create_event):
+    """A talk on START, with a speaker and one registrant who asked a question."""
     event = create_event(title="PyTorch: A Foundation for Open Source AI/ML", timezone="America/Los_Angeles",
                          starts_at=START, join_url="https://meet.example.org/pytorch", reminder_offsets=[86400],
                          speakers=[("Soumith Chintala", "speaker")])
@@ -37,7 +50,7 @@ def make_event(app, create_event):
 
 def test_reminder_email_snapshot(app, create_event):
     event, ada = make_event(app, create_event)
-    message = fire("reminder", 86400)
+    message = fire(app, "reminder", 86400)
     link = f"http://townhall.test/r/{manage_token(app.config['SECRET_KEY'], ada)}"
     assert (message.to_addr, message.unsubscribe_url) == ("ada@example.org", f"{link}/unsubscribe")
     assert message.subject == "Reminder: PyTorch: A Foundation for Open Source AI/ML starts in 1 day"
@@ -61,7 +74,7 @@ You get this email because you registered for this event on Townhall.
 
 def test_speaker_briefing_email_snapshot(app, create_event):
     make_event(app, create_event)
-    message = fire("briefing", 3 * 86400)
+    message = fire(app, "briefing", 3 * 86400)
     assert message.to_addr == "soumith@speakers.test"
     assert message.subject == "Speaker briefing: PyTorch: A Foundation for Open Source AI/ML"
     assert message.body_text == """Hello Soumith Chintala,

@@ -70,13 +70,12 @@ def test_promote_by_hand_needs_a_free_seat(auth, create_event):
     assert [(m.kind, m.to_addr) for m in outbox()][-1] == ("promoted", "c@example.org")
 
 
-def test_raising_capacity_in_editor_promotes_head(auth, create_event):
+def test_raising_capacity_in_editor_promotes_head(auth, create_event, now):
     from scheduler.domain.events import update_event
-    from scheduler.models import utcnow
 
     event = create_event(capacity=1)
     _people(auth.client, event, "a@example.org", "b@example.org", "c@example.org")
-    update_event(db.session, event, now=utcnow(), capacity=2)
+    update_event(db.session, event, now=now, capacity=2)
     db.session.commit()
     assert [registration(e).state for e in ("a@example.org", "b@example.org", "c@example.org")] == [
         "confirmed", "confirmed", "waitlisted"]

@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, insert, select, text
 
+from scheduler import clock
 from scheduler.domain import api_tokens, signups
 from scheduler.extensions import db
-from scheduler.models import ApiToken, Event, OutboxMessage, PlannedJob, Registration, Speaker, Tag, utcnow
+from scheduler.models import ApiToken, Event, OutboxMessage, PlannedJob, Registration, Speaker, Tag
 from tests.support import csrf_token
 
 ZONE = "Europe/Berlin"
@@ -33,7 +34,7 @@ def test_reads_take_no_write_lock(app):
 
 def make_token(scope: str = "write") -> str:
     db.session.commit()  # end the test's read transaction: its snapshot may predate the requests' writes
-    _row, token = api_tokens.create_token(db.session, name=f"{scope} token", scope=scope, now=utcnow())
+    _row, token = api_tokens.create_token(db.session, name=f"{scope} token", scope=scope, now=clock.now())
     db.session.commit()
     return token
 
@@ -512,7 +513,7 @@ def test_api_changes_queue_the_same_mail_and_jobs_as_the_admin(app, auth, client
     for event in (admin_event, api_event):
         db.session.refresh(event)
         for name, email in people:
-            signups.sign_up(db.session, event, name=name, email=email, now=utcnow(), secret=app.config["SECRET_KEY"])
+            signups.sign_up(db.session, event, name=name, email=email, now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert admin_event.double_opt_in is api_event.double_opt_in is False
     published = _effects(api_event.id, start=start)

@@ -11,7 +11,6 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from scheduler.domain import api_tokens, signups
 from scheduler.extensions import db
-from scheduler.models import utcnow
 
 #: Examples per operation and generation mode: 18 runs x 25 = 450 requests: 6-15 s per backend here, depending on load.
 EXAMPLES = 25
@@ -27,7 +26,7 @@ def seeded(app, create_event, now):
     for n, event in enumerate((full, full, open_event)):
         signups.sign_up(db.session, event, name=f"Person {n}", email=f"person{n}@attendees.example.org", now=now,
                         secret=app.config["SECRET_KEY"])
-    _row, token = api_tokens.create_token(db.session, name="fuzz", scope="write", now=utcnow())
+    _row, token = api_tokens.create_token(db.session, name="fuzz", scope="write", now=now)
     seeded = {"token": token, "slugs": [full.slug, open_event.slug, draft.slug],
               "speaker_id": full.speakers[0].speaker_id}
     db.session.commit()  # and hold no transaction while the requests run

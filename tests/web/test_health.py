@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine
 
 from scheduler.extensions import db
-from scheduler.models import SchedulerHeartbeat, utcnow
+from scheduler.models import SchedulerHeartbeat
 
 
-def beat(seconds_ago: float) -> None:
-    now = utcnow()
+def beat(now: datetime, seconds_ago: float) -> None:
+    """A heartbeat row written `seconds_ago` before `now` (the app's clock)."""
     db.session.add(SchedulerHeartbeat(id=f"host:1:{seconds_ago}", mode="standalone", started_at=now,
                                       beat_at=now - timedelta(seconds=seconds_ago)))
     db.session.commit()
 
 
-def test_healthz_with_fresh_heartbeat_is_ok(app, client):
+def test_healthz_with_fresh_heartbeat_is_ok(app, client, now):
     app.config["SCHEDULER_MODE"] = "standalone"
-    beat(1.0)
+    beat(now, 1.0)
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
@@ -30,10 +30,10 @@ def test_healthz_with_fresh_heartbeat_is_ok(app, client):
 
 
 @pytest.mark.parametrize("mode", ["embedded", "standalone"])
-def test_healthz_with_stale_or_missing_heartbeat_is_503_when_a_scheduler_is_needed(app, client, mode):
+def test_healthz_with_stale_or_missing_heartbeat_is_503_when_a_scheduler_is_needed(app, client, now, mode):
     app.config["SCHEDULER_MODE"] = mode
     assert client.get("/healthz").status_code == 503  # none at all
-    beat(60.0)  # 3 x 2 s poll + 5 s margin = 11 s
+    beat(now, 60.0)  # 3 x 2 s poll + 5 s margin = 11 s
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["scheduler"]["stale"] is True
