@@ -135,8 +135,9 @@ def write_instance(path: Path, **settings) -> Path:
 
 @contextmanager
 def gunicorn(instance: Path, *, app: str = "app:app", workers: int = 4, threads: int = 1, timeout: float = 30.0,
-             log: Path | None = None, preload: bool = True):
-    """Start gunicorn with `workers` processes; yields the base URL; stops it (and its workers) after.
+             log: Path | None = None, preload: bool = True, args: tuple[str, ...] = ()):
+    """Start gunicorn with `workers` processes (and any further `args`); yields the base URL; stops it (and
+    its workers) after, waiting for them to exit.
 
     --preload imports the app once before forking: on a small machine that is seconds of start-up saved.
     """
@@ -146,7 +147,7 @@ def gunicorn(instance: Path, *, app: str = "app:app", workers: int = 4, threads:
     env["PYTHONPATH"] = str(ROOT)
     command = [str(Path(sys.executable).parent / "gunicorn"), "-w", str(workers), "--threads", str(threads),
                "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT), "--backlog", "2048", "--timeout", "60",
-               "--log-level", "warning", *(["--preload"] if preload else []), app]
+               "--log-level", "warning", *(["--preload"] if preload else []), *args, app]
     out = open(log or instance / "gunicorn.log", "ab")
     process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

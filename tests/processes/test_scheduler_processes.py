@@ -4,6 +4,9 @@ Two processes share a 2,000-message reminder without sending anything twice; a p
 with SIGKILL mid-way is replaced and nobody is left out; a scheduler that was down across a due
 time sends late only if the event has not started; and an event created through a real HTTP
 request to a web server with the scheduler off is fired on time by an already-running process.
+
+What arrived is counted once the schedulers have stopped cleanly (SIGTERM: running jobs finish,
+then the process exits), so nothing sent twice can still be on its way.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Processes:
         self.instance = instance
         self.logs = logs
         self.running: list[subprocess.Popen] = []
+        self.schedulers: list[subprocess.Popen] = []
 
     def _env(self, **extra) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENV}
@@ -70,6 +74,7 @@ class Processes:
         """A standalone scheduler, returned once its first heartbeat is in the database."""
         before = heartbeats()
         process = self._start(["scheduler", "run"], "scheduler")
+        self.schedulers.append(process)
         wait_until(lambda: heartbeats() > before or process.poll() is not None, 30)
         assert process.poll() is None, self.log_tail()
         return process
@@ -91,6 +96,15 @@ class Processes:
 
     def log_tail(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("*.log")))
+
+    def drain(self) -> None:
+        """Stop every running scheduler with SIGTERM and wait until it has exited cleanly: whatever it
+        was sending has then reached the sink, and it sends nothing more."""
+        running = [p for p in self.schedulers if p.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            assert process.wait(30) == 0, self.log_tail()
 
     def stop_all(self) -> None:
         for process in self.running:
@@ -152,13 +166,20 @@ def sender_pids(sink: TimedSink, suffix: str) -> Counter:
                        if m["To"].addresses[0].addr_spec.endswith(suffix))
 
 
+def received_from(sink: TimedSink, pid: int) -> set[str]:
+    """The addresses that got a message from process `pid` (its id is in the Message-ID)."""
+    with sink.lock:
+        return {m["To"].addresses[0].addr_spec for m in sink.messages
+                if int(MSGID_PID.match(m["Message-ID"]).group(1)) == pid}
+
+
 def test_two_scheduler_processes_share_a_reminder_and_send_each_once(app, create_event, processes, sink):
     first, second = processes.scheduler(), processes.scheduler()
     event = reminder_event(create_event, due_in=3)
     emails = add_confirmed(db.session, event.id, 2000, now=datetime.now(UTC))
     suffix = f"@e{event.id}.example.org"
     assert sink.wait_until(lambda: len(sink.messages) >= 2000, 90), processes.log_tail()
-    time.sleep(1.5)  # a message sent twice would arrive now
+    processes.drain()
     assert sink.recipients(suffix) == {email: 1 for email in emails}
     by_process = sender_pids(sink, suffix)
     print(f"\nmessages sent per process: {dict(by_process)}")
@@ -175,20 +196,23 @@ def test_scheduler_killed_mid_fan_out_is_replaced_and_nobody_is_left_out(app, cr
     assert sink.wait_until(lambda: len(sink.messages) >= 5, 60), processes.log_tail()
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
-    time.sleep(0.2)  # let the last bytes in flight reach the sink
-    received_at_kill = len(sink.messages)
+    # The rows stay as the victim left them until the replacement starts.
     job = job_of(event.id)
     in_flight = db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
         OutboxMessage.event_id == event.id, OutboxMessage.state == "sending"))
-    unmarked_but_received = len({r.to_addr for r in db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.event_id == event.id, OutboxMessage.state == "sending"))} & set(sink.recipients(suffix)))
+    unmarked = {r.to_addr for r in db.session.scalars(select(OutboxMessage).where(
+        OutboxMessage.event_id == event.id, OutboxMessage.state == "sending"))}
     db.session.commit()
     processes.scheduler()
     assert sink.wait_until(lambda: len(set(sink.addresses)) >= 2000, 90), processes.log_tail()
-    time.sleep(1.5)
+    processes.drain()
     counts = sink.recipients(suffix)
     duplicates = sum(counts.values()) - len(counts)
-    print(f"\nkilled with {received_at_kill} received, job {job.state} with {job.messages_queued} of 2000 queued, "
+    # Counted now, not at the kill: a message the victim had handed over may reach the sink just after.
+    from_victim = received_from(sink, victim.pid)
+    received_at_kill = len(from_victim)
+    unmarked_but_received = len(unmarked & from_victim)
+    print(f"\nkilled after {received_at_kill} of its messages reached the sink, job {job.state} with {job.messages_queued} of 2000 queued, "
           f"{in_flight} claimed and unmarked ({unmarked_but_received} of them already received); "
           f"after restart: {duplicates} duplicate(s)")
     assert set(counts) == set(emails)
@@ -212,7 +236,7 @@ def test_scheduler_down_across_due_time_sends_late_only_before_the_start(app, cr
     assert sink.messages == []
     processes.scheduler()
     assert sink.wait_until(lambda: len(sink.messages) >= 100, 30), processes.log_tail()
-    time.sleep(1.0)
+    processes.drain()
     assert sink.recipients() == {email: 1 for email in upcoming_emails}
     late = job_of(started.id)
     assert late.state == "skipped"
@@ -250,7 +274,7 @@ def test_event_created_over_http_is_fired_on_time_by_a_running_scheduler(app, pr
     assert due == (start - timedelta(minutes=1)).timestamp()
     assert due - time.time() > 3, "setup took too long for the test to mean anything"
     assert sink.wait_until(lambda: len(sink.messages) >= 50, due - time.time() + 30), processes.log_tail()
-    time.sleep(0.5)
+    processes.drain()
     lateness = sink.first_arrival() - due
     print(f"\nevent created over HTTP: first reminder handed to SMTP {1000 * lateness:.0f} ms after its due time")
     assert 0 <= lateness <= 1.0
