@@ -27,11 +27,11 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 
 setup: $(VENV)/.installed-test
 
-## Set up, migrate, seed the demo event and serve Townhall at http://127.0.0.1:5000
+## Set up, migrate, seed the demo event and serve Townhall at http://$(HOST):$(PORT) (make run PORT=5100)
 run: $(VENV)/.installed-app
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo
-	$(BIN)/flask run --host $(HOST) --port $(PORT)
+	FLASK_RUN_HOST=$(HOST) FLASK_RUN_PORT=$(PORT) $(BIN)/flask run
 
 ## Set up and run the whole test suite (lint, SQLite and PostgreSQL, browser)
 test: $(VENV)/.installed-test tests/js/node_modules/.installed
@@ -42,7 +42,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed-test
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in signup_bench reminder_bench calendar_bench; do $(BIN)/python bench/$$script.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules .pytest_cache .ruff_cache
