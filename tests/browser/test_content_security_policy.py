@@ -8,6 +8,8 @@ import pytest
 
 from tests.support import log_in
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture
 def strict_page(browser, live_server):
