@@ -36,7 +36,7 @@ from .extensions import db
 from .mail import outbox
 from .mail import reminders as _reminder_mail  # noqa: F401  (connects the late-registrant receiver)
 from .mail.transports import transport_from_config
-from .models import SchedulerHeartbeat, utcnow
+from .models import SchedulerHeartbeat
 from .services import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,8 @@ class Runner:
         )
 
     def now(self) -> datetime:
-        """The app's clock (CLOCK, as clock.now() reads it), callable without an app context: delivery
-        composes messages on a thread of its own."""
-        return self.app.config.get("CLOCK", utcnow)()
+        """The app's clock, callable without an app context: delivery composes messages on a thread of its own."""
+        return clock.of(self.app)()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
