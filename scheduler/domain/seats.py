@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from .. import signals
 from ..models import Event, Registration
-from .queries import waitlist_position
 
 
 def has_free_seat(event: Event) -> bool:
@@ -64,8 +63,7 @@ def take_seat(event: Event, registration: Registration, *, now: datetime, hold_h
 def announce(session: Session, registration: Registration, *, now: datetime, promoted: bool) -> None:
     """Tell the receivers (mail, jobs) what the registration's new state is."""
     if registration.state == "waitlisted":
-        signals.registration_waitlisted.send(registration, session=session, now=now,
-                                             position=waitlist_position(session, registration))
+        signals.registration_waitlisted.send(registration, session=session, now=now)
     elif registration.state == "pending":
         signals.registration_pending.send(registration, session=session, now=now, promoted=promoted)
     elif promoted:

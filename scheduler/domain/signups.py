@@ -81,9 +81,10 @@ def sign_up(session: Session, event: Event | str, *, name: str, email: str, ques
         event = lock_event(session, event.id)
     check_open(event, now=now)  # again: it may have changed before the lock
     if registration is None:  # the address was known: as it is now that nobody else can change it
+        # Its event is the one just locked: joining it again would reload its tags and speakers too.
         registration = session.scalar(select(Registration).where(
             Registration.event_id == event.id, Registration.email_key == email_key
-        ).execution_options(populate_existing=True))
+        ).options(lazyload(Registration.event)).execution_options(populate_existing=True))
         if registration.state in ACTIVE_STATES:
             signals.registration_repeated.send(registration, session=session, now=now)
             return SignupResult(registration, "repeat", manage_token(secret, registration), event)

@@ -67,6 +67,8 @@ def compose(row) -> None:
     if context.get("hold_until"):
         context["hold_until"] = format_datetime(datetime.fromisoformat(context["hold_until"]), registration.timezone)
     context.setdefault("state", registration.state)
+    if row.kind in ("waitlisted", "manage_link"):  # the place in the queue when the mail leaves, not when queued
+        context["position"] = waitlist_position(db.session, registration)
     row.subject, row.body_text, row.body_html = render(
         row.kind, event=event, registration=registration, manage_url=manage_url,
         when=format_range(event.starts_at, event.ends_at, registration.timezone), **context)
@@ -95,10 +97,10 @@ def on_promoted(registration: Registration, *, session, now: datetime, **_):
 
 
 @signals.registration_waitlisted.connect
-def on_waitlisted(registration: Registration, *, session, now: datetime, position: int | None = None, **_):
+def on_waitlisted(registration: Registration, *, session, now: datetime, **_):
     unverified = registration.email_verified_at is None
     _queue(session, registration, kind="waitlisted", key=f"{registration.id}:{registration.waitlist_seq}:{_stamp(registration.updated_at)}",
-           now=now, position=position, confirm=unverified)
+           now=now, confirm=unverified)
 
 
 @signals.registration_cancelled.connect
@@ -111,6 +113,8 @@ def on_cancelled(registration: Registration, *, session, now: datetime, by_organ
 def on_repeated(registration: Registration, *, session, now: datetime, **_):
     """The same address signed up again: send the manage link (at most once per window)."""
     unverified = registration.email_verified_at is None and registration.state in ("pending", "waitlisted")
+    # The waitlist position is counted when the mail is composed (see compose), not in the request:
+    # a known address's request must take no longer than a new one's.
     _queue(session, registration, kind="manage_link",
            key=f"{registration.id}:{int(now.timestamp()) // REPEAT_WINDOW}", now=now,
-           position=waitlist_position(session, registration), confirm=unverified, state=registration.state)
+           confirm=unverified, state=registration.state)
