@@ -124,8 +124,14 @@ def confirm(token: str):
     return _change(token, do)
 
 
-@bp.post("/r/<token>/cancel")
+@bp.route("/r/<token>/cancel", methods=["GET", "POST"])
 def cancel(token: str):
+    """GET asks "are you sure?" (the manage page's button leads here); only the POST cancels."""
+    if request.method == "GET":
+        registration = registration_for(token)
+        return render_template("signup/cancel.html", registration=registration, event=registration.event,
+                               token=token, action_form=ConfirmForm())
+
     def do(uow, registration):
         signups.cancel_registration(uow.session, registration, now=uow.now, hold_hours=_hold_hours())
         return "Your registration is cancelled. Thanks for letting us know."

@@ -1,4 +1,5 @@
-"""A visitor in Chromium: find the demo event, sign up by keyboard, follow the mailed link, get the .ics, cancel."""
+"""A visitor in Chromium: find the demo event, sign up by keyboard, follow the mailed link, get the .ics, cancel
+(after a page that asks first)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,14 @@ def test_visitor_signs_up_follows_mailed_link_and_cancels(page, live_server):
     assert ics.startswith("BEGIN:VCALENDAR\r\n")
     assert f"SUMMARY:{DEMO_TITLE}\r\n" in ics
 
-    page.get_by_role("button", name="Cancel my registration").click()
+    # Cancelling asks first, on a page of its own: "Keep my place" changes nothing.
+    page.get_by_role("link", name="Cancel my registration").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Cancel your place at {DEMO_TITLE}?")
+    check_page(page, "cancel-confirm")
+    page.get_by_role("link", name="Keep my place").click()
+    expect(page.locator(".registration-status")).to_contain_text("Confirmed")
+    assert len(live_server.mail_to(email)) == 1
+    page.get_by_role("link", name="Cancel my registration").click()
+    page.get_by_role("button", name="Yes, cancel my place").click()
     expect(page.locator(".registration-status")).to_contain_text("Cancelled")
     assert len(live_server.mail_to(email)) == 2  # the confirmation, then the cancellation

@@ -322,7 +322,8 @@ def test_manage_cancel_promotes_head_of_waitlist(app, client, create_event):
     for email in ("a@example.org", "b@example.org", "c@example.org"):
         signup(client, event, email=email)
     token = token_for(app, registration("a@example.org"))
-    assert client.get(f"/r/{token}/cancel").status_code == 405  # only POST changes state
+    assert client.get(f"/r/{token}/cancel").status_code == 200  # asks first: only POST changes state
+    assert registration("a@example.org").state == "confirmed"
     response = _post(client, token, "cancel")
     assert response.status_code == 303
     assert [registration(e).state for e in ("a@example.org", "b@example.org", "c@example.org")] == [
