@@ -384,21 +384,39 @@ def revoke_personal_feed(token: str):
 # --- links for templates ------------------------------------------------------------------------
 
 
-def google_calendar_url(event: Event) -> str:
+def registrant_join_url(registration: Registration) -> str:
+    """The join link a registrant's own calendar entries carry, by the personal feed's rule: a
+    confirmed seat at an event that is still on; "" for a held seat, a waitlist place or a cancellation."""
+    event = registration.event
+    if registration.state == "confirmed" and event.status != "cancelled":
+        return event.join_url or ""
+    return ""
+
+
+def _link_text(event, join_url: str) -> tuple[str, str]:
+    """(details, location) as the feeds write them: the join link after the summary, and as the
+    location when there is no venue. Public links pass no join_url, so they never carry it."""
+    parts = (one_line(event.summary or ""), f"Join online: {join_url}" if join_url else "", event_url(event))
+    return "\n\n".join(p for p in parts if p), one_line(event.venue or "") or join_url
+
+
+def google_calendar_url(event: Event, *, join_url: str = "") -> str:
+    """An "add to Google Calendar" link; join_url only on a confirmed registrant's private page."""
     fmt = "%Y%m%dT%H%M%SZ"
     dates = f"{event.starts_at.astimezone(UTC).strftime(fmt)}/{event.ends_at.astimezone(UTC).strftime(fmt)}"
-    details = "\n\n".join(p for p in (one_line(event.summary or ""), event_url(event)) if p)
+    details, location = _link_text(event, join_url)
     return "https://calendar.google.com/calendar/render?" + urlencode({
         "action": "TEMPLATE", "text": one_line(event.title), "dates": dates, "ctz": event.timezone,
-        "details": details, "location": one_line(event.venue or ""),
+        "details": details, "location": location,
     })
 
 
-def outlook_calendar_url(event: Event) -> str:
-    details = "\n\n".join(p for p in (one_line(event.summary or ""), event_url(event)) if p)
+def outlook_calendar_url(event: Event, *, join_url: str = "") -> str:
+    """An "add to Outlook.com" link; join_url only on a confirmed registrant's private page."""
+    details, location = _link_text(event, join_url)
     return "https://outlook.live.com/calendar/0/action/compose?" + urlencode({
         "rru": "addevent", "subject": one_line(event.title), "startdt": event.starts_at.isoformat(),
-        "enddt": event.ends_at.isoformat(), "body": details, "location": one_line(event.venue or ""),
+        "enddt": event.ends_at.isoformat(), "body": details, "location": location,
         "path": "/calendar/action/compose",
     })
 
@@ -412,5 +430,5 @@ def _calendar_links(state) -> None:
     """Template globals (set once, not per render as a context processor would)."""
     state.app.jinja_env.globals.update(
         google_calendar_url=google_calendar_url, outlook_calendar_url=outlook_calendar_url, webcal_url=webcal_url,
-        personal_feed_url=personal_feed_url, subscribe_url=subscribe_url)
+        personal_feed_url=personal_feed_url, subscribe_url=subscribe_url, registrant_join_url=registrant_join_url)
 

@@ -217,3 +217,23 @@ def test_event_page_offers_add_to_calendar(client, create_event):
     assert 'href="webcal://townhall.test/calendar.ics"' in page
     assert 'href="webcal://townhall.test/calendar/series.ics"' in page
     assert event.join_url not in page
+
+
+def test_calendar_links_carry_a_join_link_only_when_given_one(app, create_event):
+    from urllib.parse import parse_qs, urlsplit
+
+    from scheduler.web.feeds import google_calendar_url, outlook_calendar_url
+
+    def query(url: str) -> dict[str, str]:
+        return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+    online = create_event(title="Online", summary="Short", venue="")
+    page = f"http://townhall.test/events/{online.slug}"
+    public = [query(google_calendar_url(online)), query(outlook_calendar_url(online))]
+    assert [(q.get("details") or q.get("body"), q.get("location")) for q in public] == [(f"Short\n\n{page}", None)] * 2
+    private = [query(google_calendar_url(online, join_url=online.join_url)),
+               query(outlook_calendar_url(online, join_url=online.join_url))]
+    assert [(q.get("details") or q.get("body"), q["location"]) for q in private] == [
+        (f"Short\n\nJoin online: {online.join_url}\n\n{page}", online.join_url)] * 2
+    both = create_event(title="Both", venue="Hall 1")
+    assert query(google_calendar_url(both, join_url=both.join_url))["location"] == "Hall 1"
