@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -11,6 +12,7 @@ from ..domain import queries, seats, signups
 from ..errors import DomainError
 from ..extensions import csrf, db, limiter
 from ..forms import ConfirmForm, QuestionForm, SignupForm
+from ..mail.compose import sender
 from ..models import Event, Registration
 from ..services import unit_of_work
 from ..tokens import looks_like_token
@@ -41,11 +43,10 @@ def form(slug: str):
                                      question=form.question.data or "", timezone=form.timezone.data, now=uow.now,
                                      secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
             # What the page shows, read before the commit expires the event: reading it again after
-            # would begin another transaction (on SQLite, one holding the write lock) for three values.
-            shown = SimpleNamespace(slug=result.event.slug, title=result.event.title,
-                                    double_opt_in=result.event.double_opt_in)
+            # would begin another transaction (on SQLite, one holding the write lock) for a few values.
+            shown = _shown(result.event, full=_full_before(result))
         # Fresh signup or repeat, the page is the same: it must not tell whether the address was known.
-        return render_template("signup/thanks.html", event=shown, email=form.email.data)
+        return _thanks_page(shown, email=form.email.data, zone=form.timezone.data, now=uow.now)
     event = published_event(slug)
     try:
         signups.check_open(event, now=clock.now())
@@ -56,8 +57,44 @@ def form(slug: str):
         return _form_page(event, form)
     if form.website.data:
         # A bot filled the hidden field: it sees the usual page, nothing is stored or sent.
-        return render_template("signup/thanks.html", event=event, email=form.email.data or "")
+        shown = _shown(event, full=not seats.has_free_seat(event))
+        return _thanks_page(shown, email=form.email.data or "", zone=event.timezone, now=clock.now())
     return _form_page(event, form), 422
+
+
+def _full_before(result: signups.SignupResult) -> bool:
+    """Whether the event was full when this signup reached it, under its lock.
+
+    That is the same for a new address and a known one. The event as it is after the signup is
+    not: a new address that took the last seat would turn the page to "full", where a known
+    address would leave it as it was, and the page would tell them apart.
+    """
+    event = result.event
+    # Only a new seat changed the count: a repeat changes nothing, a waitlist place takes no seat.
+    taken_before = event.seats_taken - (1 if result.outcome in ("confirmed", "pending") else 0)
+    return event.capacity is not None and taken_before >= event.capacity
+
+
+def _shown(event: Event, *, full: bool) -> SimpleNamespace:
+    """What the thanks page shows of the event: public fields only (never the join link)."""
+    # No tags: loading them would add a query under the event's lock, so the page's calendar menu
+    # offers the all-events feed but not the series ones.
+    return SimpleNamespace(
+        slug=event.slug, title=event.title, summary=event.summary, venue=event.venue, timezone=event.timezone,
+        starts_at=event.starts_at, ends_at=event.ends_at, status=event.status, double_opt_in=event.double_opt_in,
+        online=bool(event.join_url), reminder_offsets=list(event.reminder_offsets or ()), tags=(), full=full)
+
+
+def _thanks_page(event: SimpleNamespace, *, email: str, zone: str, now: datetime) -> str:
+    """The page after a signup: what happens next, calendar links, where the mail comes from.
+
+    It depends on the event and the moment, never on whether the address was already registered.
+    """
+    reminders = [o for o in event.reminder_offsets if now < event.starts_at - timedelta(seconds=o)]
+    held_until = min(now + timedelta(hours=_hold_hours()), event.starts_at)
+    from_name, from_addr = sender(current_app.config)
+    return render_template("signup/thanks.html", event=event, email=email, zone=zone, reminders=reminders,
+                           held_until=held_until, from_name=from_name, from_addr=from_addr)
 
 
 def _closed_page(event: Event, exc: DomainError, status: int):

@@ -76,6 +76,9 @@ def test_visitor_signs_up_follows_mailed_link_and_cancels(page, live_server):
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Thanks — check your email")
     check_page(page, "signup-thanks")
+    page.get_by_text("Add to calendar").click()
+    expect(page.get_by_role("link", name="Google Calendar")).to_be_visible()
+    check_page(page, "signup-thanks-calendar-menu")
 
     messages = live_server.mail_to(email)
     assert len(messages) == 1
