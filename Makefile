@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app.py
 
-.PHONY: run test lint setup bench clean
+.PHONY: run test lint setup bench clean mailserver
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ run: $(VENV)/.installed-app
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo
 	FLASK_RUN_HOST=$(HOST) FLASK_RUN_PORT=$(PORT) $(BIN)/flask run
+
+## A local SMTP server that prints every message it gets: MAIL_URL=smtp://127.0.0.1:8025 make run
+SMTP_PORT ?= 8025
+mailserver: $(VENV)/.installed-mailserver
+	$(BIN)/python -m aiosmtpd -n -l $(HOST):$(SMTP_PORT)
+
+$(VENV)/.installed-mailserver: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e '.[mailserver]'
+	touch $@
 
 ## Set up and run the whole test suite (lint, SQLite and PostgreSQL, browser)
 test: $(VENV)/.installed-test tests/js/node_modules/.installed

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import (
     ENV_VARS,
@@ -47,8 +48,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = load_secret_key(app.instance_path)
     if app.config["SCHEDULER_MODE"] not in SCHEDULER_MODES:
         raise RuntimeError(f"SCHEDULER_MODE must be one of {', '.join(SCHEDULER_MODES)}")
-    app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URI"]
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind N proxies the client's address is the Nth from the right of X-Forwarded-For; without
+        # this the headers are ignored (anyone could send them) and remote_addr is the proxy's.
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     _init_extensions(app)
     _register_blueprints(app)

@@ -15,6 +15,9 @@ ENV_VARS: dict[str, type] = {
     "SCHEDULER_MODE": str,
     "RATELIMIT_STORAGE_URI": str,
     "SIGNUP_RATE_LIMIT": str,
+    "LOGIN_RATE_LIMIT": str,
+    "LOGIN_ACCOUNT_RATE_LIMIT": str,
+    "TRUSTED_PROXIES": int,
     "DOUBLE_OPT_IN_DEFAULT": bool,
     "HOLD_EXPIRY_HOURS": float,
     "SESSION_COOKIE_SECURE": bool,
@@ -48,6 +51,11 @@ class Defaults:
     SCHEDULER_MODE = "embedded"
     RATELIMIT_STORAGE_URI = "memory://"
     SIGNUP_RATE_LIMIT = "20 per minute"
+    #: Login attempts per client address, and failed ones per account (whatever address they come from).
+    LOGIN_RATE_LIMIT = "10 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT = "5 per minute; 20 per hour"
+    #: How many proxies in front of Townhall set X-Forwarded-For/-Proto (0: trust no such header).
+    TRUSTED_PROXIES = 0
     DOUBLE_OPT_IN_DEFAULT = True
     HOLD_EXPIRY_HOURS = 24.0
     SCHEDULER_POLL_SECONDS = 2.0
@@ -117,3 +125,11 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def rate_limit_warning(config, workers: int) -> str | None:
+    """What to tell the operator when rate limits counted in memory would be split between processes."""
+    if workers > 1 and config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        return (f"Rate limits are kept in each worker's memory, so with {workers} workers a client gets up to "
+                f"{workers} times each limit. Set RATELIMIT_STORAGE_URI=redis://HOST:6379 to share them.")
+    return None

@@ -61,6 +61,7 @@ def base_config(tmp_path, **overrides) -> dict:
         "MAIL_FROM": "Townhall <events@townhall.test>",
         "OUTBOX_DIR": str(tmp_path / "outbox"),
         "RATELIMIT_ENABLED": False,
+        "RATELIMIT_STRATEGY": "moving-window",  # a test enabling limits never straddles a window's edge
         "DOUBLE_OPT_IN_DEFAULT": False,
         "UPDATE_BATCH_SECONDS": 0,  # event updates are due at once (still folded while queued)
     }
