@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -173,6 +175,14 @@ def _event_pictures(event: Event, jobs: list, *, now) -> dict:
     timeline = timeline_svg(items, starts_at=event.starts_at, ends_at=event.ends_at, now=now, zone=event.timezone,
                             title=f"Jobs timeline for {event.title}")
     return {"signups_chart": Markup(chart) if chart else None, "jobs_timeline": Markup(timeline)}
+
+
+@bp.app_template_filter("short_when")
+def short_when(moment: datetime, zone: str = "UTC", with_zone: bool = False) -> str:
+    """"2 Nov 12:00" in the zone (and "CET" after it if asked), with the year only when it is not this one."""
+    local = moment.astimezone(ZoneInfo(zone))
+    year = f" {local.year}" if local.year != clock.now().astimezone(ZoneInfo(zone)).year else ""
+    return f"{local.day} {local:%b}{year} {local:%H:%M}" + (f" {local.tzname()}" if with_zone else "")
 
 
 @bp.post("/events/<int:event_id>/publish")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import case, func, select
@@ -132,7 +133,25 @@ def outbox_page():
     messages = db.session.scalars(query.order_by(OutboxMessage.id.desc()).limit(OUTBOX_PAGE)).all()
     totals = dict(db.session.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)).all())
     return render_template("admin/outbox.html", messages=messages, state=state, states=OUTBOX_STATES,
-                           totals=totals, action_form=ConfirmForm(), page_size=OUTBOX_PAGE)
+                           totals=totals, action_form=ConfirmForm(), page_size=OUTBOX_PAGE,
+                           previews={m.id: _preview(m) for m in messages if m.subject is None})
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a message composed at delivery will say: its subject, or why it cannot be composed."""
+
+    subject: str | None = None
+    error: str | None = None
+
+
+def _preview(message: OutboxMessage) -> Preview:
+    """Compose a copy of the row with the renderer delivery uses; the copy is never added or sent."""
+    copy = OutboxMessage(**{column.key: getattr(message, column.key) for column in OutboxMessage.__table__.columns})
+    try:
+        return Preview(subject=outbox.fill(copy).subject)
+    except Exception as exc:  # whatever stops delivery composing it, shown instead of a subject
+        return Preview(error=str(exc) or type(exc).__name__)
 
 
 @bp.post("/outbox/<int:message_id>/retry")

@@ -339,3 +339,70 @@ def test_login_rotates_the_csrf_token(client, admin_user):
     assert after != before
     assert client.post("/admin/logout", data={"csrf_token": after}).status_code == 302
     assert client.get("/admin/").status_code == 302
+
+
+# --- the outbox: the subject of a message composed at delivery -----------------------------------
+
+def _outbox_subject(client, row_id: int) -> str:
+    """The Subject cell of one message on /admin/outbox, unescaped."""
+    import html
+
+    page = client.get("/admin/outbox").get_data(as_text=True)
+    row = re.search(rf'<tr class="message[^"]*" id="message-{row_id}">(.*?)</tr>', page, re.S).group(1)
+    return html.unescape(re.search(r'<td data-label="Subject"[^>]*>(.*?)</td>', row, re.S).group(1))
+
+
+def _deferred_row():
+    from scheduler.models import OutboxMessage
+
+    row = db.session.scalars(select(OutboxMessage)).one()
+    assert (row.subject, row.body_text) == (None, None)  # composed at delivery
+    return row
+
+
+def test_outbox_shows_the_subject_a_deferred_message_will_be_sent_with(app, auth, create_event, now):
+    from scheduler.models import OutboxMessage
+    from tests.support import signup
+
+    event = create_event(title="Subjects <night>")
+    assert signup(auth.client, event).status_code == 200
+    row_id = _deferred_row().id
+
+    shown = _outbox_subject(auth.client, row_id)
+
+    assert shown == "You're registered: Subjects <night>"
+    db.session.expire_all()
+    assert (db.session.get(OutboxMessage, row_id).subject, db.session.get(OutboxMessage, row_id).body_text) == (
+        None, None)  # the page composed a copy: the row still waits to be composed when sent
+    report = outbox.deliver(db.session, lambda: transport_from_config(app.config), app, worker="w",
+                            clock=lambda: now + timedelta(minutes=1))
+    assert report.sent == 1
+    db.session.expire_all()
+    assert db.session.get(OutboxMessage, row_id).subject == shown
+
+
+def test_outbox_shows_the_subject_of_a_failed_message_that_was_never_written(auth, create_event):
+    from tests.support import signup
+
+    event = create_event(title="Failed before writing")
+    assert signup(auth.client, event).status_code == 200
+    row = _deferred_row()
+    row.state, row.attempts, row.last_error = "failed", 5, "gave up after 5 attempts: 451 try later"
+    db.session.commit()
+    assert _outbox_subject(auth.client, row.id) == "You're registered: Failed before writing"
+
+
+def test_outbox_says_why_a_message_cannot_be_composed(auth, create_event):
+    from sqlalchemy import delete
+
+    from scheduler.models import Registration
+    from tests.support import signup
+
+    event = create_event(title="Gone")
+    assert signup(auth.client, event).status_code == 200
+    row = _deferred_row()
+    db.session.execute(delete(Registration.__table__))
+    row.state = "failed"
+    db.session.commit()
+    assert _outbox_subject(auth.client, row.id) == (
+        '<span class="help">cannot be composed: the registration no longer exists</span>')
