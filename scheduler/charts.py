@@ -1,4 +1,8 @@
-"""Pictures for the admin, rendered on the server as inline SVG: signups over time, the jobs timeline."""
+"""Pictures for the admin, rendered on the server as inline SVG: signups over time, the jobs timeline.
+
+Both are drawn in a small viewBox and scale to the width they are given, down to a phone's; every
+label is placed so that it never covers another (see `_rows` and `_axis`).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,22 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
-# Tick spacings an axis may use, smallest first; the first giving at most MAX_TICKS wins.
+# Tick spacings an axis may use, smallest first; the first giving at most max_ticks wins.
 TICK_STEPS = [timedelta(minutes=m) for m in (10, 30)] + [timedelta(hours=h) for h in (1, 3, 6, 12)] + [
     timedelta(days=d) for d in (1, 2, 7, 14, 28)]
 MAX_TICKS = 7
 INK, MUTED, LINE, ACCENT, FILL = "#1c1d21", "#5b5f6b", "#d9dbe1", "#3548c8", "#dfe3fa"
+#: The outline of the "still registered" area: lighter than the confirmed line drawn over it.
+REGISTERED = "#8d9ae6"
 STATE_COLOURS = {"planned": ACCENT, "running": "#8a5a00", "done": "#1d6b3a", "skipped": "#8a5a00",
                  "cancelled": "#8a8f9c"}
+FONT_SIZE = 12
+#: A generous average glyph width of system-ui, in ems: label boxes are estimated wide, never narrow.
+GLYPH = 0.62
+#: Least space between two labels on one line, in user units.
+GAP = 8
+#: At most one axis label per this many user units: a few ticks, never a crowd.
+TICK_SPACING = 70
 
 
 @dataclass(frozen=True)
@@ -45,12 +58,13 @@ def nice_ceiling(value: int) -> int:
     return 10 * magnitude
 
 
-def time_ticks(start: datetime, end: datetime, zone: str) -> list[tuple[datetime, str]]:
+def time_ticks(start: datetime, end: datetime, zone: str, max_ticks: int = MAX_TICKS) -> list[tuple[datetime, str]]:
     """Round local times between start and end, labelled "09:00" or "3 Dec" depending on the span."""
     tz = ZoneInfo(zone)
+    max_ticks = max(max_ticks, 2)
     span = max(end - start, timedelta(minutes=1))
-    longest = TICK_STEPS[-1] * math.ceil(span / TICK_STEPS[-1] / MAX_TICKS)
-    step = next((s for s in TICK_STEPS if span / s <= MAX_TICKS), longest)
+    longest = TICK_STEPS[-1] * math.ceil(span / TICK_STEPS[-1] / max_ticks)
+    step = next((s for s in TICK_STEPS if span / s <= max_ticks), longest)
     local = start.astimezone(tz).replace(tzinfo=None)
     if step >= timedelta(days=1):
         tick = local.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -59,7 +73,7 @@ def time_ticks(start: datetime, end: datetime, zone: str) -> list[tuple[datetime
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         tick = midnight + timedelta(minutes=(local - midnight).total_seconds() // 60 // minutes * minutes)
     ticks = []
-    while len(ticks) < MAX_TICKS * 3:
+    while len(ticks) < max_ticks * 3:
         moment = tick.replace(tzinfo=tz).astimezone(UTC)
         if moment > end:
             break
@@ -72,23 +86,57 @@ def time_ticks(start: datetime, end: datetime, zone: str) -> list[tuple[datetime
     return ticks
 
 
+def text_width(label: str, size: float = FONT_SIZE) -> float:
+    """The width a label takes, estimated on the wide side."""
+    return round(len(label) * size * GLYPH, 1)
+
+
+def _rows(spans: Sequence[tuple[float, float]], gap: float = GAP) -> list[int]:
+    """For labels spanning (left, right), the first row (0, 1, ...) where each clears the others by `gap`."""
+    ends: list[float] = []  # right edge of the last label put in each row
+    rows = [0] * len(spans)
+    for i in sorted(range(len(spans)), key=lambda i: spans[i][0]):
+        left, right = spans[i]
+        row = next((r for r, end in enumerate(ends) if end + gap <= left), len(ends))
+        if row == len(ends):
+            ends.append(right)
+        else:
+            ends[row] = right
+        rows[i] = row
+    return rows
+
+
+def _centred(x: float, label: str, low: float, high: float) -> float:
+    """The centre of a label over x, moved inward so that it stays between low and high."""
+    half = text_width(label) / 2
+    return round(min(max(x, low + half), high - half), 1)
+
+
+def _axis(ticks: Sequence[tuple[float, str]], y: float, low: float, high: float) -> list[str]:
+    """Labels centred under their ticks, kept inside low..high; one that would touch the last shown is left out."""
+    out, last_right = [], -math.inf
+    for x, label in ticks:
+        centre = _centred(x, label, low, high)
+        half = text_width(label) / 2
+        if centre - half < last_right + GAP:
+            continue
+        last_right = centre + half
+        out.append(f'<text class="tick" x="{centre}" y="{y}" text-anchor="middle" fill="{MUTED}">{escape(label)}</text>')
+    return out
+
+
 def _open_svg(width: int, height: int, title: str, desc: str, css_class: str) -> list[str]:
     # Ids come from the content, so the output is a function of the data and two charts never clash.
     n = hashlib.sha256(f"{title}\n{desc}".encode()).hexdigest()[:10]
     title_id, desc_id = f"{css_class}-title-{n}", f"{css_class}-desc-{n}"
+    # No width or height: the picture takes the width of its box and keeps its proportions.
     return [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
-        f'aria-describedby="{desc_id}" font-family="system-ui, sans-serif" font-size="12">',
+        f'role="img" aria-label="{escape(title)}" aria-describedby="{desc_id}" '
+        f'font-family="system-ui, sans-serif" font-size="{FONT_SIZE}">',
         f'<title id="{title_id}">{escape(title)}</title>',
         f'<desc id="{desc_id}">{escape(desc)}</desc>',
     ]
-
-
-def _tick_label(x: float, y: float, label: str, left: float, right: float) -> str:
-    """An axis label centred under its tick, but never hanging out of the picture at either end."""
-    anchor = "start" if x - left < 20 else "end" if right - x < 20 else "middle"
-    return f'<text x="{x}" y="{y}" text-anchor="{anchor}" fill="{MUTED}">{escape(label)}</text>'
 
 
 def _when(moment: datetime, zone: str) -> str:
@@ -96,22 +144,43 @@ def _when(moment: datetime, zone: str) -> str:
     return f"{local.day} {local:%b %Y %H:%M} {local.tzname()}"
 
 
-def signups_svg(points: Sequence[tuple[datetime, int]], *, zone: str = "UTC", start: datetime | None = None,
-                end: datetime | None = None, title: str = "Signups over time", width: int = 640,
-                height: int = 220) -> str:
-    """A step chart of cumulative signups [(time, total so far)] between start and end, as an SVG string."""
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _steps(points: Sequence[tuple[datetime, int]], x, y, start: datetime, end: datetime) -> str:
+    line = [f"M{x(start)},{y(0)}"]
+    for moment, value in points:
+        line.append(f"H{x(moment)}V{y(value)}")
+    line.append(f"H{x(end)}")
+    return "".join(line)
+
+
+def signups_svg(points: Sequence[tuple[datetime, int]], *, confirmed: Sequence[tuple[datetime, int]] | None = None,
+                zone: str = "UTC", start: datetime | None = None, end: datetime | None = None,
+                title: str = "Signups over time", width: int = 360, height: int = 190) -> str:
+    """A step chart of cumulative signups [(time, total so far)] between start and end, as an SVG string.
+
+    With `confirmed` (when each of the confirmed got their seat), `points` are everyone still
+    registered, drawn as a shaded area, and the confirmed are a line over it.
+    """
     points = sorted(points)
+    split = confirmed is not None
+    confirmed = sorted(confirmed or [])
     if not points:
         out = _open_svg(width, 60, title, "No signups yet.", "chart-signups")
         out.append(f'<text x="{width // 2}" y="34" text-anchor="middle" fill="{MUTED}">No signups yet</text>')
         return "\n".join(out + ["</svg>"])
-    start = min(start or points[0][0], points[0][0])
-    end = max(end or points[-1][0], points[-1][0])
+    moments = [moment for moment, _ in points + confirmed]
+    start = min([start or points[0][0]] + moments)
+    end = max([end or points[-1][0]] + moments)
     if end <= start:
         end = start + timedelta(hours=1)
     total = points[-1][1]
     top = nice_ceiling(max(n for _, n in points))
-    left, right, upper, lower = 44, 16, 14, 30
+    levels = sorted({0, top // 2, top})
+    left = round(8 + max(text_width(str(v)) for v in levels) + 6, 1)
+    right, upper, lower = 12, 12, 28
     plot_w, plot_h = width - left - right, height - upper - lower
 
     def x(moment: datetime) -> float:
@@ -120,66 +189,90 @@ def signups_svg(points: Sequence[tuple[datetime, int]], *, zone: str = "UTC", st
     def y(value: int) -> float:
         return round(upper + plot_h * (1 - value / top), 1)
 
-    desc = (f"{total} signup{'s' if total != 1 else ''} between {_when(start, zone)} and {_when(end, zone)}; "
+    confirmed_total = confirmed[-1][1] if confirmed else 0
+    counted = (f" ({confirmed_total} of them confirmed; cancelled and expired signups are not counted)"
+               if split else "")
+    desc = (f"{_plural(total, 'signup')} between {_when(start, zone)} and {_when(end, zone)}{counted}; "
             f"the first at {_when(points[0][0], zone)}, the latest at {_when(points[-1][0], zone)}.")
     out = _open_svg(width, height, title, desc, "chart-signups")
-    for value in sorted({0, top // 2, top}):
+    for value in levels:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value)}" y2="{y(value)}" stroke="{LINE}"/>')
-        out.append(f'<text x="{left - 6}" y="{y(value) + 4}" text-anchor="end" fill="{MUTED}">{value}</text>')
-    for moment, label in time_ticks(start, end, zone):
-        out.append(f'<line x1="{x(moment)}" x2="{x(moment)}" y1="{y(0)}" y2="{y(0) + 4}" stroke="{MUTED}"/>')
-        out.append(_tick_label(x(moment), height - 10, label, left, width - right))
-    line = [f"M{x(start)},{y(0)}"]
-    for moment, value in points:
-        line.append(f"H{x(moment)}V{y(value)}")
-    line.append(f"H{x(end)}")
-    path = "".join(line)
+        out.append(f'<text x="{round(left - 6, 1)}" y="{y(value) + 4}" text-anchor="end" fill="{MUTED}">{value}</text>')
+    path = _steps(points, x, y, start, end)
     out.append(f'<path d="{path}V{y(0)}Z" fill="{FILL}" stroke="none"/>')
-    out.append(f'<path d="{path}" fill="none" stroke="{ACCENT}" stroke-width="2"/>')
-    out.append(f'<circle cx="{x(points[-1][0])}" cy="{y(total)}" r="4" fill="{ACCENT}"/>')
+    if split:
+        out.append(f'<path class="line-registered" d="{path}" fill="none" stroke="{REGISTERED}" stroke-width="1.5"/>')
+        out.append(f'<circle class="end-registered" cx="{x(points[-1][0])}" cy="{y(total)}" r="3" '
+                   f'fill="{REGISTERED}" data-count="{total}"/>')
+        line = _steps(confirmed, x, y, start, end)
+        out.append(f'<path class="line-confirmed" d="{line}" fill="none" stroke="{ACCENT}" stroke-width="2"/>')
+        last = confirmed[-1][0] if confirmed else end
+        out.append(f'<circle class="end-confirmed" cx="{x(last)}" cy="{y(confirmed_total)}" r="4" '
+                   f'fill="{ACCENT}" data-count="{confirmed_total}"/>')
+    else:
+        out.append(f'<path d="{path}" fill="none" stroke="{ACCENT}" stroke-width="2"/>')
+        out.append(f'<circle cx="{x(points[-1][0])}" cy="{y(total)}" r="4" fill="{ACCENT}" data-count="{total}"/>')
+    # The time axis: a baseline, tick marks, and a few labels that never touch.
+    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{y(0)}" y2="{y(0)}" stroke="{MUTED}"/>')
+    ticks = [(x(moment), label) for moment, label in time_ticks(start, end, zone, int(plot_w // TICK_SPACING))]
+    for tick_x, _ in ticks:
+        out.append(f'<line x1="{tick_x}" x2="{tick_x}" y1="{y(0)}" y2="{y(0) + 4}" stroke="{MUTED}"/>')
+    out.extend(_axis(ticks, height - 8, 0, width))
     return "\n".join(out + ["</svg>"])
 
 
 def timeline_svg(items: Sequence[TimelineItem], *, starts_at: datetime, ends_at: datetime, now: datetime,
-                 zone: str = "UTC", title: str = "Jobs timeline", width: int = 720) -> str:
-    """One row per job with a dot at its due time, the event itself as a band, and a line at now."""
+                 zone: str = "UTC", title: str = "Jobs timeline", width: int = 360) -> str:
+    """One row per job, its label over a dot at its due time; the event itself as a band, and a line at now."""
     items = sorted(items, key=lambda i: i.due)
     moments = [i.due for i in items] + [starts_at, ends_at, now]
     start, end = min(moments), max(moments)
     pad = max((end - start) * 0.04, timedelta(minutes=5))
     start, end = start - pad, end + pad
-    left, right, row_h, upper = 250, 16, 26, 24
-    height = upper + row_h * max(len(items), 1) + 30
+    left, right, row_h, line_h = 12, 12, 36, 15
     plot_w = width - left - right
-    axis_y = height - 26
 
     def x(moment: datetime) -> float:
         return round(left + plot_w * ((moment - start) / (end - start)), 1)
 
+    # "Event" over its band and "now" over its line; when they would touch, one moves up a line.
+    markers = [("Event", (x(starts_at) + x(ends_at)) / 2, ' font-weight="600"'), ("now", x(now), "")]
+    placed = [(label, _centred(mx, label, 0, width), weight) for label, mx, weight in markers]
+    marker_rows = _rows([(c - text_width(label) / 2, c + text_width(label) / 2) for label, c, _ in placed])
+    upper = 10 + line_h * (max(marker_rows) + 1)
+    axis_y = upper + row_h * max(len(items), 1) + 4
+    height = axis_y + 24
+
     states = ", ".join(f"{i.label}: {i.state}, due {_when(i.due, zone)}" for i in items) or "no jobs planned"
     desc = f"Event from {_when(starts_at, zone)} to {_when(ends_at, zone)}. {states}."
     out = _open_svg(width, height, title, desc, "chart-timeline")
-    out.append(f'<rect x="{x(starts_at)}" y="{upper - 8}" width="{max(x(ends_at) - x(starts_at), 2)}" '
-               f'height="{axis_y - upper + 8}" fill="{FILL}"/>')
-    # "Event" sits over the middle of its band, kept inside the picture when the band is at an edge.
-    label_x = min(max((x(starts_at) + x(ends_at)) / 2, left + 20), width - right - 20)
-    out.append(f'<text x="{label_x}" y="{upper - 12}" text-anchor="middle" fill="{INK}" '
-               f'font-weight="600">Event</text>')
-    out.append(f'<line x1="{x(now)}" x2="{x(now)}" y1="{upper - 8}" y2="{axis_y}" stroke="{INK}" '
+    out.append(f'<rect x="{x(starts_at)}" y="{upper - 4}" width="{max(x(ends_at) - x(starts_at), 2)}" '
+               f'height="{axis_y - upper + 4}" fill="{FILL}"/>')
+    out.append(f'<line x1="{x(now)}" x2="{x(now)}" y1="{upper - 4}" y2="{axis_y}" stroke="{INK}" '
                f'stroke-dasharray="4 3"/>')
-    out.append(f'<text x="{x(now)}" y="{upper - 12}" text-anchor="middle" fill="{INK}">now</text>')
+    for (label, centre, weight), row in zip(placed, marker_rows, strict=True):
+        out.append(f'<text class="marker" x="{centre}" y="{upper - 8 - line_h * row}" text-anchor="middle" '
+                   f'fill="{INK}"{weight}>{label}</text>')
     for row, item in enumerate(items):
-        cy = upper + row_h * row + row_h // 2
+        top = upper + row_h * row
+        cy = top + 25
         colour = STATE_COLOURS.get(item.state, MUTED)
         hollow = item.state in ("planned", "cancelled")
+        label = f"{item.label} · {item.state}"
+        # A label wider than the picture is squeezed to fit rather than cut off.
+        fit = f' textLength="{plot_w}" lengthAdjust="spacingAndGlyphs"' if text_width(label) > plot_w else ""
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{cy}" y2="{cy}" stroke="{LINE}"/>')
-        out.append(f'<text x="{left - 8}" y="{cy + 4}" text-anchor="end" fill="{INK}">{escape(item.label)} '
+        # The white outline keeps the label readable where it crosses the event band or the now line.
+        out.append(f'<text class="job-label" x="{left}" y="{top + 12}" fill="{INK}" stroke="#fff" stroke-width="3" '
+                   f'stroke-linejoin="round" paint-order="stroke"{fit}>{escape(item.label)} '
                    f'<tspan fill="{MUTED}">· {escape(item.state)}</tspan></text>')
         out.append(f'<circle class="job-dot job-{escape(item.state)}" cx="{x(item.due)}" cy="{cy}" r="6" '
                    f'fill="{"#fff" if hollow else colour}" stroke="{colour}" stroke-width="2" '
                    f'data-due="{item.due.astimezone(UTC).isoformat()}"><title>{escape(item.label)} · '
                    f'{escape(item.state)} · {escape(_when(item.due, zone))}</title></circle>')
-    out.append(f'<line x1="{left}" x2="{width - right}" y1="{axis_y}" y2="{axis_y}" stroke="{MUTED}"/>')
-    for moment, label in time_ticks(start, end, zone):
-        out.append(_tick_label(x(moment), axis_y + 16, label, left, width - right))
+    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{axis_y}" y2="{axis_y}" stroke="{MUTED}"/>')
+    ticks = [(x(moment), label) for moment, label in time_ticks(start, end, zone, int(plot_w // TICK_SPACING))]
+    for tick_x, _ in ticks:
+        out.append(f'<line x1="{tick_x}" x2="{tick_x}" y1="{axis_y}" y2="{axis_y + 4}" stroke="{MUTED}"/>')
+    out.extend(_axis(ticks, axis_y + 17, 0, width))
     return "\n".join(out + ["</svg>"])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from scheduler.charts import TimelineItem, cumulative, nice_ceiling, signups_svg, time_ticks, timeline_svg
 
@@ -56,10 +59,10 @@ def test_signups_svg_draws_a_step_line_with_description():
     assert root.find(f"{SVG}desc").text == (
         "3 signups between 1 Dec 2026 08:00 UTC and 1 Dec 2026 12:00 UTC; "
         "the first at 1 Dec 2026 09:00 UTC, the latest at 1 Dec 2026 11:00 UTC.")
-    # Plot area: x from 44 to 428 (96 px per hour), y from 114 (0) to 14 (top = 5 signups, 20 px each).
+    # Plot area: x from 21.4 (room for the widest count) to 432, y from 116 (0) to 12 (top = 5 signups).
     paths = root.findall(f"{SVG}path")
-    assert paths[1].get("d") == "M44.0,114.0H140.0V94.0H332.0V74.0H332.0V54.0H428.0"
-    assert paths[0].get("d") == paths[1].get("d") + "V114.0Z"
+    assert paths[1].get("d") == "M21.4,116.0H124.1V95.2H329.4V74.4H329.4V53.6H432.0"
+    assert paths[0].get("d") == paths[1].get("d") + "V116.0Z"
     assert [t.text for t in root.findall(f"{SVG}text")] == ["0", "2", "5", "08:00", "09:00", "10:00", "11:00",
                                                              "12:00"]
 
@@ -104,3 +107,106 @@ def test_timeline_svg_moves_dots_when_the_event_moves():
 
     assert dot_due(T0 + timedelta(days=5)) == "2026-12-05T08:00:00+00:00"
     assert dot_due(T0 + timedelta(days=6)) == "2026-12-06T08:00:00+00:00"
+
+
+# A generous glyph width for system-ui at the charts' 12 units: a label's box is estimated wide, not narrow.
+FONT, GLYPH = 12, 0.62
+
+
+def label_boxes(root: ET.Element) -> list[tuple[str, float, float, float, float]]:
+    """(text, left, right, top, bottom) of every label in the picture, tspans included."""
+    boxes = []
+    for text in root.iter(f"{SVG}text"):
+        words = "".join(text.itertext())
+        x, y = float(text.get("x")), float(text.get("y"))
+        width = float(text.get("textLength") or len(words) * FONT * GLYPH)
+        left = {"start": x, "middle": x - width / 2, "end": x - width}[text.get("text-anchor", "start")]
+        boxes.append((words, left, left + width, y - FONT, y + 3))
+    return boxes
+
+
+def overlapping(root: ET.Element) -> list[tuple[str, str]]:
+    return [(a[0], b[0]) for a, b in itertools.combinations(label_boxes(root), 2)
+            if a[1] < b[2] and b[1] < a[2] and a[3] < b[4] and b[3] < a[4]]
+
+
+def outside(root: ET.Element) -> list[str]:
+    width = float(root.get("viewBox").split()[2])
+    return [words for words, left, right, _, _ in label_boxes(root) if left < 0 or right > width]
+
+
+def test_charts_scale_to_the_width_of_their_box():
+    """A viewBox and no fixed width or height: a phone's narrow column gets the whole picture, smaller."""
+    start = T0 + timedelta(days=2)
+    for svg in (signups_svg(cumulative([T0]), start=T0, end=start),
+                timeline_svg([TimelineItem("Reminder 1 day before", start - timedelta(days=1), "planned")],
+                             starts_at=start, ends_at=start + timedelta(hours=1), now=T0)):
+        root = parse(svg)
+        assert root.get("viewBox").startswith("0 0 ")
+        assert (root.get("width"), root.get("height")) == (None, None)
+
+
+@pytest.mark.parametrize("minutes_to_start", [-3 * 24 * 60, -60, -10, 0, 20, 60, 75, 3 * 24 * 60])
+def test_timeline_labels_never_overlap_wherever_now_is(minutes_to_start):
+    """"now" and "Event" were drawn over each other when now was near the event: now one moves up a line."""
+    start = T0 + timedelta(days=3)
+    items = [TimelineItem("Briefing 3 days before", start - timedelta(days=3), "done"),
+             TimelineItem("Reminder 1 day before", start - timedelta(days=1), "planned"),
+             TimelineItem("Reminder 1 hour before", start - timedelta(hours=1), "planned"),
+             TimelineItem("Nudge 15 minutes before", start - timedelta(minutes=15), "planned"),
+             TimelineItem("Thanks 1 hour after", start + timedelta(hours=2), "planned")]
+    now = start + timedelta(minutes=minutes_to_start)
+    root = parse(timeline_svg(items, starts_at=start, ends_at=start + timedelta(hours=1), now=now,
+                              zone="Europe/Berlin"))
+    markers = [t for t in root.iter(f"{SVG}text") if t.get("class") == "marker"]
+    assert [t.text for t in markers] == ["Event", "now"]
+    assert overlapping(root) == []
+    assert outside(root) == []
+
+
+def test_timeline_puts_now_and_event_on_two_lines_only_when_they_would_touch():
+    start = T0 + timedelta(days=3)
+
+    def marker_heights(now):
+        root = parse(timeline_svg([TimelineItem("Reminder 1 day before", start - timedelta(days=1), "planned")],
+                                  starts_at=start, ends_at=start + timedelta(hours=1), now=now))
+        return [float(t.get("y")) for t in root.iter(f"{SVG}text") if t.get("class") == "marker"]
+
+    far_event, far_now = marker_heights(T0)
+    assert far_event == far_now
+    near_event, near_now = marker_heights(start - timedelta(minutes=10))
+    assert abs(near_now - near_event) >= FONT
+
+
+@pytest.mark.parametrize("span", [timedelta(minutes=40), timedelta(hours=5), timedelta(days=3),
+                                  timedelta(days=40), timedelta(days=400)])
+def test_signups_time_axis_has_a_few_labels_that_never_touch(span):
+    points = cumulative([T0 + span / 3, T0 + span / 2])
+    root = parse(signups_svg(points, zone="Europe/Berlin", start=T0, end=T0 + span))
+    ticks = [t for t in root.iter(f"{SVG}text") if t.get("class") == "tick"]
+    assert 2 <= len(ticks) <= 5, [t.text for t in ticks]
+    xs = [float(t.get("x")) for t in ticks]
+    assert xs == sorted(xs)
+    assert root.find(f"{SVG}line[@class='axis']") is not None
+    assert overlapping(root) == []
+    assert outside(root) == []
+
+
+def test_signups_svg_draws_confirmed_apart_from_everyone_registered():
+    """Shaded: everyone still registered; line: the confirmed among them, by when they got their seat."""
+    registered = cumulative([T0 + timedelta(hours=h) for h in (1, 2, 3)])
+    confirmed = cumulative([T0 + timedelta(hours=h) for h in (1, 4)])
+    root = parse(signups_svg(registered, confirmed=confirmed, zone="UTC", start=T0, end=T0 + timedelta(hours=5)))
+    counts = {c.get("class"): c.get("data-count") for c in root.iter(f"{SVG}circle")}
+    assert counts == {"end-registered": "3", "end-confirmed": "2"}
+    assert [p.get("class") for p in root.iter(f"{SVG}path")] == [None, "line-registered", "line-confirmed"]
+    assert root.find(f"{SVG}desc").text == (
+        "3 signups between 1 Dec 2026 08:00 UTC and 1 Dec 2026 13:00 UTC (2 of them confirmed; cancelled and "
+        "expired signups are not counted); the first at 1 Dec 2026 09:00 UTC, the latest at 1 Dec 2026 11:00 UTC.")
+
+
+def test_signups_svg_with_nobody_confirmed_yet_draws_the_line_at_zero():
+    registered = cumulative([T0 + timedelta(hours=1)])
+    root = parse(signups_svg(registered, confirmed=[], zone="UTC", start=T0, end=T0 + timedelta(hours=2)))
+    assert {c.get("class"): c.get("data-count") for c in root.iter(f"{SVG}circle")} == {
+        "end-registered": "1", "end-confirmed": "0"}

@@ -29,7 +29,7 @@ from ..domain import events as event_rules
 from ..domain.offsets import describe_offset
 from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
-from ..models import Event, Registration, Speaker
+from ..models import ACTIVE_STATES, Event, Registration, Speaker
 from ..services import unit_of_work
 from .converters import row_id
 from .refusals import attempt, flash_back, show_on_form
@@ -167,14 +167,21 @@ def event_detail(event_id: int):
 
 def _event_pictures(event: Event, jobs: list, *, now) -> dict:
     """The signups-over-time chart and the jobs timeline, as inline SVG."""
-    times = list(db.session.scalars(select(Registration.created_at).where(Registration.event_id == event.id)))
-    chart = signups_svg(cumulative(times), zone=event.timezone, start=event.created_at,
-                        end=min(now, event.ends_at), title=f"Signups over time for {event.title}") if times else None
+    rows = db.session.execute(select(Registration.state, Registration.created_at, Registration.confirmed_at)
+                              .where(Registration.event_id == event.id)).all()
+    # The chart counts whom the page's figures count (confirmed, pending, waitlisted), and the
+    # confirmed among them apart; cancelled and expired signups are left out, and the caption says so.
+    registered = [created for state, created, _ in rows if state in ACTIVE_STATES]
+    confirmed = [confirmed_at or created for state, created, confirmed_at in rows if state == "confirmed"]
+    chart = signups_svg(cumulative(registered), confirmed=cumulative(confirmed), zone=event.timezone,
+                        start=event.created_at, end=min(now, event.ends_at),
+                        title=f"Signups over time for {event.title}") if registered else None
     items = [TimelineItem(f"{job.kind.capitalize()} {describe_offset(job.offset_seconds)} "
                           f"{'after' if job.kind == 'thanks' else 'before'}", job.due_at, job.state) for job in jobs]
     timeline = timeline_svg(items, starts_at=event.starts_at, ends_at=event.ends_at, now=now, zone=event.timezone,
                             title=f"Jobs timeline for {event.title}")
-    return {"signups_chart": Markup(chart) if chart else None, "jobs_timeline": Markup(timeline)}
+    return {"signups_chart": Markup(chart) if chart else None, "jobs_timeline": Markup(timeline),
+            "signups_left_out": len(rows) - len(registered)}
 
 
 @bp.app_template_filter("short_when")
