@@ -422,3 +422,31 @@ def log_in(page) -> None:
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/admin/")
+
+
+# --- scheduler and web processes started with `flask` (issue 16: process tests and benches) -------------
+
+def flask_process(instance: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:
+    """Start `flask <args>` (e.g. "scheduler", "run") on app.py with this instance folder, output to `log`.
+
+    No configuration variable of this environment reaches it: instance/config.py decides, and `env`
+    (e.g. DATABASE_URL for one process) is added on top.
+    """
+    from scheduler.config import ENV_VARS
+
+    clean = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    clean.update(TOWNHALL_INSTANCE=str(instance), FLASK_APP="app.py", PYTHONUNBUFFERED="1", **env)
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(Path(sys.executable).parent / "flask"), *args], cwd=ROOT, env=clean,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
+    """Poll `predicate` until it is true (True) or `timeout` seconds have passed (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
