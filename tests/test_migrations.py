@@ -214,3 +214,28 @@ def test_foreign_keys_back_on_after_upgrade(tmp_path):
         db.engine.dispose()
     assert fk == 1
     assert not orphan
+
+
+# --- 0004_event_version_description_html ----------------------------------------------------------
+
+def test_0004_renders_existing_descriptions_and_starts_versions_at_zero(empty_database_url, tmp_path):
+    app = create_app(base_config(tmp_path, DATABASE_URL=empty_database_url))
+    with app.app_context():
+        upgrade(revision="0003")
+        with db.engine.begin() as conn:
+            _insert_event(conn, 1)
+            _insert_event(conn, 2)
+            conn.execute(sa.text("UPDATE events SET description = :text WHERE id = 1"),
+                         {"text": "Hi **there** <script>alert(1)</script>"})
+            _insert_registration(conn, 1, "ada@example.org", "confirmed")
+        upgrade(revision="0004")
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, description_html, version FROM events ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [(1, "<p>Hi <strong>there</strong> </p>", 0), (2, "", 0)]
+        downgrade(revision="0003")
+        with db.engine.connect() as conn:
+            assert not {"description_html", "version"} & set(_columns(conn, "events"))
+            assert conn.execute(sa.text("SELECT description FROM events WHERE id = 1")).scalar_one().startswith("Hi")
+            # Rebuilding the events table must not cascade to the rows that point at it.
+            assert conn.execute(sa.text("SELECT count(*) FROM registrations")).scalar_one() == 1
+        db.engine.dispose()

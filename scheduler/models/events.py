@@ -14,10 +14,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
+    select,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
 from ..extensions import db
+from ..text import render_markdown
 from .types import JSONList, UTCDateTime, utcnow
 
 EVENT_KINDS = ("talk", "panel", "live discussion", "workshop", "meetup")
@@ -53,8 +58,10 @@ class Event(db.Model):
     slug: Mapped[str] = mapped_column(String(120), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(String(500), default="")
-    #: Markdown source; rendered and sanitised on display.
+    #: Markdown source; `description_html` is its rendered, sanitised HTML, kept in step on every assignment.
     description: Mapped[str] = mapped_column(Text, default="")
+    #: Written when the description is set (see _render_description), never per request.
+    description_html: Mapped[str] = mapped_column(Text, default="", server_default="")
     kind: Mapped[str] = mapped_column(String(20), default="talk")
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -87,6 +94,9 @@ class Event(db.Model):
     seats_taken: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: The last waitlist number handed out; numbers only grow, positions are ranks among them.
     waitlist_last: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Goes up with every change a public page or feed shows (the event, its tags, speakers, seats),
+    #: in the transaction that makes it: cached pages are keyed by it (scheduler/web/page_cache.py).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -96,6 +106,12 @@ class Event(db.Model):
     speakers: Mapped[list[EventSpeaker]] = relationship(
         back_populates="event", cascade="all, delete-orphan", order_by="EventSpeaker.position", lazy="selectin"
     )
+
+    @validates("description")
+    def _render_description(self, _key, source):
+        # Markdown and nh3 are a fifth of an uncached event page: pay for them once, when saved.
+        self.description_html = render_markdown(source or "")
+        return source
 
     def __repr__(self) -> str:
         return f"<Event {self.slug!r} {self.status}>"
@@ -131,3 +147,71 @@ class EventSpeaker(db.Model):
 
     event: Mapped[Event] = relationship(back_populates="speakers")
     speaker: Mapped[Speaker] = relationship(back_populates="appearances", lazy="joined")
+
+
+# --- versions: one listener sees every write ---------------------------------------------------
+
+#: Columns no public page or feed shows: changing only these leaves the event's version alone
+#: (waitlist_last moves with every waitlisted signup; the rest plan jobs).
+PRIVATE_EVENT_FIELDS = frozenset({
+    "version", "waitlist_last", "reminder_offsets", "double_opt_in", "briefing_enabled", "briefing_offset",
+    "nudge_enabled", "nudge_offset", "thanks_enabled", "thanks_offset",
+})
+#: A speaker's email and feed token are private; their name, affiliation, bio and photo are on event pages.
+PRIVATE_SPEAKER_FIELDS = frozenset({"email", "feed_nonce", "feed_token_hash", "created_at", "updated_at",
+                                    "appearances"})
+
+
+def _changed(obj, private: frozenset) -> bool:
+    """Whether a column or collection other than `private` ones really changed (not only set to the same value)."""
+    state = inspect(obj)
+    candidates = set(state.mapper.attrs.keys()) - state.unmodified - private
+    return any(state.attrs[key].history.has_changes() for key in candidates)
+
+
+@sa_event.listens_for(Session, "before_flush")
+def bump_versions(session: Session, _flush_context, _instances) -> None:
+    """Raise `Event.version` for every event whose public face a flush changes, in the same transaction.
+
+    An event changed in memory gets `version = version + 1` in its own UPDATE (atomic, so two
+    writers never both land on the same number); a speaker, tag or speaker link changed on its
+    own raises every event it belongs to with one UPDATE. New events need nothing: no page shows
+    them yet.
+    """
+    event_ids: set[int] = set()
+    speaker_ids: set[int] = set()
+    tag_ids: set[int] = set()
+    for obj in session.dirty:
+        if isinstance(obj, Event):
+            if _changed(obj, PRIVATE_EVENT_FIELDS):
+                obj.version = Event.version + 1
+        elif isinstance(obj, Speaker):
+            if _changed(obj, PRIVATE_SPEAKER_FIELDS):
+                speaker_ids.add(obj.id)
+        elif isinstance(obj, Tag):
+            if _changed(obj, frozenset()):
+                tag_ids.add(obj.id)
+        elif isinstance(obj, EventSpeaker) and _changed(obj, frozenset()):
+            event_ids.add(obj.event_id)
+    for obj in session.deleted:
+        if isinstance(obj, Speaker):
+            speaker_ids.add(obj.id)
+        elif isinstance(obj, Tag):
+            tag_ids.add(obj.id)
+        elif isinstance(obj, EventSpeaker):
+            event_ids.add(obj.event_id)
+    for obj in session.new:
+        # A link added through event.speakers changes the event itself (handled above); one added on
+        # its own names its event by id.
+        if isinstance(obj, EventSpeaker) and obj.event_id is not None:
+            event_ids.add(obj.event_id)
+    if not (event_ids or speaker_ids or tag_ids):
+        return
+    affected = Event.id.in_(event_ids - {None})
+    if speaker_ids:
+        affected |= Event.id.in_(select(EventSpeaker.event_id).where(EventSpeaker.speaker_id.in_(speaker_ids)))
+    if tag_ids:
+        affected |= Event.id.in_(select(event_tags.c.event_id).where(event_tags.c.tag_id.in_(tag_ids)))
+    # Rows changed in memory are left alone (synchronize_session=False): their own UPDATE follows.
+    session.execute(update(Event).where(affected).values(version=Event.version + 1)
+                    .execution_options(synchronize_session=False))
