@@ -59,6 +59,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_blueprints(app)
     _register_template_helpers(app)
     _register_security_headers(app)
+    _register_compression(app)
 
     from . import cli, jobs
 
@@ -70,13 +71,17 @@ def create_app(test_config: dict | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from . import models  # noqa: F401  (tables known to Alembic)
     from .database import configure_sqlite, reset_write_intent, set_write_intent
-    from .extensions import csrf, db, limiter, login_manager, migrate
+    from .extensions import cache, csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    if not app.config.get("CACHE_TYPE"):
+        # Like the rate limits: shared through Redis when it is given, else kept in each process.
+        app.config["CACHE_TYPE"] = "RedisCache" if app.config.get("CACHE_REDIS_URL") else "SimpleCache"
+    cache.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Please log in to see that page."
     # No view asks for a fresh login, so "basic" protection would only re-sign every visitor's
@@ -146,6 +151,14 @@ def _register_security_headers(app: Flask) -> None:
         if request.path.startswith(PRIVATE_PATHS):
             response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _register_compression(app: Flask) -> None:
+    from .web.compression import compress_response
+
+    # Pages, the JSON API and everything else built per request; cached pages and feeds come
+    # already compressed and pass through untouched.
+    app.after_request(compress_response)
 
 
 def _register_template_helpers(app: Flask) -> None:

@@ -28,6 +28,10 @@ ENV_VARS: dict[str, type] = {
     "ORGANIZER_NAME": str,
     "UPDATE_BATCH_SECONDS": float,
     "FEED_CHECK_SECONDS": float,
+    "PAGE_CHECK_SECONDS": float,
+    "CACHE_TYPE": str,
+    "CACHE_REDIS_URL": str,
+    "CACHE_DEFAULT_TIMEOUT": int,
     "MAIL_TIMEOUT": float,
     "OUTBOX_LEASE_SECONDS": float,
     "OUTBOX_POLL_SECONDS": float,
@@ -77,6 +81,18 @@ class Defaults:
     UPDATE_BATCH_SECONDS = 120.0
     #: A calendar feed's data is re-checked at most this often per process (local writes: at once).
     FEED_CHECK_SECONDS = 1.0
+    #: A public page's versions are re-read at most this often per process (local writes: at once),
+    #: so a signup shows on every worker's copy of the event page within this time.
+    PAGE_CHECK_SECONDS = 1.0
+    #: Flask-Caching backend of the public pages: empty means RedisCache when CACHE_REDIS_URL is set,
+    #: else SimpleCache (each process its own; the versions in the database keep them all current).
+    CACHE_TYPE = ""
+    CACHE_REDIS_URL = ""
+    #: Seconds a rendered page is kept; an old version is never served, so this only bounds memory.
+    CACHE_DEFAULT_TIMEOUT = 3600
+    CACHE_KEY_PREFIX = "townhall:"
+    #: Pages SimpleCache keeps per process before it drops some.
+    CACHE_THRESHOLD = 1000
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False

@@ -1,5 +1,6 @@
 """Flask extensions, created here and attached in create_app."""
 
+from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -22,3 +23,5 @@ migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+#: Rendered public pages (scheduler/web/page_cache.py); the backend is chosen in create_app.
+cache = Cache()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,6 @@ from functools import lru_cache
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, request, url_for
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -34,6 +32,8 @@ from ..services import unit_of_work
 from ..text import one_line
 from ..tokens import feed_token, looks_like_token
 from ..urls import event_url, external_url, webcal_url
+from . import freshness
+from .compression import accepts_gzip, encoded_etag, gzip_bytes
 
 bp = Blueprint("feeds", __name__)
 
@@ -44,7 +44,7 @@ CONTENT_TYPE = "text/calendar; charset=utf-8"
 
 
 class FeedCache:
-    """A small LRU of built feeds: key (feed, data signature) -> (bytes, etag)."""
+    """A small LRU of built feeds: key (feed, data signature) -> Built."""
 
     def __init__(self, size: int = 256):
         self.size = size
@@ -67,24 +67,14 @@ class FeedCache:
 
 
 class FeedState:
-    """Per app (so tests and apps never share bytes): built feeds, and when each was last checked."""
+    """Per app (so tests and apps never share bytes): built feeds."""
 
     def __init__(self):
         self.cache = FeedCache()
-        #: feed key -> (commit generation, expires at, signature, latest)
-        self.checked: dict = {}
 
 
 def state() -> FeedState:
     return current_app.extensions.setdefault("townhall_feeds", FeedState())
-
-
-_commits = [0]  # bumped by every commit in this process: a local write is seen by the next poll at once
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _count_commit(_session) -> None:
-    _commits[0] += 1
 
 
 def _fresh(key, compute):
@@ -92,18 +82,7 @@ def _fresh(key, compute):
 
     Other processes' writes show within that time; polls in between cost no query at all.
     """
-    checked = state().checked
-    ttl = float(current_app.config["FEED_CHECK_SECONDS"])
-    now = time.monotonic()
-    hit = checked.get(key)
-    if hit is not None and hit[0] == _commits[0] and hit[1] > now:
-        return hit[2], hit[3]
-    signature, latest = compute()
-    if ttl > 0:
-        if len(checked) > 4096:
-            checked.clear()
-        checked[key] = (_commits[0], now + ttl, signature, latest)
-    return signature, latest
+    return freshness.fresh(("feed", *key), compute, seconds=float(current_app.config["FEED_CHECK_SECONDS"]))
 
 
 def _organizer() -> tuple[str, str]:
@@ -121,24 +100,44 @@ def _event_urls():
     return lambda event: prefix + event.slug
 
 
+class Built:
+    """A feed's bytes, their ETag, and their gzip encoding (made on first demand, then kept)."""
+
+    __slots__ = ("body", "etag", "gzipped")
+
+    def __init__(self, body: bytes):
+        self.body = body
+        self.etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        self.gzipped: bytes | None = None
+
+    def encoded(self, encoding: str | None) -> bytes:
+        if encoding is None:
+            return self.body
+        if self.gzipped is None:  # two requests at once may both compress: the same bytes either way
+            self.gzipped = gzip_bytes(self.body)
+        return self.gzipped
+
+
 def _serve(key, last_modified: datetime | None, build, *, filename: str | None = None) -> Response:
-    """Answer from cache or build; 304 when the client's copy is current."""
+    """Answer from cache or build; 304 when the client's copy (in the encoding it accepts) is current."""
     cache = state().cache
     full_key = (current_app.config["BASE_URL"], current_app.config["MAIL_FROM"]) + key
-    hit = cache.get(full_key)
-    if hit is None:
-        body = build()
-        hit = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
-        cache.put(full_key, hit)
-    body, etag = hit
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    built = cache.get(full_key)
+    if built is None:
+        built = Built(build())
+        cache.put(full_key, built)
+    encoding = "gzip" if accepts_gzip() else None
+    etag = encoded_etag(built.etag, encoding)
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
     if last_modified is not None:
         headers["Last-Modified"] = http_date(last_modified.replace(microsecond=0), usegmt=True)
     if filename:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     if _not_modified(etag, last_modified):
         return Response(status=304, headers=headers)
-    return Response(body, status=200, headers=headers, content_type=CONTENT_TYPE)
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    return Response(built.encoded(encoding), status=200, headers=headers, content_type=CONTENT_TYPE)
 
 
 def _not_modified(etag: str, last_modified: datetime | None) -> bool:

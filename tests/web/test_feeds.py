@@ -237,3 +237,41 @@ def test_calendar_links_carry_a_join_link_only_when_given_one(app, create_event)
         (f"Short\n\nJoin online: {online.join_url}\n\n{page}", online.join_url)] * 2
     both = create_event(title="Both", venue="Hall 1")
     assert query(google_calendar_url(both, join_url=both.join_url))["location"] == "Hall 1"
+
+
+# --- gzip: compressed once per version, an ETag per encoding ------------------------------------
+
+GZIP = {"Accept-Encoding": "gzip"}
+
+
+def test_feed_is_gzipped_once_per_version_with_an_etag_per_encoding(client, create_event, now):
+    import gzip
+
+    event = create_event(title="Packed")
+    plain, packed, again = (client.get("/calendar.ics"), client.get("/calendar.ics", headers=GZIP),
+                            client.get("/calendar.ics", headers=GZIP))
+    assert packed.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    assert gzip.decompress(packed.get_data()) == plain.get_data()
+    assert packed.get_data() == again.get_data()
+    assert packed.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    assert packed.headers["ETag"] == plain.headers["ETag"][:-1] + '-gzip"'
+    assert all("Accept-Encoding" in r.headers["Vary"] for r in (plain, packed))
+    not_modified = client.get("/calendar.ics", headers={**GZIP, "If-None-Match": packed.headers["ETag"]})
+    assert not_modified.status_code == 304 and not_modified.headers["ETag"] == packed.headers["ETag"]
+    assert client.get("/calendar.ics", headers={"If-None-Match": packed.headers["ETag"]}).status_code == 200
+    event_rules.update_event(db.session, event, now=now + timedelta(seconds=5), title="Packed again")
+    db.session.commit()
+    changed = client.get("/calendar.ics", headers={**GZIP, "If-None-Match": packed.headers["ETag"]})
+    assert changed.status_code == 200 and b"SUMMARY:Packed again" in gzip.decompress(changed.get_data())
+
+
+def test_download_and_personal_feed_are_gzipped_too(app, client, create_event, now):
+    import gzip
+
+    event = create_event(title="Mine")
+    token = feed_token(app.config["SECRET_KEY"], sign_up(app, event, now).registration)
+    for path in (f"/events/{event.slug}.ics", f"/feeds/{token}.ics"):
+        plain, packed = client.get(path), client.get(path, headers=GZIP)
+        assert packed.headers["Content-Encoding"] == "gzip", path
+        assert gzip.decompress(packed.get_data()) == plain.get_data()
+        assert packed.headers["ETag"] != plain.headers["ETag"]

@@ -155,3 +155,33 @@ def test_venue_has_an_inline_icon_hidden_from_screen_readers(client, create_even
     line = page[start:page.index("</p>", start) + 4]
     assert line.startswith('<p class="venue"><svg class="icon" aria-hidden="true" focusable="false" ')
     assert line.endswith("</svg> Hall &lt;B&gt; &amp; garden</p>")
+
+
+def test_description_html_is_rendered_when_saved_not_when_shown(client, create_event, now):
+    from scheduler.domain.events import update_event
+    from scheduler.models import Event
+
+    event = create_event(description="First **draft**")
+    assert event.description_html == "<p>First <strong>draft</strong></p>"
+    update_event(db.session, event, now=now, description="Now *final*")
+    db.session.commit()
+    assert event.description_html == "<p>Now <em>final</em></p>"
+    # The page shows what was stored: nothing renders the Markdown source on the way out.
+    db.session.execute(Event.__table__.update().where(Event.id == event.id)
+                       .values(description_html="<p>as stored</p>", version=Event.version + 1))
+    db.session.commit()
+    page = client.get(f"/events/{event.slug}").get_data(as_text=True)
+    assert "<p>as stored</p>" in page and "final" not in page
+
+
+def test_tag_page_lists_the_series_upcoming_events_and_offers_its_feed(client, create_event, now):
+    first = create_event(title="First of series", tags=["Open Source AI"])
+    create_event(title="Not in it", tags=["Cooking"])
+    create_event(title="Over already", tags=["Open Source AI"], starts_at=now - timedelta(days=2))
+    page = client.get("/tags/open-source-ai").get_data(as_text=True)
+    assert "<h1>Upcoming: Open Source AI</h1>" in page
+    assert "First of series" in page and "Not in it" not in page and "Over already" not in page
+    assert 'href="webcal://townhall.test/calendar/open-source-ai.ics">Subscribe to this series</a>' in page
+    event_page = client.get(f"/events/{first.slug}").get_data(as_text=True)
+    assert '<span class="tag"><a href="/tags/open-source-ai">Open Source AI</a></span>' in event_page
+    assert client.get("/tags/unknown").status_code == 404
