@@ -119,9 +119,8 @@ class Site:
         path = self.logs / f"scheduler-{name}.log"
         return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
-    def close(self) -> None:
-        from scheduler.extensions import db
-
+    def stop_processes(self) -> None:
+        """SIGTERM every process still running, and SIGKILL any that has not exited 15 s later."""
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
@@ -131,6 +130,11 @@ class Site:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def close(self) -> None:
+        from scheduler.extensions import db
+
+        self.stop_processes()
         db.session.remove()
         db.engine.dispose()
         self.context.pop()
