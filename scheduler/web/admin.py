@@ -69,8 +69,23 @@ def _safe_next(target: str | None) -> str:
     return url_for("admin.dashboard")
 
 
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _account_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
+
+
+def _login_account() -> str:
+    """The account a login names: its failures count together from every address (behind a proxy, too)."""
+    return "login-account:" + (request.form.get("email") or "").strip().lower()[:320]
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute", methods=["POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_account_limit, methods=["POST"], key_func=_login_account,
+               deduct_when=lambda response: response.status_code == 401)
 def login():
     form = LoginForm()
     if form.validate_on_submit():
