@@ -37,6 +37,8 @@ ENV_VARS: dict[str, type] = {
     "OUTBOX_POLL_SECONDS": float,
     "OUTBOX_RETRY_BASE_SECONDS": float,
     "SCHEDULER_JOB_LEASE_SECONDS": float,
+    "SCHEDULER_CLAIM_TIMEOUT_SECONDS": float,
+    "MAIL_CONNECTIONS": int,
     "SCHEDULER_FIRE_THREADS": int,
     "SCHEDULER_HEARTBEAT_MARGIN": float,
     "HOLD_SWEEP_SECONDS": float,
@@ -72,8 +74,14 @@ class Defaults:
     OUTBOX_LEASE_SECONDS = 300.0
     OUTBOX_POLL_SECONDS = 1.0
     MAIL_TIMEOUT = 30.0
-    #: A claimed job whose fan-out has not progressed within this is resumed by another process.
+    #: A scheduler that has not beaten its heartbeat for this long is taken for dead: another one
+    #: takes over the jobs and mail it had claimed. A live one beats every few seconds however busy.
+    SCHEDULER_CLAIM_TIMEOUT_SECONDS = 10.0
+    #: Claims of a process without a heartbeat (a one-off command): mail after OUTBOX_LEASE_SECONDS,
+    #: a fan-out that made no progress after this.
     SCHEDULER_JOB_LEASE_SECONDS = 60.0
+    #: SMTP connections each scheduler sends over at once.
+    MAIL_CONNECTIONS = 4
     SCHEDULER_FIRE_THREADS = 0  # 0: 2 on SQLite, 4 on PostgreSQL
     SCHEDULER_HEARTBEAT_MARGIN = 5.0
     HOLD_SWEEP_SECONDS = 30.0

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .database import read_only
 from .domain import reminders
+from .domain.queries import CLAIM_TIMEOUT, lock_event
 from .mail import outbox
 from .mail import reminders as job_mail
 from .models import Event
@@ -41,8 +42,9 @@ class Firing:
 
 
 def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], datetime],
-         lease: timedelta = reminders.DEFAULT_LEASE, on_chunk: Callable[[], None] | None = None,
-         stopping: Callable[[], bool] | None = None, chunks: int | None = None) -> Firing:
+         lease: timedelta = reminders.DEFAULT_LEASE, timeout: timedelta = CLAIM_TIMEOUT,
+         on_chunk: Callable[[], None] | None = None, stopping: Callable[[], bool] | None = None,
+         chunks: int | None = None) -> Firing:
     """Run one planned job if it is due and free by `clock()`; `on_chunk()` is called after each committed chunk.
 
     With `chunks`, a reminder stops after that many chunks with outcome "more": the caller queues
@@ -50,7 +52,7 @@ def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], date
     their first messages out before any of them sends its thousandth.
     """
     now = clock()
-    job = reminders.claim_job(session, job_id, worker=worker, now=now, lease=lease)
+    job = reminders.claim_job(session, job_id, worker=worker, now=now, lease=lease, timeout=timeout)
     session.commit()
     if job is None:
         return Firing(job_id, "busy")
@@ -66,8 +68,8 @@ def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], date
         with read_only():
             done = reminders.queued_registration_ids(session, event.id, key) if job.messages_queued else set()
             session.commit()
-        return _fan_out(session, job_id, key, offset, event, worker=worker, clock=clock, on_chunk=on_chunk,
-                        stopping=stopping, chunks=chunks, done=done, after=0, size=FIRST_CHUNK)
+        return _fan_out(session, job_id, key, offset, event, job.due_at, worker=worker, clock=clock,
+                        on_chunk=on_chunk, stopping=stopping, chunks=chunks, done=done, after=0, size=FIRST_CHUNK)
     rows = job_mail.speaker_rows(session, job, event, now=now)
     added = outbox.insert_rows(session, rows)
     if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
@@ -90,13 +92,15 @@ def resume(session: Session, job_id: int, *, after: int, worker: str, clock: Cal
             session.commit()
             return Firing(job_id, "lost")
         key, offset, event = reminders.job_key(job), job.offset_seconds, _snapshot(session, job.event_id)
+        due, handled = job.due_at, job.messages_queued
         session.commit()
-    return _fan_out(session, job_id, key, offset, event, worker=worker, clock=clock, on_chunk=on_chunk,
-                    stopping=stopping, chunks=chunks, done=set(), after=after, size=CHUNK)
+    return _fan_out(session, job_id, key, offset, event, due, worker=worker, clock=clock, on_chunk=on_chunk,
+                    stopping=stopping, chunks=chunks, done=set(), after=after, size=CHUNK, handled=handled)
 
 
-def _fan_out(session: Session, job_id: int, key: str, offset: int, event: SimpleNamespace, *, worker: str, clock,
-             on_chunk, stopping, chunks: int | None, done: set[int], after: int, size: int) -> Firing:
+def _fan_out(session: Session, job_id: int, key: str, offset: int, event: SimpleNamespace, due: datetime, *,
+             worker: str, clock, on_chunk, stopping, chunks: int | None, done: set[int], after: int, size: int,
+             handled: int = 0) -> Firing:
     total = 0
     while True:
         if stopping is not None and stopping():
@@ -119,8 +123,8 @@ def _fan_out(session: Session, job_id: int, key: str, offset: int, event: Simple
             reminders.finish_job(session, job_id, worker=worker, now=now, reason=reason)
             session.commit()
             return Firing(job_id, "done", queued=total, reason=reason)
-        rows = job_mail.reminder_rows(key, event, [r for r in recipients if r.id not in done], offset=offset,
-                                      now=now)
+        rows = _interleaved(job_mail.reminder_rows(key, event, [r for r in recipients if r.id not in done],
+                                                   offset=offset, now=now), due, handled + total)
         added = outbox.insert_rows(session, rows)
         if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
             session.rollback()  # moved, cancelled, or our lease ran out and someone else took over
@@ -131,10 +135,38 @@ def _fan_out(session: Session, job_id: int, key: str, offset: int, event: Simple
             chunks -= 1
         if added and on_chunk:
             on_chunk()
-    reminders.finish_job(session, job_id, worker=worker, now=clock())
+    # The sweep, under the event's lock that every signup takes: whoever was confirmed during the
+    # fan-out and not reached by it (a signup whose row got a lower id but committed later) gets
+    # this reminder now; anyone confirmed after this commit sees the job done and gets "starting soon".
+    now = clock()
+    lock_event(session, event.id)
+    missed = reminders.missed_recipients(session, event.id, key)
+    added = outbox.insert_rows(session, _interleaved(
+        job_mail.reminder_rows(key, event, missed, offset=offset, now=now), due, handled + total)) if missed else 0
+    if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
+        session.rollback()
+        return Firing(job_id, "lost", queued=total)
+    reminders.finish_job(session, job_id, worker=worker, now=now)
     session.commit()
+    total += added
+    if added and on_chunk:
+        on_chunk()
     log.info("job %s (reminder of event %s) finished", job_id, event.id)
     return Firing(job_id, "done", queued=total)
+
+
+#: Reminder rows are due from this long before the job's due time, one microsecond apart per recipient.
+INTERLEAVE_BASE = timedelta(seconds=60)
+
+
+def _interleaved(rows: list[dict], due: datetime, first: int) -> list[dict]:
+    """Give the n-th recipient of a firing the same place in the delivery queue (which runs by
+    next_attempt_at) as the n-th recipient of every other reminder due at that time: a hundred events
+    due in the same second then each get their first messages out before any of them its hundredth."""
+    start = due - INTERLEAVE_BASE
+    for n, row in enumerate(rows, start=first):
+        row["next_attempt_at"] = start + timedelta(microseconds=n)
+    return rows
 
 
 def _snapshot(session: Session, event_id: int) -> SimpleNamespace:

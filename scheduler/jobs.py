@@ -30,7 +30,7 @@ from flask import Flask
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy import delete, select
 
-from . import clock, dispatch
+from . import clock, dispatch, wakeups
 from .domain import reminders, signups
 from .extensions import db
 from .mail import outbox
@@ -62,8 +62,13 @@ class Runner:
         self.poll = float(config["SCHEDULER_POLL_SECONDS"])
         self.lookahead = timedelta(seconds=float(config["SCHEDULER_LOOKAHEAD_SECONDS"]))
         self.lease = timedelta(seconds=float(config["SCHEDULER_JOB_LEASE_SECONDS"]))
+        #: Our claims stay ours while we beat at least this often; another process takes them after it.
+        self.claim_timeout = timedelta(seconds=float(config["SCHEDULER_CLAIM_TIMEOUT_SECONDS"]))
+        self.beat_every = min(self.poll, self.claim_timeout.total_seconds() / 4)
         self.mail_poll = float(config["OUTBOX_POLL_SECONDS"])
+        self.transports = HeldTransports(config, max(1, int(config["MAIL_CONNECTIONS"])))
         self.stopping = threading.Event()
+        self._beating = threading.Thread(target=self._beat_until_stopped, name="townhall-heartbeat", daemon=True)
         self._mail_wanted = threading.Event()
         self._mail_lock = threading.Lock()
         self._delivering = False
@@ -78,6 +83,8 @@ class Runner:
         # more firing threads than two only adds lock waits there.
         with app.app_context():
             sqlite = db.engine.dialect.name == "sqlite"
+            # Other processes (web workers, schedulers) wake this one through NOTIFY when they queue work.
+            self._listener = None if sqlite else wakeups.Listener(db.engine.url, self.stopping)
         fire_threads = int(config.get("SCHEDULER_FIRE_THREADS") or (2 if sqlite else 4))
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -97,14 +104,20 @@ class Runner:
 
     def start(self) -> Runner:
         now = datetime.now(UTC)
+        self.heartbeat()  # before the first claim: from now on our claims are kept alive by the beat
+        self._beating.start()
         add = self.scheduler.add_job
-        add(self.heartbeat, "interval", seconds=self.poll, id="heartbeat", next_run_time=now)
-        add(self.load, "interval", seconds=self.poll, id="load", next_run_time=now)
+        add(self.load, "interval", seconds=self.poll, id="load", next_run_time=now,
+            max_instances=2)  # a wake-up during a load still loads what that load read too early to see
         add(self.deliver, "interval", seconds=self.mail_poll, id="deliver", executor="mail", next_run_time=now,
             max_instances=2)  # a tick during a long delivery returns at once instead of being refused
         add(self.expire_holds, "interval", seconds=float(self.app.config["HOLD_SWEEP_SECONDS"]),
             id="expire-holds", next_run_time=now + timedelta(seconds=1))
         self.scheduler.start()
+        wakeups.subscribe(wakeups.MAIL, self.wake_delivery)
+        wakeups.subscribe(wakeups.JOBS, self.wake_load)
+        if self._listener is not None:
+            self._listener.start()
         log.info("scheduler %s started (%s mode)", self.worker, self.mode)
         return self
 
@@ -114,8 +127,15 @@ class Runner:
             if self.stopping.is_set():
                 return
             self.stopping.set()
+        wakeups.unsubscribe(wakeups.MAIL, self.wake_delivery)
+        wakeups.unsubscribe(wakeups.JOBS, self.wake_load)
+        # Running jobs see `stopping` at their next message or chunk: delivery gives back the rows it
+        # has not started, a fan-out its job, so another scheduler goes on with them at once.
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        self.transports.close()
+        if self._beating.is_alive():
+            self._beating.join()
         with self.app.app_context():
             try:
                 with unit_of_work() as uow:
@@ -126,7 +146,16 @@ class Runner:
 
     # --- thin jobs: ids in, app context, re-fetch and delegate -----------------------------------
 
+    def _beat_until_stopped(self) -> None:
+        """Beat on a thread of its own, so that no burst of work can make a live process look dead."""
+        while not self.stopping.wait(self.beat_every):
+            try:
+                self.heartbeat()
+            except Exception:  # the database is away; the next beat tries again
+                log.exception("heartbeat of %s failed", self.worker)
+
     def heartbeat(self) -> None:
+        """Say we are alive: this also keeps every claim we hold (see domain.queries.claimer_gone)."""
         with self.app.app_context(), unit_of_work() as uow:
             row = uow.session.get(SchedulerHeartbeat, self.worker)
             if row is None:
@@ -143,7 +172,8 @@ class Runner:
         with self.app.app_context(), unit_of_work() as uow:
             # The timer's time for a row due at `when` by the app's clock (the same for the system clock).
             skew = datetime.now(UTC) - uow.now
-            work = reminders.work_due(uow.session, now=uow.now, horizon=self.lookahead, lease=self.lease)
+            work = reminders.work_due(uow.session, now=uow.now, horizon=self.lookahead, lease=self.lease,
+                                      timeout=self.claim_timeout)
         now = uow.now
         wanted = {}
         with self._scheduler_lock:
@@ -176,12 +206,14 @@ class Runner:
                                stopping=self.stopping.is_set, chunks=1 if after is None else 2)
                 try:
                     if after is None:
-                        result = dispatch.fire(db.session, job_id, lease=self.lease, **options)
+                        result = dispatch.fire(db.session, job_id, lease=self.lease, timeout=self.claim_timeout,
+                                               **options)
                     else:
                         result = dispatch.resume(db.session, job_id, after=after, **options)
                 except Exception:
                     db.session.rollback()
-                    log.exception("planned job %s failed; its claim expires and it is tried again", job_id)
+                    log.exception("planned job %s failed; it is given back and tried again", job_id)
+                    self._give_back(job_id)
                     return
             if result.outcome == "more":
                 # Behind every other due job in the queue: each reminder's first chunk goes out first.
@@ -197,6 +229,24 @@ class Runner:
             if not more:
                 with self._timer_lock:
                     self._timed.pop(job_id, None)
+
+    def _give_back(self, job_id: int) -> None:
+        """Release a job whose firing failed (a cut connection, say): our heartbeat would keep it ours."""
+        try:
+            with unit_of_work() as uow:
+                reminders.release_job(uow.session, job_id, worker=self.worker, now=uow.now)
+        except Exception:  # still no database: the claim lapses with the lease
+            log.exception("could not give back planned job %s", job_id)
+
+    def wake_load(self) -> None:
+        """Load now: a job was planned to fall due within seconds."""
+        with self._scheduler_lock:
+            if self.stopping.is_set():
+                return
+            try:
+                self.scheduler.modify_job("load", next_run_time=datetime.now(UTC))
+            except Exception:  # the interval load finds it anyway
+                log.debug("could not wake the load", exc_info=True)
 
     def wake_delivery(self) -> None:
         """Deliver now: start the delivery job at once, or tell the running one to go on."""
@@ -219,14 +269,13 @@ class Runner:
             self._delivering = True
         try:
             with self.app.app_context():
-                config = self.app.config
-                batch = int(config["OUTBOX_BATCH_SIZE"])
-                connection = HeldTransport(config)
+                batch = int(self.app.config["OUTBOX_BATCH_SIZE"])
                 try:
                     while not self.stopping.is_set():
                         self._mail_wanted.clear()
-                        report = outbox.deliver(db.session, connection, self.app, worker=self.worker,
-                                                clock=self.now, limit=batch)
+                        report = outbox.deliver(db.session, self.transports, self.app, worker=self.worker,
+                                                clock=self.now, limit=batch, connections=self.transports.size,
+                                                stopping=self.stopping.is_set, timeout=self.claim_timeout)
                         if report.handled:
                             continue
                         with self._mail_lock:
@@ -234,7 +283,7 @@ class Runner:
                                 self._delivering = False
                                 return
                 finally:
-                    connection.close()
+                    self.transports.close()
         finally:
             with self._mail_lock:
                 self._delivering = False
@@ -245,6 +294,26 @@ class Runner:
                                            hold_hours=float(self.app.config["HOLD_EXPIRY_HOURS"]))
         if expired:
             log.info("%d pending hold(s) expired", expired)
+
+
+class HeldTransports:
+    """`size` connections kept open across batches while the outbox drains; each call hands out the
+    next, so the senders of one batch (at most `size`) each get a connection of their own."""
+
+    def __init__(self, config, size: int):
+        self.size = size
+        self.held = [HeldTransport(config) for _ in range(size)]
+        self.turn = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> HeldTransport:
+        with self.lock:
+            self.turn += 1
+            return self.held[self.turn % self.size]
+
+    def close(self) -> None:
+        for held in self.held:
+            held.close()
 
 
 class HeldTransport:

@@ -48,4 +48,4 @@ def describe_offset(seconds: int) -> str:
         if seconds % size == 0:
             n = seconds // size
             return f"{n} {plural(n, names[unit])}"
-    return f"{seconds // 60} {plural(seconds // 60, 'minute')}"
+    return f"{seconds} {plural(seconds, 'second')}"  # 90 s is "90 seconds", not "1 minute"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, lazyload
 
 from ..errors import NotFound
-from ..models import Event, Registration
+from ..models import Event, Registration, SchedulerHeartbeat
+
+#: A claim whose scheduler has not beaten its heartbeat for this long is taken over by another.
+CLAIM_TIMEOUT = timedelta(seconds=10)
 
 
 def lock_event(session: Session, event_id: int) -> Event:
@@ -70,3 +73,15 @@ def waitlist_position(session: Session, registration: Registration) -> int | Non
             Registration.waitlist_seq < registration.waitlist_seq)
     )
     return (ahead or 0) + 1
+
+
+def claim_lapsed(claimed_by, claimed_at, *, now: datetime, lease: timedelta, timeout: timedelta = CLAIM_TIMEOUT):
+    """SQL condition: a claim another process may take over.
+
+    A scheduler keeps a heartbeat row and renews every claim it holds by beating, however slow its
+    work: its claims lapse `timeout` after its last beat (it died or hangs). A claimer without a
+    heartbeat row (a one-off command) keeps its claim until `lease` after it made it.
+    """
+    beats = select(SchedulerHeartbeat.id).where(SchedulerHeartbeat.id == claimed_by)
+    return or_(exists(beats.where(SchedulerHeartbeat.beat_at < now - timeout)),
+               and_(~exists(beats), claimed_at < now - lease))

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from .. import wakeups
 from ..models import ACTIVE_STATES, REGISTRATION_STATES, Event, OutboxMessage, PlannedJob, Registration
+from .queries import CLAIM_TIMEOUT, claim_lapsed
 from .queries import counts as state_counts
 
 
@@ -59,7 +61,13 @@ def plan_event_jobs(session: Session, event: Event, *, now: datetime) -> list[Pl
         if job.state in ("planned", "running"):
             job.state, job.reason, job.updated_at = "cancelled", "no longer in the event's plan", now
     session.flush()
+    if any(job.state == "planned" and job.due_at <= now + SOON for job in live):
+        wakeups.announce(session, wakeups.JOBS)  # the schedulers time it now, not at their next load
     return live
+
+
+#: A job planned to fall due within this wakes the schedulers (further ones are found by their next load).
+SOON = timedelta(seconds=60)
 
 
 def cancel_event_jobs(session: Session, event: Event, *, now: datetime, reason: str) -> int:
@@ -96,37 +104,39 @@ DEFAULT_LEASE = timedelta(seconds=60)
 THANKS_TOO_LATE = timedelta(days=7)
 
 
-def _claimable(now: datetime, lease: timedelta):
-    """Due and planned, or running under a claim older than the lease (its process died mid-way)."""
-    return or_(
-        and_(PlannedJob.state == "planned", PlannedJob.due_at <= now),
-        and_(PlannedJob.state == "running",
-             or_(PlannedJob.claimed_at.is_(None), PlannedJob.claimed_at < now - lease)),
-    )
+def _abandoned(now: datetime, lease: timedelta, timeout: timedelta):
+    """Running, but given back (no claim), or its claim lapsed (see claim_lapsed)."""
+    return and_(PlannedJob.state == "running",
+                or_(PlannedJob.claimed_at.is_(None),
+                    claim_lapsed(PlannedJob.claimed_by, PlannedJob.claimed_at, now=now, lease=lease, timeout=timeout)))
 
 
-def work_due(session: Session, *, now: datetime, horizon: timedelta,
-             lease: timedelta = DEFAULT_LEASE) -> list[tuple[int, datetime]]:
+def _claimable(now: datetime, lease: timedelta, timeout: timedelta):
+    """Due and planned, or abandoned mid-way."""
+    return or_(and_(PlannedJob.state == "planned", PlannedJob.due_at <= now), _abandoned(now, lease, timeout))
+
+
+def work_due(session: Session, *, now: datetime, horizon: timedelta, lease: timedelta = DEFAULT_LEASE,
+             timeout: timedelta = CLAIM_TIMEOUT) -> list[tuple[int, datetime]]:
     """(job id, when to fire) for work due before now + horizon, and for abandoned runs (fire now)."""
     rows = session.execute(
         select(PlannedJob.id, PlannedJob.due_at, PlannedJob.state).where(or_(
             and_(PlannedJob.state == "planned", PlannedJob.due_at <= now + horizon),
-            and_(PlannedJob.state == "running",
-                 or_(PlannedJob.claimed_at.is_(None), PlannedJob.claimed_at < now - lease)),
+            _abandoned(now, lease, timeout),
         )).order_by(PlannedJob.due_at, PlannedJob.id)
     )
     return [(job_id, due if state == "planned" else now) for job_id, due, state in rows]
 
 
-def claim_job(session: Session, job_id: int, *, worker: str, now: datetime,
-              lease: timedelta = DEFAULT_LEASE) -> PlannedJob | None:
+def claim_job(session: Session, job_id: int, *, worker: str, now: datetime, lease: timedelta = DEFAULT_LEASE,
+              timeout: timedelta = CLAIM_TIMEOUT) -> PlannedJob | None:
     """Take the job for this worker if it is due and nobody holds it; the caller commits at once.
 
     PostgreSQL: the row is locked with FOR UPDATE SKIP LOCKED, so a second scheduler firing the
     same job at the same instant skips it instead of waiting. SQLite: the transaction began with
     BEGIN IMMEDIATE, and the UPDATE repeats the condition, so only one writer can flip the state.
     """
-    due = _claimable(now, lease)
+    due = _claimable(now, lease, timeout)
     if session.get_bind().dialect.name == "postgresql":
         locked = session.scalar(
             select(PlannedJob.id).where(PlannedJob.id == job_id, due).with_for_update(skip_locked=True)
@@ -207,7 +217,7 @@ def job_key(job: PlannedJob) -> str:
     return f"{job.kind}:{job.event_id}:{job.offset_seconds}:{int(job.due_at.timestamp())}"
 
 
-def reminder_recipients(session: Session, event_id: int, *, after_id: int = 0, limit: int = 500) -> list:
+def reminder_recipients(session: Session, event_id: int, *, after_id: int = 0, limit: int | None = 500) -> list:
     """Confirmed registrations that did not opt out, in id order after `after_id`, as plain rows
     (id, name, email, timezone, token_nonce): cheap to load, and they outlive the transaction."""
     return list(session.execute(
@@ -217,6 +227,13 @@ def reminder_recipients(session: Session, event_id: int, *, after_id: int = 0, l
                Registration.reminders_opt_out.is_(False), Registration.id > after_id)
         .order_by(Registration.id).limit(limit)
     ))
+
+
+def missed_recipients(session: Session, event_id: int, key: str) -> list:
+    """Recipients of this firing without its message yet: the sweep that ends a fan-out, under the
+    event's lock, finds anyone confirmed meanwhile, also below the id the fan-out had reached."""
+    done = queued_registration_ids(session, event_id, key)
+    return [r for r in reminder_recipients(session, event_id, limit=None) if r.id not in done]
 
 
 def queued_registration_ids(session: Session, event_id: int, key: str) -> set[int]:
@@ -262,8 +279,9 @@ def needs_starting_soon(session: Session, registration: Registration, *, now: da
     states = set(session.scalars(
         select(PlannedJob.state).where(PlannedJob.event_id == event.id, PlannedJob.kind == "reminder")
     ))
-    # A reminder still planned (even one due this very second) will include them: no extra message.
-    return bool(states & {"running", "done"}) and "planned" not in states
+    # A reminder still planned (even one due this very second) or still fanning out will include
+    # them: a fan-out ends with a sweep under the event's lock, which this signup holds now.
+    return "done" in states and not states & {"planned", "running"}
 
 
 def sent_log(session: Session, event_id: int) -> list[dict]:

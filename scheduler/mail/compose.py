@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 from dataclasses import dataclass
 from email.charset import BASE64, QP, Charset
@@ -13,7 +15,7 @@ from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
 from flask import current_app, render_template
 
@@ -32,6 +34,15 @@ def render(kind: str, **context) -> tuple[str, str, str]:
     text = str(module).strip() + "\n"
     html = render_template(f"email/{kind}.html", subject=subject, **context)
     return subject, text, html
+
+
+def message_id_for(dedupe_key: str, config) -> str:
+    """The Message-ID of the message with this dedupe key: the same on every attempt, so a copy that
+    went out twice is recognisably one message; keyed with SECRET_KEY, so it is unique to this
+    installation and does not show the key (which names registrations)."""
+    digest = hmac.new(config["SECRET_KEY"].encode(), dedupe_key.encode(), hashlib.sha256).hexdigest()[:32]
+    domain = sender(config)[1].rpartition("@")[2] or "townhall.local"
+    return f"<{digest}@{domain}>"
 
 
 def sender(config) -> tuple[str, str]:
@@ -70,7 +81,7 @@ def build_message(row, config, *, now) -> Message:
         message = alternative
     message.policy = _POLICY
     del message["MIME-Version"]
-    _add_headers(message, row, now=now, from_addr=from_addr,
+    _add_headers(message, row, now=now, config=config,
                  sender_value=formataddr((from_name, from_addr), charset="utf-8"),
                  to_value=formataddr((one_line(row.to_name or "")[:100], to_addr), charset="utf-8"),
                  subject=_header(one_line(row.subject)))
@@ -99,14 +110,13 @@ def prepare(row, config, *, now) -> Prepared:
     return Prepared(message, sender(config)[1], (_ascii_address(row.to_addr),), buffer.getvalue())
 
 
-def _add_headers(message, row, *, now, from_addr: str, sender_value, to_value, subject) -> None:
+def _add_headers(message, row, *, now, config, sender_value, to_value, subject) -> None:
     """From, To, Subject, Date, Message-ID, Auto-Submitted and the RFC 8058 unsubscribe pair."""
     message["From"] = sender_value
     message["To"] = to_value
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
-    domain = from_addr.rpartition("@")[2] or "townhall.local"
-    message["Message-ID"] = row.message_id or make_msgid(idstring=f"outbox{row.id}", domain=domain)
+    message["Message-ID"] = row.message_id or message_id_for(row.dedupe_key, config)
     message["Auto-Submitted"] = "auto-generated"
     if row.unsubscribe_url:
         message["List-Unsubscribe"] = f"<{row.unsubscribe_url}>"
@@ -150,7 +160,7 @@ def _unicode_message(row, config, *, now) -> EmailMessage:
     """EmailMessage with SMTPUTF8 headers, for the rare address with a non-ASCII local part."""
     message = EmailMessage()
     from_name, from_addr = sender(config)
-    _add_headers(message, row, now=now, from_addr=from_addr, sender_value=formataddr((from_name, from_addr)),
+    _add_headers(message, row, now=now, config=config, sender_value=formataddr((from_name, from_addr)),
                  to_value=_address(row.to_name, row.to_addr), subject=one_line(row.subject))
     message.set_content(row.body_text)
     message.add_alternative(row.body_html, subtype="html")

@@ -14,23 +14,27 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import make_msgid, parseaddr
+from queue import Empty, SimpleQueue
 
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from .. import wakeups
 from ..database import read_only
+from ..domain.queries import CLAIM_TIMEOUT, claim_lapsed
 from ..models import OutboxMessage, utcnow
 from ..text import one_line
-from .compose import prepare, render
+from .compose import message_id_for, prepare, render
 from .transports import ConnectionLost, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
@@ -104,23 +108,37 @@ _INSERT_OR_SKIP = {dialect: insert(OutboxMessage.__table__).on_conflict_do_nothi
 
 
 def insert_rows(session: Session, rows: list[dict]) -> int:
-    """Insert outbox rows, skipping any whose dedupe key exists; returns how many were new."""
+    """Insert outbox rows, skipping any whose dedupe key exists; returns how many were new.
+
+    Each row's Message-ID is fixed here, from its dedupe key: every attempt sends the same one.
+    """
     if not rows:
         return 0
+    config = current_app.config
+    for row in rows:
+        row["message_id"] = message_id_for(row["dedupe_key"], config)
     statement = _INSERT_OR_SKIP[session.get_bind().dialect.name]
     # SQLAlchemy 2 reports -1 for an INSERT without preserve_rowcount; a list of rows is sent as an
     # executemany, which it batches into multi-row VALUES.
     result = session.execute(statement, rows if len(rows) > 1 else rows[0],
                              execution_options={"preserve_rowcount": True})
-    return max(result.rowcount or 0, 0)
+    added = max(result.rowcount or 0, 0)
+    if added:
+        wakeups.announce(session, wakeups.MAIL)
+    return added
 
 
-def claim(session: Session, *, worker: str, now: datetime, limit: int = 100,
-          lease: timedelta = LEASE) -> list[OutboxMessage]:
-    """Claim up to `limit` due rows for this worker and commit the claim."""
+def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lease: timedelta = LEASE,
+          timeout: timedelta = CLAIM_TIMEOUT) -> list[OutboxMessage]:
+    """Claim up to `limit` due rows for this worker and commit the claim.
+
+    Rows claimed by a scheduler that stopped beating its heartbeat are taken over after `timeout`;
+    rows claimed by a deliverer without a heartbeat (a one-off command) after the `lease`.
+    """
     due = or_(
         and_(OutboxMessage.state == "queued", OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.state == "sending", OutboxMessage.claimed_at < now - lease),
+        and_(OutboxMessage.state == "sending",
+             claim_lapsed(OutboxMessage.claimed_by, OutboxMessage.claimed_at, now=now, lease=lease, timeout=timeout)),
     )
     query = select(OutboxMessage.id).where(due).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
@@ -139,7 +157,7 @@ def claim(session: Session, *, worker: str, now: datetime, limit: int = 100,
     return list(session.scalars(
         select(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.claimed_by == worker,
                                     OutboxMessage.state == "sending")
-        .order_by(OutboxMessage.id)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
     ))
 
 
@@ -158,6 +176,7 @@ class DeliveryReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    released: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -165,28 +184,39 @@ class DeliveryReport:
         return self.sent + self.retried + self.failed
 
 
-def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clock=utcnow, limit: int = 200,
-            on_sent=None) -> DeliveryReport:
-    """Claim a batch and send it over one connection; mark each row sent, retried or failed.
+#: A sent message's mark is committed within this many seconds of the server's acceptance, or after
+#: this many messages, whichever comes first: a process killed mid-batch leaves only these unmarked.
+MARK_SECONDS = 0.05
+MARK_EVERY = 10
+#: A mark that cannot be written (a connection cut, a locked database) is tried again on a new
+#: connection for this long before the batch is given up (its claim then lapses and those few are re-sent).
+MARK_RETRY_SECONDS = 60.0
+_DONE = object()
 
-    `transport_factory()` returns a context manager with .send(message). `on_sent(row)` is called
-    after each hand-over (benchmarks and tests time the first message with it). Messages are
-    composed on a helper thread one step ahead, so composing overlaps waiting for the server.
+
+def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clock=utcnow, limit: int = 200,
+            on_sent=None, connections: int = 1, stopping: Callable[[], bool] | None = None,
+            timeout: timedelta = CLAIM_TIMEOUT) -> DeliveryReport:
+    """Claim a batch and send it over up to `connections` connections; mark each row sent, retried or failed.
+
+    `transport_factory()` is called once per connection and returns a context manager with
+    .send(message). `on_sent(row)` is called after each hand-over (benchmarks and tests time the
+    first message with it). One thread composes the messages ahead of the senders, so composing
+    overlaps waiting for the server. When `stopping()` turns true, each sender finishes the message
+    in hand, and the rows nobody started are given back (queued again, no attempt counted).
     """
     report = DeliveryReport()
     config = app.config
     lease = timedelta(seconds=float(config["OUTBOX_LEASE_SECONDS"]))
-    rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease)
+    rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease, timeout=timeout)
     if not rows:
         return report
     max_attempts = int(config["OUTBOX_MAX_ATTEMPTS"])
     retry_base = float(config["OUTBOX_RETRY_BASE_SECONDS"])
-    domain = parseaddr(config["MAIL_FROM"])[1].rpartition("@")[2] or None
     for row in rows:  # plain objects from here on: marks are single UPDATEs, no reloads
         session.expunge(row)
-        row.message_id = row.message_id or make_msgid(idstring=f"outbox{row.id}", domain=domain)
-    sent: list[dict] = []  # marks of sent rows, written together: one executemany per commit
-    done = 0
+        row.message_id = row.message_id or message_id_for(row.dedupe_key, config)
+    stop = stopping or (lambda: False)
 
     def compose(row):
         try:
@@ -200,61 +230,136 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             return ComposeError(f"could not compose the message: {exc}")
 
     composer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townhall-compose")
+    ready = zip(rows, composer.map(compose, rows), strict=True)
+    ready_lock = threading.Lock()
+    results: SimpleQueue = SimpleQueue()
+
+    # A sender takes a permit before each message and the marking loop gives it back once the
+    # message's outcome is committed: however slow the database, at most MARK_EVERY messages are
+    # ever out without their mark (a process killed then sends only those again).
+    unmarked = threading.BoundedSemaphore(MARK_EVERY)
+
+    def take():
+        while not unmarked.acquire(timeout=0.05):
+            if stop():
+                return None
+        with ready_lock:
+            taken = next(ready, None) if not stop() else None
+        if taken is None:
+            unmarked.release()
+        return taken
+
+    def send_all() -> None:
+        """One connection: send what is ready until nothing is left, the connection fails, or we stop."""
+        try:
+            with transport_factory() as transport:
+                while (message := take()) is not None:
+                    row, message = message
+                    try:
+                        if isinstance(message, ComposeError):
+                            raise message
+                        transport.send(message)
+                    except ConnectionLost as exc:
+                        results.put((row, exc))
+                        return  # this connection is done; the others go on with the rest
+                    except (PermanentError, TransientError) as exc:
+                        results.put((row, exc))
+                    else:
+                        results.put((row, None))
+        except Exception as exc:  # could not connect (or log in): the rows left wait for the next try
+            results.put((None, exc))
+        finally:
+            results.put(_DONE)
+
+    senders = [threading.Thread(target=send_all, name=f"townhall-send-{n}", daemon=True)
+               for n in range(max(1, min(connections, len(rows))))]
+    marks: list[dict] = []  # sent rows whose mark is not yet committed
+    attempted: set[int] = set()
+    problem: Exception | None = None
     try:
-        with transport_factory() as transport:
-            ready = composer.map(compose, rows)
-            last_commit = time.monotonic()
-            for row, message in zip(rows, ready, strict=True):
-                now = clock()
-                try:
-                    if isinstance(message, ComposeError):
-                        raise message
-                    transport.send(message)
-                except ConnectionLost:
-                    raise
-                except PermanentError as exc:
-                    _mark(session, row, state="failed", error=str(exc))
-                    session.commit()  # at once: no write transaction stays open while the next is sent
-                    report.failed += 1
-                except TransientError as exc:
-                    _retry(session, row, str(exc), now, max_attempts, retry_base, report)
-                    session.commit()
+        for sender in senders:
+            sender.start()
+        running, oldest = len(senders), 0.0
+        while running:
+            wait = max(0.0, MARK_SECONDS - (time.monotonic() - oldest)) if marks else None
+            try:
+                item = results.get(timeout=wait)
+            except Empty:
+                item = None
+            if item is _DONE:
+                running -= 1
+            elif item is not None:
+                row, outcome = item
+                if row is None:
+                    problem = outcome
                 else:
-                    row.attempts += 1
-                    sent.append({"row_id": row.id, "attempts": row.attempts, "message_id": row.message_id,
-                                 "sent_at": now, "subject": row.subject, "ics": row.ics})
-                    report.sent += 1
-                    if on_sent:
-                        on_sent(row)
-                done += 1
-                # Marks are committed every fraction of a second: a crash re-sends at most those in flight.
-                if len(sent) >= MARK_EVERY or time.monotonic() - last_commit >= MARK_SECONDS:
-                    _mark_sent(session, sent)
-                    session.commit()
-                    last_commit = time.monotonic()
-    except TransientError as exc:
-        now = clock()
-        for row in rows[done:]:
-            _retry(session, row, str(exc), now, max_attempts, retry_base, report)
-        report.errors.append(str(exc))
-        log.warning("mail delivery interrupted, %d message(s) will be retried: %s", len(rows) - done, exc)
+                    attempted.add(row.id)
+                    if outcome is None:
+                        row.attempts += 1
+                        if not marks:
+                            oldest = time.monotonic()
+                        marks.append({"row_id": row.id, "attempts": row.attempts, "message_id": row.message_id,
+                                      "sent_at": clock(), "subject": row.subject, "ics": row.ics})
+                        report.sent += 1
+                        if on_sent:
+                            on_sent(row)
+                    else:
+                        if isinstance(outcome, ConnectionLost):
+                            problem = outcome
+                        now = clock()
+                        # At once: no write transaction stays open while the next messages are sent.
+                        _count(report, [_write(session, lambda row=row, outcome=outcome, now=now: _settle(
+                            session, row, outcome, now, max_attempts, retry_base))])
+                        unmarked.release()
+            # Half the permits: the senders go on with the other half while these are committed.
+            if marks and (len(marks) >= MARK_EVERY // 2 or time.monotonic() - oldest >= MARK_SECONDS):
+                _commit_marks(session, marks, unmarked)
+        _commit_marks(session, marks, unmarked)
+        left = [row for row in rows if row.id not in attempted]
+        if left and stop():
+            _write(session, lambda: _release(session, left, worker))
+            report.released += len(left)
+        elif left:
+            error = str(problem or "the connections ended before the batch was sent")
+            now = clock()
+            _count(report, _write(session, lambda: [_retry(session, row, error, now, max_attempts, retry_base)
+                                                    for row in left]))
+            report.errors.append(error)
+            log.warning("mail delivery interrupted, %d message(s) will be retried: %s", len(left), error)
     finally:
+        for sender in senders:
+            sender.join()
         composer.shutdown(wait=True, cancel_futures=True)
-    _mark_sent(session, sent)
-    session.commit()
     return report
 
 
-#: Sent marks are committed after this many messages or this many seconds, whichever comes first.
-MARK_EVERY = 100
-MARK_SECONDS = 0.2
+def _write(session: Session, write: Callable[[], object]):
+    """Run `write` and commit at once, returning what it returns; on a database error, again on a new
+    connection until it holds.
+
+    A cut connection (a restarted server, pg_terminate_backend) or a busy SQLite file must not turn
+    into a re-send of the whole batch: the marks stay in hand and are written when the database is back.
+    """
+    delay, deadline = 0.05, time.monotonic() + MARK_RETRY_SECONDS
+    while True:
+        try:
+            result = write()
+            session.commit()
+            return result
+        except DBAPIError as exc:
+            session.rollback()  # the dead connection is discarded; the next statement takes a new one
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("could not write delivery marks, trying again in %.2f s: %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 _table = OutboxMessage.__table__
 _SENT = (update(_table).where(_table.c.id == bindparam("row_id"))
          .values(state="sent", attempts=bindparam("attempts"), message_id=bindparam("message_id"),
-                 sent_at=bindparam("sent_at"), subject=bindparam("subject"), ics=bindparam("ics"), last_error=None,
-                 claimed_by=None))
+                 sent_at=bindparam("sent_at"), subject=bindparam("subject"), ics=bindparam("ics"), last_error=None))
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def _mark_sent(session: Session, marks: list[dict]) -> None:
@@ -264,33 +369,58 @@ def _mark_sent(session: Session, marks: list[dict]) -> None:
             # bound as a crash in flight: no need to wait for the WAL flush at every commit.
             session.execute(_ASYNC_COMMIT)
         session.execute(_SENT, marks)
-        marks.clear()
-
-
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def _mark(session: Session, row: OutboxMessage, **values) -> None:
-    row.attempts += 1
+    """Write one row's outcome; the row object is left as it is, so the write can be tried again."""
     if "error" in values:
         values["last_error"] = values.pop("error")[:2000]
-    elif values.get("state") == "sent":
-        values["last_error"] = None
-    values.update(attempts=row.attempts, message_id=row.message_id, subject=row.subject, ics=row.ics, claimed_by=None)
+    values.update(attempts=row.attempts + 1, message_id=row.message_id, subject=row.subject, ics=row.ics,
+                  claimed_by=None)
     session.execute(
         update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
         .execution_options(synchronize_session=False)
     )
 
 
-def _retry(session: Session, row: OutboxMessage, error: str, now: datetime, max_attempts: int, base: float,
-           report: DeliveryReport) -> None:
+def _commit_marks(session: Session, marks: list[dict], unmarked: threading.BoundedSemaphore) -> None:
+    """Commit the sent marks in hand, then let the senders send as many more."""
+    if marks:
+        _write(session, lambda: _mark_sent(session, marks))
+        for _ in marks:
+            unmarked.release()
+        marks.clear()
+
+
+def _settle(session: Session, row: OutboxMessage, outcome: Exception, now: datetime, max_attempts: int,
+            retry_base: float) -> str:
+    """A refused message: "failed" for good on a 5xx, else queued again with backoff ("retried")."""
+    if isinstance(outcome, PermanentError):
+        _mark(session, row, state="failed", error=str(outcome))
+        return "failed"
+    return _retry(session, row, str(outcome), now, max_attempts, retry_base)
+
+
+def _retry(session: Session, row: OutboxMessage, error: str, now: datetime, max_attempts: int, base: float) -> str:
     if row.attempts + 1 >= max_attempts:
         _mark(session, row, state="failed", error=f"gave up after {row.attempts + 1} attempts: {error}")
-        report.failed += 1
-    else:
-        _mark(session, row, state="queued", error=error, next_attempt_at=now + backoff(row.attempts + 1, base))
-        report.retried += 1
+        return "failed"
+    _mark(session, row, state="queued", error=error, next_attempt_at=now + backoff(row.attempts + 1, base))
+    return "retried"
+
+
+def _release(session: Session, rows: list[OutboxMessage], worker: str) -> None:
+    """Give rows nobody started back to the queue (a clean shutdown): no attempt counted, sent at once by anyone."""
+    session.execute(
+        update(OutboxMessage).where(OutboxMessage.id.in_([row.id for row in rows]),
+                                    OutboxMessage.state == "sending", OutboxMessage.claimed_by == worker)
+        .values(state="queued", claimed_by=None).execution_options(synchronize_session=False)
+    )
+
+
+def _count(report: DeliveryReport, outcomes) -> None:
+    for outcome in outcomes:
+        setattr(report, outcome, getattr(report, outcome) + 1)
 
 
 def retry_now(session: Session, message: OutboxMessage, *, now: datetime) -> None:

@@ -18,3 +18,14 @@ def test_offsets_parse_sorted_unique():
 def test_offsets_reject_bad(bad):
     with pytest.raises(InvalidInput):
         parse_offsets(bad)
+
+
+@pytest.mark.parametrize(("seconds", "words"), [
+    (60, "1 minute"), (600, "10 minutes"), (3600, "1 hour"), (7200, "2 hours"), (86400, "1 day"),
+    (172800, "2 days"), (604800, "1 week"), (90, "90 seconds"), (1, "1 second"),
+])
+def test_offsets_in_words_agree_in_number(seconds, words):
+    from scheduler.domain.offsets import describe_offset
+
+    assert describe_offset(seconds) == words
+

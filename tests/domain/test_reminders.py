@@ -297,3 +297,95 @@ def test_reminder_message_parses_back_with_both_parts_and_unicode_addresses(crea
     unicode_local = build_message(rows["zoë.ada@example.org"], app.config, now=now)  # needs SMTPUTF8
     assert isinstance(unicode_local, EmailMessage)
     assert unicode_local["To"].addresses[0].username == "zoë.ada"
+
+
+# --- claims kept alive by a heartbeat; the sweep that ends a fan-out; fair order --------------
+
+def _beat(worker: str, at) -> None:
+    from scheduler.models import SchedulerHeartbeat
+
+    row = db.session.get(SchedulerHeartbeat, worker)
+    if row is None:
+        db.session.add(SchedulerHeartbeat(id=worker, mode="standalone", started_at=at, beat_at=at))
+    else:
+        row.beat_at = at
+    db.session.commit()
+
+
+def _half_done(event, job, now, worker: str = "slow"):
+    """`worker` fired the job, queued its first chunk, and holds the claim (as a process still at work would)."""
+    chunks = []
+    fire(job, job.due_at, worker=worker, on_chunk=lambda: chunks.append(1),
+         stopping=lambda: len(chunks) == 1 and not chunks.append(0))
+    db.session.execute(update(PlannedJob).where(PlannedJob.id == job.id)
+                       .values(state="running", claimed_by=worker, claimed_at=job.due_at))
+    db.session.commit()
+
+
+def test_a_live_scheduler_keeps_its_fan_out_however_slow_and_a_silent_one_loses_it_after_ten_seconds(
+        create_event, now):
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
+    for i in range(5):
+        sign_up(event, f"p{i}@example.org", now=now)
+    job = jobs_of(event)[("reminder", 3600)]
+    _half_done(event, job, now)
+    # Long past the lease (60 s), but its heartbeat is fresh: it is slow, not dead.
+    late = job.due_at + timedelta(seconds=90)
+    _beat("slow", late - timedelta(seconds=2))
+    assert fire(job, late, worker="other").outcome == "busy"
+    assert reminders.work_due(db.session, now=late, horizon=timedelta(0)) == []
+    # It stops beating: 10 s after its last beat another scheduler takes over, well before any lease.
+    _beat("slow", job.due_at)
+    assert reminders.work_due(db.session, now=job.due_at + timedelta(seconds=9), horizon=timedelta(0)) == []
+    taken = job.due_at + timedelta(seconds=11)
+    assert reminders.work_due(db.session, now=taken, horizon=timedelta(0)) == [(job.id, taken)]
+    resumed = fire(job, taken, worker="other")
+    assert (resumed.outcome, resumed.queued) == ("done", 5 - dispatch.FIRST_CHUNK)
+    assert len(outbox("reminder")) == 5
+
+
+def test_someone_confirmed_during_a_fan_out_below_its_position_gets_the_reminder_not_starting_soon(
+        create_event, now):
+    """Their row (lower id) was pending when the fan-out passed it; the sweep under the event's lock finds it."""
+    event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600], double_opt_in=True)
+    late = sign_up(event, "late@example.org", now=now)  # pending: no reminder for now
+    for i in range(3):
+        confirmed = sign_up(event, f"p{i}@example.org", now=now)
+        signups.confirm_email(db.session, confirmed, now=now)
+        db.session.commit()
+    job = jobs_of(event)[("reminder", 3600)]
+    first = fire(job, job.due_at, chunks=1)
+    assert first.outcome == "more"
+    # While the fan-out runs (past the late registrant's id), they confirm their address.
+    signups.confirm_email(db.session, late, now=job.due_at + timedelta(seconds=1))
+    db.session.commit()
+    assert outbox("starting_soon") == []  # the running fan-out will include them
+    rest = dispatch.resume(db.session, job.id, after=first.after, worker="worker-1",
+                           clock=lambda: job.due_at + timedelta(seconds=2))
+    assert rest.outcome == "done"
+    assert sorted(m.to_addr for m in outbox("reminder")) == sorted(
+        ["late@example.org", "p0@example.org", "p1@example.org", "p2@example.org"])
+    assert outbox("starting_soon") == []
+    # After the job is done, a newcomer gets "starting soon" instead.
+    sign_up(event, "newcomer@example.org", now=job.due_at + timedelta(seconds=3))
+    newcomer = db.session.scalar(select(Registration).where(Registration.email == "newcomer@example.org"))
+    signups.confirm_email(db.session, newcomer, now=job.due_at + timedelta(seconds=3))
+    db.session.commit()
+    assert [m.to_addr for m in outbox("starting_soon")] == ["newcomer@example.org"]
+
+
+def test_reminders_due_together_are_delivered_in_turns(create_event, now):
+    """The n-th recipient of each event comes before the (n+1)-th of any: every event's first message goes early."""
+    from scheduler.mail import outbox as mail
+
+    start = now + timedelta(hours=3)
+    events = [create_event(starts_at=start, reminder_offsets=[3600]) for _ in range(3)]
+    for event in events:
+        for i in range(3):
+            sign_up(event, f"p{i}@e{event.id}.example.org", now=now)
+    for event in events:
+        job = jobs_of(event)[("reminder", 3600)]
+        assert fire(job, job.due_at).outcome == "done"
+    claimed = mail.claim(db.session, worker="w", now=start - timedelta(minutes=59), limit=100)
+    order = [row.event_id for row in claimed if row.kind == "reminder"]
+    assert order == [event.id for event in events] * 3

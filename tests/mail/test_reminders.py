@@ -99,3 +99,18 @@ Questions submitted by attendees (1):
 
 You get this email because you are a speaker at this event on Townhall. Questions? Reply to the organiser.
 """
+
+
+def test_the_time_left_in_a_reminder_is_never_a_wrong_number():
+    """An API-planned offset of 90 s said "starts in 1 minutes"; the time left is said exactly or rounded."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from scheduler.mail.reminders import starts_in
+
+    start = datetime(2026, 11, 5, 18, 0, tzinfo=UTC)
+    event = SimpleNamespace(starts_at=start)
+    assert starts_in(event, now=start - timedelta(seconds=90), nominal=90) == "90 seconds"
+    assert starts_in(event, now=start - timedelta(seconds=61)) == "1 minute"
+    assert starts_in(event, now=start - timedelta(minutes=2)) == "2 minutes"
+    assert starts_in(event, now=start - timedelta(seconds=20)) == "1 minute"

@@ -101,7 +101,7 @@ def test_outbox_page_shows_state_attempts_and_error(auth, create_event):
     db.session.commit()
     page = auth.client.get("/admin/outbox").get_data(as_text=True)
     assert f'id="message-{row.id}"' in page
-    assert "<td>failed</td>" in page and "<td>3</td>" in page
+    assert '<td data-label="State">failed</td>' in page and '<td data-label="Attempts">3</td>' in page
     assert "550 &lt;ada@example.org&gt; &lt;b&gt;rejected&lt;/b&gt;" in page
     assert auth.post(f"/admin/outbox/{row.id}/retry").status_code == 303
     db.session.expire_all()
