@@ -357,6 +357,19 @@ def nothing_written() -> bool:
 ZONES = ("Europe/Berlin", "America/Los_Angeles", "Asia/Tokyo")
 
 
+def beat(worker: str, at) -> None:
+    """Write scheduler `worker`'s heartbeat as of `at` (its claims stay its own while the beat is fresh)."""
+    from scheduler.extensions import db
+    from scheduler.models import SchedulerHeartbeat
+
+    row = db.session.get(SchedulerHeartbeat, worker)
+    if row is None:
+        db.session.add(SchedulerHeartbeat(id=worker, mode="standalone", started_at=at, beat_at=at))
+    else:
+        row.beat_at = at
+    db.session.commit()
+
+
 def add_confirmed(session, event_id: int, count: int, *, now: datetime, domain: str = "example.org") -> list[str]:
     """Insert `count` confirmed registrations in one statement (signing up one by one is slow); their emails."""
     from sqlalchemy import insert

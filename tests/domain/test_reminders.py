@@ -12,6 +12,7 @@ from scheduler.domain import reminders, signups
 from scheduler.extensions import db
 from scheduler.mail.compose import build_message
 from scheduler.models import OutboxMessage, PlannedJob, Registration
+from tests.support import beat
 
 
 def jobs_of(event) -> dict[tuple[str, int], PlannedJob]:
@@ -301,17 +302,6 @@ def test_reminder_message_parses_back_with_both_parts_and_unicode_addresses(crea
 
 # --- claims kept alive by a heartbeat; the sweep that ends a fan-out; fair order --------------
 
-def _beat(worker: str, at) -> None:
-    from scheduler.models import SchedulerHeartbeat
-
-    row = db.session.get(SchedulerHeartbeat, worker)
-    if row is None:
-        db.session.add(SchedulerHeartbeat(id=worker, mode="standalone", started_at=at, beat_at=at))
-    else:
-        row.beat_at = at
-    db.session.commit()
-
-
 def _half_done(event, job, now, worker: str = "slow"):
     """`worker` fired the job, queued its first chunk, and holds the claim (as a process still at work would)."""
     chunks = []
@@ -331,11 +321,11 @@ def test_a_live_scheduler_keeps_its_fan_out_however_slow_and_a_silent_one_loses_
     _half_done(event, job, now)
     # Long past the lease (60 s), but its heartbeat is fresh: it is slow, not dead.
     late = job.due_at + timedelta(seconds=90)
-    _beat("slow", late - timedelta(seconds=2))
+    beat("slow", late - timedelta(seconds=2))
     assert fire(job, late, worker="other").outcome == "busy"
     assert reminders.work_due(db.session, now=late, horizon=timedelta(0)) == []
     # It stops beating: 10 s after its last beat another scheduler takes over, well before any lease.
-    _beat("slow", job.due_at)
+    beat("slow", job.due_at)
     assert reminders.work_due(db.session, now=job.due_at + timedelta(seconds=9), horizon=timedelta(0)) == []
     taken = job.due_at + timedelta(seconds=11)
     assert reminders.work_due(db.session, now=taken, horizon=timedelta(0)) == [(job.id, taken)]

@@ -14,8 +14,8 @@ from scheduler.extensions import db
 from scheduler.mail import outbox
 from scheduler.mail.compose import message_id_for
 from scheduler.mail.transports import transport_from_config
-from scheduler.models import OutboxMessage, SchedulerHeartbeat
-from tests.support import SMTPSink
+from scheduler.models import OutboxMessage
+from tests.support import SMTPSink, beat
 
 
 def _queue(event, count: int, now) -> None:
@@ -137,22 +137,13 @@ def test_a_cut_database_connection_while_marking_is_survived_without_resending(a
     assert _deliver(app, at=now + timedelta(days=1)).handled == 0
 
 
-def _beat(worker: str, at) -> None:
-    row = db.session.get(SchedulerHeartbeat, worker)
-    if row is None:
-        db.session.add(SchedulerHeartbeat(id=worker, mode="standalone", started_at=at, beat_at=at))
-    else:
-        row.beat_at = at
-    db.session.commit()
-
-
 def test_a_beating_deliverer_keeps_its_claim_and_a_silent_one_loses_it_after_ten_seconds(app, create_event, sink,
                                                                                           now):
     _queue(create_event(), 3, now)
-    _beat("slow", now)
+    beat("slow", now)
     assert len(outbox.claim(db.session, worker="slow", now=now)) == 3
     # An hour on, past every lease, it still beats: the rows are still its own.
-    _beat("slow", now + timedelta(hours=1))
+    beat("slow", now + timedelta(hours=1))
     assert _deliver(app, at=now + timedelta(hours=1, seconds=5), worker="other").handled == 0
     # It stops beating: 10 s after its last beat the rows are taken over and sent.
     assert _deliver(app, at=now + timedelta(hours=1, seconds=9), worker="other").handled == 0
