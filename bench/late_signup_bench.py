@@ -50,8 +50,7 @@ def one_run(n: int, args) -> dict:
                 raise RuntimeError(f"no reminder arrived:\n{world.log_tail('a')}")
             for i, email in enumerate(late):
                 threshold = 1 + i * args.recipients // args.signups
-                wait_for(lambda t=threshold: world.recorder.count() >= t or world.pending(event_id) == 0, 60,
-                         step=0.005)
+                wait_for(lambda t=threshold: world.recorder.count() >= t or delivered(world, event_id), 60, step=0.005)
                 states[email] = world.job(event_id)[0]
                 people.sign_up(email)
             wanted = set(emails)
@@ -59,7 +58,7 @@ def one_run(n: int, args) -> dict:
             def settled() -> bool:
                 kinds = mail_by_kind(world.recorder.read())
                 return (wanted <= set(kinds[REMINDER]) and all(kinds[REMINDER][e] + kinds[STARTING_SOON][e] for e in late)
-                        and world.pending(event_id) == 0 and world.job(event_id)[0] in ("done", "skipped"))
+                        and delivered(world, event_id))
             ok = wait_for(settled, args.settle_timeout, step=0.2)
         world.stop_processes()  # what arrived is counted once nothing more can
         kinds = mail_by_kind(world.recorder.read())
@@ -79,6 +78,11 @@ def one_run(n: int, args) -> dict:
              if wrong else "")
           + f"; reminders lost: {result['lost']}", flush=True)
     return result
+
+
+def delivered(world, event_id: int) -> bool:
+    """The reminder job has finished and none of the event's rows is left to send."""
+    return world.job(event_id)[0] in ("done", "skipped") and world.pending(event_id) == 0
 
 
 def mail_by_kind(records: list[dict]) -> dict[str, Counter]:
