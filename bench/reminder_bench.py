@@ -116,6 +116,9 @@ def run_scheduler_until_sent(app, expected: int, timeout: float = 600) -> None:
     from scheduler.extensions import db
     from scheduler.models import OutboxMessage
 
+    # End this session's transaction first: on SQLite the one reading the event's id after set-up holds
+    # the write lock, and the runner writes its first heartbeat as it starts.
+    db.session.commit()
     runner = jobs.Runner(app, mode="standalone").start()
     try:
         deadline = time.monotonic() + timeout
