@@ -101,9 +101,16 @@ def _param(value: str) -> str:
 
 def fold(line: str) -> bytes:
     """One content line, folded at 75 octets without splitting a UTF-8 sequence, CRLF-terminated."""
+    return _folded(line).encode("utf-8") + b"\r\n"
+
+
+def _folded(line: str) -> str:
+    """The line folded as fold() does it, without the final CRLF; most lines are short ASCII and pass as they are."""
+    if len(line) <= 75 and line.isascii():
+        return line
     data = line.encode("utf-8")
     if len(data) <= 75:
-        return data + b"\r\n"
+        return line
     pieces, start, limit = [], 0, 75
     while len(data) - start > limit:
         end = start + limit
@@ -112,18 +119,26 @@ def fold(line: str) -> bytes:
         pieces.append(data[start:end])
         start, limit = end, 74  # continuation lines begin with a space, which counts
     pieces.append(data[start:])
-    return b"\r\n ".join(pieces) + b"\r\n"
+    return b"\r\n ".join(pieces).decode("utf-8")
 
 
 def _utc_stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # Formatted by hand: strftime costs more than the rest of a VEVENT's timestamps together.
+    m = moment.astimezone(UTC)
+    return f"{m.year:04d}{m.month:02d}{m.day:02d}T{m.hour:02d}{m.minute:02d}{m.second:02d}Z"
 
 
 def _when(name: str, moment: datetime, zone: str) -> str:
     # UTC events are written as ...Z times: no TZID, no VTIMEZONE needed.
     if zone == "UTC":
         return f"{name}:{_utc_stamp(moment)}"
-    return f"{name};TZID={zone}:{moment.astimezone(ZoneInfo(zone)).strftime('%Y%m%dT%H%M%S')}"
+    m = moment.astimezone(_zone(zone))
+    return f"{name};TZID={zone}:{m.year:04d}{m.month:02d}{m.day:02d}T{m.hour:02d}{m.minute:02d}{m.second:02d}"
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def _address(name: str, email: str, person: str, extra: str = "") -> str:
@@ -141,37 +156,46 @@ def vevent(entry: Entry, *, organizer_email: str, organizer_name: str, stamp: da
     icalendar, vobject, ics and ical.js.
     """
     event = entry.event
+    modified = _utc_stamp(event.updated_at)
+    # Lines of a fixed shape (a timestamp, a number, a status) are always short ASCII: only the others are folded.
     lines = [
         "BEGIN:VEVENT",
-        f"UID:{uid_for(event, entry.url)}",
-        f"DTSTAMP:{_utc_stamp(stamp or event.updated_at)}",
+        _folded(f"UID:{uid_for(event, entry.url)}"),
+        f"DTSTAMP:{_utc_stamp(stamp) if stamp else modified}",
         f"SEQUENCE:{event.sequence if entry.sequence is None else entry.sequence}",
-        f"SUMMARY:{_escape(one_line(event.title))}",
-        _when("DTSTART", event.starts_at, event.timezone),
-        _when("DTEND", event.ends_at, event.timezone),
+        _folded(f"SUMMARY:{_escape(one_line(event.title))}"),
+        _folded(_when("DTSTART", event.starts_at, event.timezone)),
+        _folded(_when("DTEND", event.ends_at, event.timezone)),
     ]
     location = _location(event, entry.join_url)
     if location:
-        lines.append(f"LOCATION:{_escape(location)}")
+        lines.append(_folded(f"LOCATION:{_escape(location)}"))
     description = _description(event, entry.join_url)
     if description:
-        lines.append(f"DESCRIPTION:{_escape(description)}")
+        lines.append(_folded(f"DESCRIPTION:{_escape(description)}"))
     tags = [_escape(one_line(tag.name)) for tag in getattr(event, "tags", None) or ()]
     if tags:
-        lines.append("CATEGORIES:" + ",".join(tags))
+        lines.append(_folded("CATEGORIES:" + ",".join(tags)))
     lines += [
-        f"URL:{one_line(entry.link or entry.url)}",
+        _folded(f"URL:{one_line(entry.link or entry.url)}"),
         f"STATUS:{entry.status or _status(event)}",
-        _address("ORGANIZER", organizer_email, organizer_name),
+        _organizer_line(organizer_email, organizer_name),
     ]
     if attendee:
-        lines.append(attendee)
+        lines.append(_folded(attendee))
     lines += [
         f"CREATED:{_utc_stamp(event.created_at)}",
-        f"LAST-MODIFIED:{_utc_stamp(event.updated_at)}",
+        f"LAST-MODIFIED:{modified}",
         "END:VEVENT",
+        "",  # the last line's CRLF
     ]
-    return b"".join(map(fold, lines))
+    return "\r\n".join(lines).encode("utf-8")
+
+
+@lru_cache(maxsize=64)
+def _organizer_line(email: str, name: str) -> str:
+    """The same for every event of a feed: built once."""
+    return _folded(_address("ORGANIZER", email, name))
 
 
 @lru_cache(maxsize=256)
@@ -181,17 +205,23 @@ def _vtimezone(tzid: str, first_year: int, last_year: int) -> bytes:
     return timezone.to_ical()
 
 
-def _vtimezones(events: Iterable) -> bytes:
-    spans: dict[str, tuple[int, int]] = {}
-    for event in events:
-        if event.timezone == "UTC":
+def zone_span(event) -> tuple[str, int, int] | None:
+    """(zone, first year, last year) the event covers in its own zone, which its VTIMEZONE must cover; None in UTC."""
+    if event.timezone == "UTC":
+        return None
+    zone = _zone(event.timezone)
+    return event.timezone, event.starts_at.astimezone(zone).year, event.ends_at.astimezone(zone).year
+
+
+def _vtimezones(spans: Iterable[tuple[str, int, int] | None]) -> bytes:
+    years: dict[str, tuple[int, int]] = {}
+    for span in spans:
+        if span is None:
             continue
-        zone = ZoneInfo(event.timezone)
-        first = event.starts_at.astimezone(zone).year
-        last = event.ends_at.astimezone(zone).year
-        low, high = spans.get(event.timezone, (first, last))
-        spans[event.timezone] = (min(low, first), max(high, last))
-    return b"".join(_vtimezone(tzid, *spans[tzid]) for tzid in sorted(spans))
+        tzid, first, last = span
+        low, high = years.get(tzid, (first, last))
+        years[tzid] = (min(low, first), max(high, last))
+    return b"".join(_vtimezone(tzid, *years[tzid]) for tzid in sorted(years))
 
 
 def _calendar_head(*, method: str | None = None, name: str | None = None, refresh: timedelta | None = None) -> bytes:
@@ -214,10 +244,17 @@ def _calendar_head(*, method: str | None = None, name: str | None = None, refres
 def calendar_bytes(entries: list[Entry], *, organizer_email: str, organizer_name: str, name: str | None = None,
                    refresh: timedelta | None = None) -> bytes:
     """A whole VCALENDAR without METHOD (a download or a feed); feeds pass name and refresh."""
-    head = _calendar_head(name=name, refresh=refresh)
-    zones = _vtimezones(entry.event for entry in entries)
-    body = b"".join(vevent(entry, organizer_email=organizer_email, organizer_name=organizer_name) for entry in entries)
-    return head + zones + body + b"END:VCALENDAR\r\n"
+    body = [vevent(entry, organizer_email=organizer_email, organizer_name=organizer_name) for entry in entries]
+    return assemble(body, [zone_span(entry.event) for entry in entries], name=name, refresh=refresh)
+
+
+def assemble(vevents: Iterable[bytes], spans: Iterable[tuple[str, int, int] | None], *, name: str | None = None,
+             refresh: timedelta | None = None) -> bytes:
+    """A VCALENDAR without METHOD of VEVENTs written before (by vevent), with a VTIMEZONE covering every span.
+
+    For a caller that keeps each event's VEVENT and zone_span between builds (the feeds do).
+    """
+    return _calendar_head(name=name, refresh=refresh) + _vtimezones(spans) + b"".join(vevents) + b"END:VCALENDAR\r\n"
 
 
 def feed(entries: list[Entry], *, name: str, organizer_email: str, organizer_name: str,
@@ -253,5 +290,5 @@ def invitation(event, *, method: str, attendee_email: str, attendee_name: str, s
     body = vevent(entry, organizer_email=organizer_email, organizer_name=organizer_name, stamp=stamp,
                   attendee=attendee)
     head = _calendar_head(method=method)
-    zones = _vtimezones([event])
+    zones = _vtimezones([zone_span(event)])
     return (head + zones + body + b"END:VCALENDAR\r\n").decode("utf-8")

@@ -25,8 +25,11 @@ MAX_PADDING = 100
 
 def accepts_gzip() -> bool:
     """The client's Accept-Encoding allows gzip (q > 0, by name or by *)."""
-    if "Accept-Encoding" not in request.headers:
+    header = request.headers.get("Accept-Encoding")
+    if not header:
         return False
+    if "q=" not in header:  # no weights (what browsers send): named or * means accepted
+        return "gzip" in header or "*" in header
     return request.accept_encodings["gzip"] > 0
 
 

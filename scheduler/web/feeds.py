@@ -67,10 +67,12 @@ class FeedCache:
 
 
 class FeedState:
-    """Per app (so tests and apps never share bytes): built feeds."""
+    """Per app (so tests and apps never share bytes): built feeds, and the VEVENTs they are made of."""
 
     def __init__(self):
         self.cache = FeedCache()
+        #: (event id, Event.version, variant, (URL prefix, organizer)) -> (VEVENT bytes, zone span).
+        self.vevents: dict = {}
 
 
 def state() -> FeedState:
@@ -94,10 +96,9 @@ def _sender(mail_from: str, organizer_name: str) -> tuple[str, str]:
     return sender({"MAIL_FROM": mail_from, "ORGANIZER_NAME": organizer_name})
 
 
-def _event_urls():
-    """A fast event-page URL maker for whole feeds (slugs are [a-z0-9-], safe to append)."""
-    prefix = external_url("public.event", slug="x")[:-1]
-    return lambda event: prefix + event.slug
+def _event_url_prefix() -> str:
+    """Event pages' URLs are this plus the slug (slugs are [a-z0-9-], safe to append): fast for whole feeds."""
+    return external_url("public.event", slug="x")[:-1]
 
 
 class Built:
@@ -125,7 +126,10 @@ def _serve(key, last_modified: datetime | None, build, *, filename: str | None =
     built = cache.get(full_key)
     if built is None:
         built = Built(build())
+        # The same bytes as an earlier version (a signup moved only a seat count): keep that one's gzip.
+        built = cache.get(("bytes", built.etag)) or built
         cache.put(full_key, built)
+        cache.put(("bytes", built.etag), built)
     encoding = "gzip" if accepts_gzip() else None
     etag = encoded_etag(built.etag, encoding)
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
@@ -154,16 +158,49 @@ def _not_modified(etag: str, last_modified: datetime | None) -> bool:
     return False
 
 
-def _entries(events, **overrides) -> list[calendars.Entry]:
-    url = _event_urls()
-    return [calendars.Entry(event, url(event), **overrides) for event in events]
+#: VEVENTs kept per app at most; past that they are dropped together (the next builds write them again).
+MAX_VEVENTS = 50_000
+#: Up to this many changed events are loaded by id; more, and the feed's own query loads them all.
+LOAD_BY_ID = 500
 
 
-def _build(entries: list[calendars.Entry], name: str | None) -> bytes:
+def _calendar(name: str | None, *conditions, joins=(), variant=lambda event_id: (),
+              entry=lambda event, url: calendars.Entry(event, url)) -> bytes:
+    """The calendar of the events matching `conditions`, soonest first; a feed when it has a name.
+
+    Each event's VEVENT is kept under its id, its Event.version (which moves with every change a
+    VEVENT shows: the event, its tags, its speakers' names) and `variant` (what else its `entry`
+    depends on). A build after a change reads two integers per event and loads and writes only the
+    events whose version moved.
+    """
+    session = db.session
     organizer_name, organizer_email = _organizer()
-    if name is None:
-        return calendars.calendar_bytes(entries, organizer_email=organizer_email, organizer_name=organizer_name)
-    return calendars.feed(entries, name=name, organizer_email=organizer_email, organizer_name=organizer_name)
+    prefix = _event_url_prefix()
+    shared = (prefix, organizer_email, organizer_name)
+    query = select(Event.id, Event.version)
+    for join in joins:
+        query = query.join(*join)
+    keys = [(event_id, version, variant(event_id), shared) for event_id, version in
+            session.execute(query.where(*conditions).order_by(Event.starts_at, Event.id))]
+    memo = state().vevents
+    if len(memo) > MAX_VEVENTS:
+        memo.clear()
+    missing = [key[0] for key in keys if key not in memo]
+    built = {}
+    if missing:
+        by_id = len(missing) <= LOAD_BY_ID
+        for event in load_events(session, *((Event.id.in_(missing),) if by_id else conditions),
+                                 joins=() if by_id else joins):
+            key = (event.id, event.version, variant(event.id), shared)
+            if key not in memo:
+                vevent = calendars.vevent(entry(event, prefix + event.slug), organizer_email=organizer_email,
+                                          organizer_name=organizer_name)
+                memo[key] = (vevent, calendars.zone_span(event))
+            # Changed again since the first query: newer than its key, which is never stale.
+            built[event.id] = memo[key]
+    parts = [part for part in (memo.get(key) or built.get(key[0]) for key in keys) if part is not None]
+    return calendars.assemble([vevent for vevent, _ in parts], [span for _, span in parts], name=name,
+                              refresh=calendars.REFRESH if name else None)
 
 
 def _public_window(now: datetime):
@@ -178,15 +215,13 @@ def _aware(value) -> datetime | None:
     return value
 
 
-#: Speaker names appear in DESCRIPTION: any speaker edit must change the feeds (speakers are few).
-SPEAKERS_CHANGED = (select(func.max(Speaker.updated_at)).scalar_subquery(),
-                    select(func.count(Speaker.id)).scalar_subquery())
-
-
 def _signature(session: Session, *conditions, joins=()):
-    """One cheap query whose answer changes whenever the feed's bytes would: counts, sums, latest edits."""
-    query = select(func.count(Event.id), func.max(Event.updated_at), func.sum(Event.id), func.sum(Event.sequence),
-                   *SPEAKERS_CHANGED)
+    """One cheap query whose answer changes whenever the feed's bytes would: which events, and their versions.
+
+    Every change a VEVENT shows raises its event's version (a speaker's new name those of the events they
+    speak at), so sum(version) moves with any of them, whatever the clocks of the machines that wrote them.
+    """
+    query = select(func.count(Event.id), func.max(Event.updated_at), func.sum(Event.id), func.sum(Event.version))
     for join in joins:
         query = query.join(*join)
     row = tuple(session.execute(query.where(*conditions)).one())
@@ -211,6 +246,7 @@ class FeedEvent:
     sequence: int
     created_at: datetime
     updated_at: datetime
+    version: int
     tags: list = field(default_factory=list)
     speakers: list = field(default_factory=list)
 
@@ -257,8 +293,7 @@ def _public_feed(key, name: str, *conditions, joins=()) -> Response:
         return (*_public_window(clock.now()), *conditions)
 
     signature, latest = _fresh(key, lambda: _signature(db.session, *where(), joins=joins))
-    build = lambda: _build(_entries(load_events(db.session, *where(), joins=joins)), name)  # noqa: E731
-    return _serve(key + signature, latest, build)
+    return _serve(key + signature, latest, lambda: _calendar(name, *where(), joins=joins))
 
 
 @bp.get("/calendar.ics")
@@ -281,8 +316,7 @@ def download(slug: str):
     signature, latest = _fresh(("event", slug), lambda: _signature(db.session, *conditions))
     if not signature[0]:
         abort(404)
-    build = lambda: _build(_entries(load_events(db.session, *conditions)), None)  # noqa: E731
-    return _serve(("event", slug) + signature, latest, build, filename=f"{slug}.ics")
+    return _serve(("event", slug) + signature, latest, lambda: _calendar(None, *conditions), filename=f"{slug}.ics")
 
 
 # --- personal and speaker feeds ---------------------------------------------------------------
@@ -311,14 +345,15 @@ def personal_feed(token: str):
     signature, latest = _signature(db.session, *conditions, joins=joins)
     latest = max(filter(None, [latest, *(_aware(p[3]) for p in places)]), default=None)
 
+    by_event = {p[0]: p[1:3] for p in places}  # event id -> (state, ics_sequence)
+
+    def entry(event: FeedEvent, url: str) -> calendars.Entry:
+        state, ics_sequence = by_event[event.id]
+        return _personal_entry(event, url, state, max(ics_sequence, event.sequence))
+
     def build() -> bytes:
-        by_event = {p[0]: p for p in places}
-        url = _event_urls()
-        entries = []
-        for event in load_events(db.session, *conditions, joins=joins):
-            _, state, ics_sequence, _ = by_event[event.id]
-            entries.append(_personal_entry(event, url(event), state, max(ics_sequence, event.sequence)))
-        return _build(entries, f"{_organizer()[0]}: my events")
+        return _calendar(f"{_organizer()[0]}: my events", *conditions, joins=joins,
+                         variant=lambda event_id: ("person", *by_event[event_id]), entry=entry)
 
     key = ("person", registration.id, tuple(tuple(p[:3]) + (_aware(p[3]),) for p in places)) + signature
     return _serve(key, latest, build)
@@ -344,10 +379,10 @@ def speaker_feed(token: str):
     signature, latest = _fresh(("speaker", speaker.id), lambda: _signature(db.session, *conditions, joins=joins))
 
     def build() -> bytes:
-        url = _event_urls()
-        entries = [calendars.Entry(e, url(e), join_url=e.join_url if e.status != "cancelled" else "")
-                   for e in load_events(db.session, *conditions, joins=joins)]
-        return _build(entries, f"{_organizer()[0]}: {one_line(speaker.name)} speaking")
+        return _calendar(f"{_organizer()[0]}: {one_line(speaker.name)} speaking", *conditions, joins=joins,
+                         variant=lambda event_id: ("speaker",),
+                         entry=lambda e, url: calendars.Entry(e, url, join_url=e.join_url if e.status != "cancelled"
+                                                              else ""))
 
     return _serve(("speaker", speaker.id) + signature, latest, build)
 

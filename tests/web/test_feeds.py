@@ -275,3 +275,37 @@ def test_download_and_personal_feed_are_gzipped_too(app, client, create_event, n
         assert packed.headers["Content-Encoding"] == "gzip", path
         assert gzip.decompress(packed.get_data()) == plain.get_data()
         assert packed.headers["ETag"] != plain.headers["ETag"]
+
+
+def test_feed_changes_even_when_an_edit_is_older_than_the_latest(client, create_event, now):
+    """Another machine's clock may run behind: the feed follows the versions, not only the latest update time."""
+    first, second = create_event(title="First"), create_event(title="Second")
+    event_rules.update_event(db.session, second, now=now + timedelta(minutes=5), venue="Hall 2")
+    db.session.commit()
+    before = client.get("/calendar.ics")
+    event_rules.update_event(db.session, first, now=now + timedelta(minutes=1), title="First, renamed")
+    db.session.commit()
+    after = client.get("/calendar.ics", headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200
+    assert sorted(events_in(after.get_data())) == ["First, renamed", "Second"]
+
+
+def test_feed_after_a_change_writes_only_the_changed_event_and_equals_a_full_build(app, client, create_event, now):
+    from scheduler.web.feeds import state
+
+    events = [create_event(title=f"Talk {n}", tags=["Series"], speakers=[(f"Speaker {n}", "host")]) for n in range(4)]
+    client.get("/calendar.ics")
+    written = dict(state().vevents)
+    event_rules.update_event(db.session, events[2], now=now, title="Talk 2, renamed")
+    db.session.commit()
+    after = client.get("/calendar.ics").get_data()
+    kept = state().vevents
+    assert [key[0] for key in set(kept) - set(written)] == [events[2].id]
+    assert all(kept[key] is part for key, part in written.items())  # the others were not written again
+    state().__init__()  # nothing kept: every VEVENT written again
+    assert client.get("/calendar.ics").get_data() == after
+    speaker = events[1].speakers[0].speaker
+    speaker.name = "Speaker One, renamed"
+    db.session.commit()
+    description = str(events_in(client.get("/calendar.ics").get_data())["Talk 1"]["DESCRIPTION"])
+    assert "With: Speaker One, renamed (host)" in description
