@@ -145,6 +145,10 @@ class EventForm(Form):
     thanks_enabled = BooleanField("Thank speakers after the end", default=True)
     thanks_offset = StringField("Thank-you after the end", validators=[DataRequired(), single_offset],
                                 default="1h")
+    board_mode = SelectField("Question board", default="open", choices=[
+        SelectChoice("open", "Open: questions appear at once"),
+        SelectChoice("moderated", "Moderated: questions wait for approval")])
+    board_public = BooleanField("Visitors who are not registered may read the questions", default=False)
 
     def domain_fields(self) -> dict:
         """The form's values as the domain's event fields (UTC datetimes, offsets in seconds)."""
@@ -171,6 +175,8 @@ class EventForm(Form):
             "nudge_offset": parse_offset(self.nudge_offset.data),
             "thanks_enabled": bool(self.thanks_enabled.data),
             "thanks_offset": parse_offset(self.thanks_offset.data),
+            "board_mode": self.board_mode.data,
+            "board_public": bool(self.board_public.data),
         }
 
     def tag_names(self) -> list[str]:
@@ -179,7 +185,8 @@ class EventForm(Form):
     def fill_from(self, event) -> None:
         zone = event.timezone
         for name in ("title", "slug", "summary", "description", "kind", "timezone", "venue", "join_url",
-                     "capacity", "double_opt_in", "briefing_enabled", "nudge_enabled", "thanks_enabled"):
+                     "capacity", "double_opt_in", "briefing_enabled", "nudge_enabled", "thanks_enabled", "board_mode",
+                     "board_public"):
             getattr(self, name).data = getattr(event, name)
         for name in ("starts_at", "ends_at", "signup_opens_at", "signup_closes_at"):
             getattr(self, name).data = to_local(getattr(event, name), zone)

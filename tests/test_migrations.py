@@ -239,3 +239,54 @@ def test_0004_renders_existing_descriptions_and_starts_versions_at_zero(empty_da
             # Rebuilding the events table must not cascade to the rows that point at it.
             assert conn.execute(sa.text("SELECT count(*) FROM registrations")).scalar_one() == 1
         db.engine.dispose()
+
+
+# --- 0005_question_board ------------------------------------------------------------------------
+
+def test_0005_carries_signup_questions_over_and_downgrade_keeps_them(empty_database_url, tmp_path):
+    app = create_app(base_config(tmp_path, DATABASE_URL=empty_database_url))
+    with app.app_context():
+        upgrade(revision="0004")
+        with db.engine.begin() as conn:
+            _insert_event(conn, 1)
+            _insert_event(conn, 2)
+            rows = [  # (email, state, name, question, address confirmed)
+                ("ada@x.org", "confirmed", "Ada", "Will it <b>stay</b> open?", True),
+                ("nameless@x.org", "confirmed", "", "Who pays?", True),
+                ("quiet@x.org", "confirmed", "Quiet", "", True),
+                ("wait@x.org", "waitlisted", "Wait", "From the waitlist", True),
+                ("unsure@x.org", "waitlisted", "Unsure", "Address never confirmed", False),
+                ("pending@x.org", "pending", "Pending", "Address never confirmed", False),
+                ("gone@x.org", "cancelled", "Gone", "Left before", True),
+            ]
+            for n, (email, state, name, question, verified) in enumerate(rows):
+                _insert_registration(conn, 1 if n < 6 else 2, email, state)
+                conn.execute(sa.text("UPDATE registrations SET name = :name, question = :question, created_at = :at, "
+                                     "email_verified_at = :verified WHERE email = :email")
+                             .bindparams(sa.bindparam("at", type_=UTCDateTime()),
+                                         sa.bindparam("verified", type_=UTCDateTime())),
+                             {"name": name, "question": question, "email": email,
+                              "at": NOW + timedelta(minutes=n), "verified": NOW if verified else None})
+        upgrade(revision="0005")
+        with db.engine.connect() as conn:
+            carried = conn.execute(sa.text(
+                "SELECT r.email, q.event_id, q.body, q.display_name, q.state, q.pinned, q.votes, q.created_at "
+                "FROM questions q JOIN registrations r ON r.id = q.registration_id ORDER BY q.id")
+                .columns(created_at=UTCDateTime())).all()
+            events = conn.execute(sa.text("SELECT board_mode, board_public FROM events ORDER BY id")).all()
+        created = [row.created_at for row in carried]
+        assert [tuple(row[:-1]) for row in carried] == [
+            ("ada@x.org", 1, "Will it <b>stay</b> open?", "Ada", "visible", False, 0),
+            ("nameless@x.org", 1, "Who pays?", "", "visible", False, 0),
+            ("wait@x.org", 1, "From the waitlist", "Wait", "visible", False, 0),
+        ]
+        assert created == [NOW, NOW + timedelta(minutes=1), NOW + timedelta(minutes=3)]
+        assert [tuple(row) for row in events] == [("open", False), ("open", False)]
+        downgrade(revision="0004")
+        with db.engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            assert not {"questions", "question_votes"} & tables
+            assert not {"board_mode", "board_public"} & set(_columns(conn, "events"))
+            # The signup questions are where they were, all of them.
+            assert conn.execute(sa.text("SELECT count(*) FROM registrations WHERE question != ''")).scalar_one() == 6
+        db.engine.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from .. import signals
 from ..errors import InvalidInput, InvalidTransition, SlugTaken
-from ..models import EVENT_KINDS, SPEAKER_ROLES, Event, EventSpeaker, Speaker, Tag
+from ..models import BOARD_MODES, EVENT_KINDS, SPEAKER_ROLES, Event, EventSpeaker, Speaker, Tag
 from ..text import one_line, slugify, strip_controls
 from . import reminders
 from .queries import lock_event
@@ -26,7 +26,7 @@ PLAN_FIELDS = ("starts_at", "ends_at", "reminder_offsets", "briefing_enabled", "
 EDITABLE = ("slug", "title", "summary", "description", "kind", "starts_at", "ends_at", "timezone", "venue",
             "join_url", "capacity", "signup_opens_at", "signup_closes_at", "reminder_offsets", "double_opt_in",
             "briefing_enabled", "briefing_offset", "nudge_enabled", "nudge_offset", "thanks_enabled",
-            "thanks_offset")
+            "thanks_offset", "board_mode", "board_public")
 MAX_DURATION = timedelta(days=31)
 
 
@@ -87,6 +87,8 @@ def validate(fields: dict) -> dict[str, list[str]]:
     join_url = fields.get("join_url") or ""
     if join_url and not re.match(r"^https?://[^\s]+$", join_url):
         bad("join_url", "The join link must be an http(s) URL.")
+    if fields.get("board_mode", "open") not in BOARD_MODES:
+        bad("board_mode", "Choose one of: " + ", ".join(BOARD_MODES) + ".")
     for name in ("briefing_offset", "nudge_offset", "thanks_offset"):
         value = fields.get(name)
         if value is not None and not 0 <= value <= 60 * 86400:

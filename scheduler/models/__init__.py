@@ -1,6 +1,7 @@
 """Typed SQLAlchemy models, one module per part of the domain."""
 
 from .accounts import TOKEN_SCOPES, ApiToken, User
+from .board import BOARD_MODES, QUESTION_STATES, Question, Vote
 from .events import (
     DEFAULT_REMINDERS,
     EVENT_KINDS,
@@ -17,7 +18,8 @@ from .registrations import ACTIVE_STATES, REGISTRATION_STATES, Registration
 from .types import MAX_ID, UTCDateTime, utcnow
 
 __all__ = [
-    "ACTIVE_STATES", "ApiToken", "DEFAULT_REMINDERS", "EVENT_KINDS", "EVENT_STATUSES", "Event", "EventSpeaker", "JOB_KINDS",
-    "JOB_STATES", "MAX_ID", "OUTBOX_STATES", "OutboxMessage", "PlannedJob", "REGISTRATION_STATES", "Registration",
-    "SPEAKER_ROLES", "SchedulerHeartbeat", "Speaker", "TOKEN_SCOPES", "Tag", "UTCDateTime", "User", "utcnow",
+    "ACTIVE_STATES", "ApiToken", "BOARD_MODES", "DEFAULT_REMINDERS", "EVENT_KINDS", "EVENT_STATUSES", "Event",
+    "EventSpeaker", "JOB_KINDS", "JOB_STATES", "MAX_ID", "OUTBOX_STATES", "OutboxMessage", "PlannedJob",
+    "QUESTION_STATES", "Question", "REGISTRATION_STATES", "Registration", "SPEAKER_ROLES", "SchedulerHeartbeat",
+    "Speaker", "TOKEN_SCOPES", "Tag", "UTCDateTime", "User", "Vote", "utcnow",
 ]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy import event as sa_event
@@ -97,6 +98,10 @@ class Event(db.Model):
     #: Goes up with every change a public page or feed shows (the event, its tags, speakers, seats),
     #: in the transaction that makes it: cached pages are keyed by it (scheduler/web/page_cache.py).
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The question board: "open" (questions appear at once) or "moderated" (they wait for approval).
+    board_mode: Mapped[str] = mapped_column(String(20), default="open", server_default="open")
+    #: Whether visitors who are not registered may read the board (never ask or vote).
+    board_public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -155,7 +160,7 @@ class EventSpeaker(db.Model):
 #: (waitlist_last moves with every waitlisted signup; the rest plan jobs).
 PRIVATE_EVENT_FIELDS = frozenset({
     "version", "waitlist_last", "reminder_offsets", "double_opt_in", "briefing_enabled", "briefing_offset",
-    "nudge_enabled", "nudge_offset", "thanks_enabled", "thanks_offset",
+    "nudge_enabled", "nudge_offset", "thanks_enabled", "thanks_offset", "board_mode",
 })
 #: A speaker's email and feed token are private; their name, affiliation, bio and photo are on event pages.
 PRIVATE_SPEAKER_FIELDS = frozenset({"email", "feed_nonce", "feed_token_hash", "created_at", "updated_at",
