@@ -167,6 +167,10 @@ PRIVATE_SPEAKER_FIELDS = frozenset({"email", "feed_nonce", "feed_token_hash", "c
                                     "appearances"})
 
 
+#: SET version = version + 1: atomic, so two writers never both land on the same number (built once).
+NEXT_VERSION = Event.version + 1
+
+
 def _changed(obj, private: frozenset) -> bool:
     """Whether a column or collection other than `private` ones really changed (not only set to the same value)."""
     state = inspect(obj)
@@ -189,7 +193,7 @@ def bump_versions(session: Session, _flush_context, _instances) -> None:
     for obj in session.dirty:
         if isinstance(obj, Event):
             if _changed(obj, PRIVATE_EVENT_FIELDS):
-                obj.version = Event.version + 1
+                obj.version = NEXT_VERSION
         elif isinstance(obj, Speaker):
             if _changed(obj, PRIVATE_SPEAKER_FIELDS):
                 speaker_ids.add(obj.id)
@@ -218,5 +222,5 @@ def bump_versions(session: Session, _flush_context, _instances) -> None:
     if tag_ids:
         affected |= Event.id.in_(select(event_tags.c.event_id).where(event_tags.c.tag_id.in_(tag_ids)))
     # Rows changed in memory are left alone (synchronize_session=False): their own UPDATE follows.
-    session.execute(update(Event).where(affected).values(version=Event.version + 1)
+    session.execute(update(Event).where(affected).values(version=NEXT_VERSION)
                     .execution_options(synchronize_session=False))

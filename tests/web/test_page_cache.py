@@ -265,3 +265,60 @@ def test_pages_under_another_script_root_are_not_shared(app, site):
     for root in ("", "/townhall", ""):
         page = app.test_client().get(site["a"], base_url=f"http://localhost{root}/").get_data(as_text=True)
         assert f'href="{root}/static/style.css"' in page and f'href="{root}/tags/series"' in page
+
+
+# --- shared through Redis, as in production -----------------------------------------------------
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server of its own on a free port, nothing saved to disk."""
+    import shutil
+    import subprocess
+
+    import redis
+
+    from tests.support import free_port, require
+
+    if shutil.which("redis-server") is None:
+        require("REQUIRE_REDIS", "redis-server is not installed")
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(200):  # up within a second or two; each ping waits for its own timeout
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                server.poll()
+                assert server.returncode is None, "redis-server exited"
+                client = redis.Redis(port=port, socket_connect_timeout=0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_machines_sharing_redis_render_each_version_once(app, app_config, site, redis_url, now):
+    from scheduler import create_app
+
+    machines = [create_app({**app_config, "CACHE_REDIS_URL": redis_url}) for _ in range(2)]
+    assert [m.config["CACHE_TYPE"] for m in machines] == ["RedisCache"] * 2
+    clients = [m.test_client() for m in machines]
+
+    def visit(n: int) -> tuple[str, int]:
+        with renders(machines[n]) as seen:
+            page = clients[n].get(site["a"]).get_data(as_text=True)
+        return seats(page), sum(seen.values())
+
+    assert visit(0) == ("25 of 25 seats left", 1)
+    assert visit(1) == ("25 of 25 seats left", 0)  # rendered by the other machine
+    signups.sign_up(db.session, site["event_a"], name="Cy", email="cy@example.org", now=now,
+                    secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    assert visit(1) == ("24 of 25 seats left", 1)
+    assert visit(0) == ("24 of 25 seats left", 0)
+    for machine in machines:
+        with machine.app_context():
+            db.engine.dispose()
