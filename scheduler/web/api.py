@@ -7,8 +7,6 @@ written from the same records and the payload models. Writes run in one unit of 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import datetime, timedelta
 from functools import wraps
@@ -30,7 +28,7 @@ from ..text import render_markdown, slugify
 from ..urls import event_url, external_url
 from . import api_schemas as s
 from .api_doc import document
-from .api_registry import OPERATIONS, Operation, operation
+from .api_registry import OPERATIONS, Link, Operation, operation
 from .refusals import json_error, refusal_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -143,7 +141,12 @@ def _lock_wait(conn, *, short: bool) -> None:
 # --- input ----------------------------------------------------------------------------------------
 
 def _scrub(value):
-    """NUL and lone surrogates cannot be stored by PostgreSQL or encoded: drop them before validation."""
+    """NUL and lone surrogates cannot be stored by PostgreSQL or encoded: drop them before validation.
+
+    A number without a fraction (12.0) is an integer, as JSON Schema reads it.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, str):
         value = value.replace("\x00", "")
         try:
@@ -183,27 +186,22 @@ def parse_query(model: type[BaseModel]):
         raise ApiError(400, "bad_query", "Some query parameters are not valid.", _fields(exc)) from None
 
 
-def _encode_cursor(*parts) -> str:
-    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+def _event_cursor(event: Event) -> str:
+    """The position after `event` in the list's order (start, id), as EVENT_CURSOR_PATTERN spells it."""
+    return f"{(event.starts_at - s.EPOCH) // timedelta(microseconds=1)}_{event.id}"
 
 
-def _decode_cursor(cursor: str, kinds: tuple[type, ...]) -> list:
+def _after_event(cursor: str) -> tuple[datetime, int] | None:
+    """The (start, id) a cursor names; None when it lies past any time an event can have.
+
+    Any cursor of the documented form is a position, so none is refused: one beyond the last event
+    gives an empty page.
+    """
+    micros, last_id = (int(part) for part in cursor.split("_"))
     try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(parts, list) or len(parts) != len(kinds):
-            raise ValueError
-        values = []
-        for part, kind in zip(parts, kinds, strict=True):
-            if kind is datetime:
-                values.append(s.as_utc(datetime.fromisoformat(part)))
-            elif isinstance(part, int) and 0 <= part <= s.MAX_ID:
-                values.append(part)
-            else:
-                raise ValueError
-        return values
-    except (ValueError, TypeError, binascii.Error, RecursionError):
-        raise ApiError(400, "bad_cursor", "That cursor is not one this API gave out.",
-                       {"cursor": ["Not a cursor from a previous page."]}) from None
+        return s.EPOCH + timedelta(microseconds=micros), min(last_id, s.MAX_ID)
+    except OverflowError:
+        return None
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -285,10 +283,23 @@ def _event_fields(data: BaseModel, names) -> dict:
     return fields
 
 
+# --- links between operations ---------------------------------------------------------------------
+
+def _on(slug: str, *endpoints: str) -> tuple[Link, ...]:
+    """Links to operations on the event whose slug the expression `slug` reads."""
+    return tuple(Link(endpoint, {"slug": slug}) for endpoint in endpoints)
+
+
+#: Organisers' operations on an event they have just seen, each reached by the event's slug.
+ORGANISE = ("event_update", "event_publish", "event_cancel", "speaker_add", "registrations", "registration_create")
+SAME_EVENT = "$request.path.slug"
+ANSWERED_EVENT = "$response.body#/slug"
+
+
 # --- public ---------------------------------------------------------------------------------------
 
 @operation("GET", "/events", summary="Upcoming public events, soonest first", ok={200: s.EventList},
-           query=s.EventQuery)
+           query=s.EventQuery, links={200: _on("$response.body#/events/0/slug", "event", *ORGANISE)})
 def events():
     query = parse_query(s.EventQuery)
     now = clock.now()
@@ -299,17 +310,19 @@ def events():
     if query.tag:
         statement = statement.where(Event.tags.any(Tag.slug == slugify(query.tag)))
     if query.cursor:
-        starts, last_id = _decode_cursor(query.cursor, (datetime, int))
+        after = _after_event(query.cursor)
+        if after is None:
+            return jsonify(events=[], next_cursor=None)
+        starts, last_id = after
         statement = statement.where(or_(Event.starts_at > starts, and_(Event.starts_at == starts, Event.id > last_id)))
     found = list(db.session.scalars(statement.order_by(Event.starts_at, Event.id).limit(query.limit + 1)))
     page = found[:query.limit]
-    next_cursor = None
-    if len(found) > query.limit:
-        next_cursor = _encode_cursor(page[-1].starts_at.isoformat(), page[-1].id)
+    next_cursor = _event_cursor(page[-1]) if len(found) > query.limit else None
     return jsonify(events=[public_event(e, now) for e in page], next_cursor=next_cursor)
 
 
-@operation("GET", "/events/<slug>", summary="One public event", ok={200: s.EventPublic}, errors=(404,))
+@operation("GET", "/events/<slug>", summary="One public event", ok={200: s.EventPublic}, errors=(404,),
+           links={200: _on(ANSWERED_EVENT, *ORGANISE)})
 def event(slug: str):
     found = _event(slug)
     if found.status == "draft":
@@ -322,7 +335,7 @@ def event(slug: str):
 # also rolls back the token's last use noted on the way in.
 
 @operation("POST", "/events", summary="Create a draft event", ok={201: s.EventPrivate}, scope="write",
-           body=s.EventCreate, errors=(409,))
+           body=s.EventCreate, errors=(409,), links={201: _on(ANSWERED_EVENT, *ORGANISE)})
 def event_create():
     with unit_of_work() as uow:
         data = parse_body(s.EventCreate)
@@ -332,7 +345,8 @@ def event_create():
 
 
 @operation("PATCH", "/events/<slug>", summary="Change an event; people are told when time or place change",
-           ok={200: s.EventPrivate}, scope="write", body=s.EventUpdate, errors=(404, 409))
+           ok={200: s.EventPrivate}, scope="write", body=s.EventUpdate, errors=(404, 409),
+           links={200: _on(ANSWERED_EVENT, *ORGANISE)})
 def event_update(slug: str):
     with unit_of_work() as uow:
         found = _event(slug)
@@ -344,7 +358,8 @@ def event_update(slug: str):
 
 
 @operation("POST", "/events/<slug>/publish", summary="Publish a draft (plans reminders and speaker jobs)",
-           ok={200: s.EventPrivate}, scope="write", errors=(404, 409))
+           ok={200: s.EventPrivate}, scope="write", errors=(404, 409),
+           links={200: _on(ANSWERED_EVENT, "event", *ORGANISE)})
 def event_publish(slug: str):
     with unit_of_work() as uow:
         found = _event(slug)
@@ -353,7 +368,8 @@ def event_publish(slug: str):
 
 
 @operation("POST", "/events/<slug>/cancel", summary="Cancel an event: everyone is told, pending jobs removed",
-           ok={200: s.EventPrivate}, scope="write", body=s.CancelRequest, body_required=False, errors=(404,))
+           ok={200: s.EventPrivate}, scope="write", body=s.CancelRequest, body_required=False, errors=(404,),
+           links={200: _on(ANSWERED_EVENT, "event", *ORGANISE)})
 def event_cancel(slug: str):
     with unit_of_work() as uow:
         found = _event(slug)
@@ -363,7 +379,10 @@ def event_cancel(slug: str):
 
 
 @operation("POST", "/events/<slug>/speakers", summary="Add a speaker (existing by id, or a new person)",
-           ok={201: s.EventPrivate}, scope="write", body=s.SpeakerAdd, errors=(404,))
+           ok={201: s.EventPrivate}, scope="write", body=s.SpeakerAdd, errors=(404,),
+           links={201: (Link("speaker_remove", {"slug": SAME_EVENT, "speaker_id": "$response.body#/speakers/0/id"}),
+                        Link("speaker_add", {"slug": SAME_EVENT},
+                             body={"speaker_id": "$response.body#/speakers/0/id"}))})
 def speaker_add(slug: str):
     with unit_of_work() as uow:
         found = _event(slug)
@@ -397,8 +416,7 @@ def registrations(slug: str):
     query = parse_query(s.PageQuery)
     statement = select(Registration).where(Registration.event_id == found.id)
     if query.cursor:
-        (after,) = _decode_cursor(query.cursor, (int,))
-        statement = statement.where(Registration.id > after)
+        statement = statement.where(Registration.id > min(int(query.cursor), s.MAX_ID))
     rows = list(db.session.scalars(statement.order_by(Registration.id).limit(query.limit + 1)))
     page = rows[:query.limit]
     waiting = db.session.scalars(
@@ -408,7 +426,7 @@ def registrations(slug: str):
     positions = {registration_id: n for n, registration_id in enumerate(waiting, start=1)}
     result = s.RegistrationList(
         registrations=[registration_out(r, positions.get(r.id)) for r in page],
-        next_cursor=_encode_cursor(page[-1].id) if len(rows) > query.limit else None,
+        next_cursor=str(page[-1].id) if len(rows) > query.limit else None,
     )
     return jsonify(result.model_dump(mode="json"))
 
@@ -416,13 +434,11 @@ def registrations(slug: str):
 @operation("POST", "/events/<slug>/registrations",
            summary="Register someone: same rules as the form (capacity, waitlist, one seat per address)",
            ok={201: s.SignupOut, 200: s.SignupOut}, scope="write", body=s.RegistrationCreate, errors=(404, 409),
-           tag="registrations")
+           tag="registrations", links={201: _on(SAME_EVENT, "registrations")})
 def registration_create(slug: str):
     with unit_of_work() as uow:
         found = _event(slug)
         data = parse_body(s.RegistrationCreate)
-        if data.timezone and not event_rules.is_valid_timezone(data.timezone):
-            raise InvalidInput("Unknown timezone: use an IANA name such as Europe/Berlin.", field="timezone")
         if found.status == "draft":
             raise EventNotOpen("This event is not published yet.")
         result = signups.sign_up(uow.session, found, name=data.name, email=data.email, question=data.question,

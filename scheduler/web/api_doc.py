@@ -7,6 +7,7 @@ from functools import cache
 
 from pydantic.json_schema import models_json_schema
 
+from ..domain.events import SLUG_RE
 from . import api_schemas as s
 from .api_registry import OPERATIONS, Operation
 
@@ -15,7 +16,10 @@ STATUS_TEXT = {
     200: "OK", 201: "Created", 204: "No content", 400: "Malformed request (JSON, query or cursor)",
     401: "No token, an unknown one or a revoked one", 403: "The token's scope does not allow this",
     404: "No such event (or speaker link)", 409: "Conflicts with the event's state (slug taken, closed, cancelled)",
-    413: "Body too large", 422: "Some fields are not valid: see error.fields",
+    413: "Body too large",
+    422: "Some fields are not valid (error.fields names them): against this document, or against a rule between "
+         "fields that JSON Schema cannot state and the fields' descriptions do (ends_at after starts_at, ...), "
+         "or a speaker_id that names no speaker",
 }
 _CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
 
@@ -44,10 +48,28 @@ def _path(op: Operation) -> tuple[str, list[dict]]:
     for converter, name in _CONVERTER.findall(op.rule):
         if converter == "int":
             schema = {"type": "integer", "minimum": 0, "maximum": s.MAX_ID}
-        else:
-            schema = {"type": "string", "minLength": 1}
+        else:  # a slug: anything else names no event (404)
+            schema = {"type": "string", "minLength": 1, "maxLength": 120, "pattern": SLUG_RE.pattern}
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     return "/api/v1" + _CONVERTER.sub(r"{\2}", op.rule), parameters
+
+
+def _links(op: Operation, by_endpoint: dict[str, Operation]) -> dict[int, dict]:
+    """The operation's links by status, each named after its target and checked against the target's inputs."""
+    links: dict[int, dict] = {}
+    for status, follows in op.links.items():
+        for link in follows:
+            target = by_endpoint[link.endpoint]
+            taken = {name for _converter, name in _CONVERTER.findall(target.rule)}
+            if status not in op.responses or set(link.parameters) != taken or (
+                    link.body is not None and not (target.body and set(link.body) <= set(target.body.model_fields))):
+                raise ValueError(f"{op.endpoint} {status} -> {link.endpoint}: not what either of them says")
+            entry = {"operationId": link.endpoint, "parameters": dict(link.parameters)}
+            if link.body is not None:
+                entry["requestBody"] = dict(link.body)
+            name = link.endpoint if link.body is None else f"{link.endpoint}_again"
+            links.setdefault(status, {})[name] = entry
+    return links
 
 
 def _query(model) -> list[dict]:
@@ -59,12 +81,15 @@ def _query(model) -> list[dict]:
 
 @cache
 def document() -> dict:
+    if not OPERATIONS:
+        raise RuntimeError("No API operations recorded yet: import scheduler.web.api first.")
     inputs = {op.body for op in OPERATIONS if op.body}
     outputs = {m for op in OPERATIONS for m in op.responses.values() if m} | {s.Error}
     refs, defs = models_json_schema([(m, "validation") for m in inputs] + [(m, "serialization") for m in outputs],
                                     ref_template=REF)
     error = {"description": "", "content": {"application/json": {"schema": refs[(s.Error, "serialization")]}}}
     paths: dict[str, dict] = {}
+    by_endpoint = {op.endpoint: op for op in OPERATIONS}
     for op in OPERATIONS:
         path, parameters = _path(op)
         if op.query is not None:
@@ -75,6 +100,8 @@ def document() -> dict:
             if model is not None:
                 responses[str(status)]["content"] = {
                     "application/json": {"schema": refs[(model, "serialization")]}}
+        for status, links in _links(op, by_endpoint).items():
+            responses[str(status)]["links"] = links
         for status in op.errors:
             responses[str(status)] = {**error, "description": STATUS_TEXT[status]}
         entry = {"operationId": op.endpoint, "summary": op.summary, "tags": [op.tag], "responses": responses,

@@ -1,20 +1,51 @@
-"""API payloads: each pydantic model both validates a request and describes it in the OpenAPI document."""
+"""API payloads: each pydantic model both validates a request and describes it in the OpenAPI document.
+
+The document says exactly what a request may hold: where a check is not one of JSON Schema's own
+(a real IANA zone, a non-blank name, the years a date may have), the model checks it in Python and writes
+the same rule into its schema as a `pattern` or an `enum`. Rules between fields (an end after its start)
+cannot be written in JSON Schema; the fields' descriptions state them, and they are refused with a 422.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Literal
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 
+from ..domain import events as event_rules
 from ..models import EVENT_KINDS, MAX_ID, REGISTRATION_STATES, SPEAKER_ROLES
-from ..text import one_line
 
 MAX_OFFSET = 60 * 86400
-EARLIEST, LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
-_URL = re.compile(r"^https?://\S+$")
+FIRST_YEAR, LAST_YEAR = 1971, 8999
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: The characters one_line() removes or folds (controls, bidi overrides, whitespace), as a regex class body
+#: that reads the same in Python, ECMAScript and Rust: a name needs one character outside it.
+BLANK = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028-\u202f\u205f\u2066-\u2069\u3000"
+NON_BLANK = f"[^{BLANK}]"
+URL_PATTERN = f"^https?://[^{BLANK}]+$"
+#: RFC 3339 with an offset (upper-case T and Z), written in the years 1971 to 8999; `format: date-time`
+#: rules out the days a month does not have.
+MOMENT_PATTERN = (r"^(197[1-9]|19[89][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+                  r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+#: A page's position: the last event's start in microseconds since 1970 (UTC), "_", and its id.
+EVENT_CURSOR_PATTERN = "^[0-9]{1,20}_[0-9]{1,20}$"
+#: A page's position: the last registration's id.
+ID_CURSOR_PATTERN = "^[0-9]{1,20}$"
+_MOMENT, _URL, _NON_BLANK = re.compile(MOMENT_PATTERN), re.compile(URL_PATTERN), re.compile(NON_BLANK)
 
 Kind = Literal[EVENT_KINDS]
 Role = Literal[SPEAKER_ROLES]
@@ -22,19 +53,31 @@ State = Literal[REGISTRATION_STATES]
 assert set(State.__args__) == set(REGISTRATION_STATES)
 
 
+@cache
+def zone_names() -> list[str]:
+    """Every timezone name the server accepts, sorted."""
+    return sorted(name for name in available_timezones() if event_rules.is_valid_timezone(name))
+
+
 def as_utc(value: datetime) -> datetime:
-    """An aware time within the years the calendars and jobs can compute with, in UTC."""
+    """An aware time written in the years the calendars and jobs can compute with, in UTC."""
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"Use a date between {FIRST_YEAR} and {LAST_YEAR}.")
+    return value.astimezone(UTC)
+
+
+def _moment(value) -> datetime:
+    if not isinstance(value, str) or not _MOMENT.fullmatch(value):
+        raise ValueError(f"Use an RFC 3339 date-time with an offset, between {FIRST_YEAR} and {LAST_YEAR}, "
+                         "e.g. 2031-03-01T18:00:00+01:00.")
     try:
-        moment = value.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ValueError("Use a date between 1971 and 8999.") from None
-    if not EARLIEST <= moment < LATEST:
-        raise ValueError("Use a date between 1971 and 8999.")
-    return moment
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError as exc:
+        raise ValueError(f"Not a real date: {exc}.") from None
 
 
 def _http_url(value: str) -> str:
-    if value and not _URL.match(value):
+    if value and not _URL.fullmatch(value):
         raise ValueError("Use an http(s) URL.")
     return value
 
@@ -49,15 +92,56 @@ def _email(value: str) -> str:
 
 
 def _a_line(value: str) -> str:
-    if not one_line(value):
+    if not _NON_BLANK.search(value):
         raise ValueError("Cannot be blank.")
     return value
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(as_utc), Field(description="RFC 3339 date-time with an offset")]
-Url = Annotated[str, Field(max_length=500), AfterValidator(_http_url)]
+def _zone(value: str) -> str:
+    if not event_rules.is_valid_timezone(value):
+        raise ValueError("Unknown timezone: use an IANA name such as Europe/Berlin.")
+    return value
+
+
+def _zone_or_empty(value: str) -> str:
+    return value and _zone(value)
+
+
+def _cursor(pattern: str):
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError("Not a cursor from a previous page.")
+        return value
+
+    return AfterValidator(check)
+
+
+def _zone_enum(schema: dict) -> None:
+    schema["enum"] = zone_names()
+
+
+def _zone_or_empty_enum(schema: dict) -> None:
+    schema["enum"] = ["", *zone_names()]
+
+
+#: What email-validator refuses of what `format: idn-email` allows can only be said in words.
+EMAIL_RULE = ("An address email-validator accepts without a DNS lookup: a domain with a dot that is not a "
+              "special-use name (.test, .local, .invalid, ...), no IP address, no quoted local part; otherwise 422")
+Email = Annotated[str, Field(max_length=320, description=EMAIL_RULE, json_schema_extra={"format": "idn-email"}),
+                  AfterValidator(_email)]
+Moment = Annotated[datetime, PlainValidator(_moment), WithJsonSchema({
+    "type": "string", "format": "date-time", "pattern": MOMENT_PATTERN,
+    "description": f"RFC 3339 date-time with an offset, in the years {FIRST_YEAR} to {LAST_YEAR}"})]
+Url = Annotated[str, Field(max_length=500, json_schema_extra={"pattern": f"^$|{URL_PATTERN}"}),
+                AfterValidator(_http_url)]
+Line = Annotated[str, AfterValidator(_a_line), Field(json_schema_extra={"pattern": NON_BLANK})]
+Zone = Annotated[str, Field(description="IANA zone, e.g. Europe/Berlin", json_schema_extra=_zone_enum),
+                 AfterValidator(_zone)]
 Offset = Annotated[int, Field(ge=60, le=MAX_OFFSET, description="Seconds")]
 SpeakerOffset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Seconds")]
+#: Rules between fields, which JSON Schema cannot state: a request that breaks one is refused with a 422.
+END_RULE = "Must be after starts_at, and at most 31 days after it (otherwise 422)"
+CLOSE_RULE = "Must be after signup_opens_at, and not after ends_at (otherwise 422)"
 
 
 class Strict(BaseModel):
@@ -74,12 +158,12 @@ class EventFields(Strict):
     summary: str = Field("", max_length=500)
     description: str = Field("", max_length=50_000, description="Markdown")
     kind: Kind = "talk"
-    timezone: str = Field("UTC", min_length=1, max_length=64, description="IANA zone, e.g. Europe/Berlin")
+    timezone: Zone = "UTC"
     venue: str = Field("", max_length=300)
     join_url: Url = Field("", description="Private: shown only to confirmed registrants and speakers.")
     capacity: int | None = Field(None, ge=0, le=1_000_000, description="null: unlimited")
     signup_opens_at: Moment | None = None
-    signup_closes_at: Moment | None = None
+    signup_closes_at: Moment | None = Field(None, description=CLOSE_RULE)
     tags: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=20)
     reminder_offsets: list[Offset] = Field(default_factory=lambda: [86400, 3600], max_length=10,
                                            description="Attendee reminders, seconds before the start")
@@ -95,27 +179,30 @@ class EventFields(Strict):
 class EventCreate(EventFields):
     """A new event (a draft until published)."""
 
-    title: str = Field(max_length=200, min_length=1)
+    title: Annotated[Line, Field(max_length=200, min_length=1)]
     starts_at: Moment
-    ends_at: Moment
+    ends_at: Annotated[Moment, Field(description=END_RULE)]
 
 
 class EventUpdate(Strict):
-    """Only the fields sent change; null clears capacity and the signup window, and is refused elsewhere."""
+    """Only the fields sent change; null clears capacity and the signup window, and is refused elsewhere.
 
-    title: str = Field(None, max_length=200, min_length=1)
+    The rules between fields hold for the event as changed: a field left out keeps its stored value.
+    """
+
+    title: Annotated[Line, Field(max_length=200, min_length=1)] = None
     slug: str = Field(None, max_length=120, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
     summary: str = Field(None, max_length=500)
     description: str = Field(None, max_length=50_000)
     kind: Kind = None
     starts_at: Moment = None
-    ends_at: Moment = None
-    timezone: str = Field(None, min_length=1, max_length=64)
+    ends_at: Annotated[Moment, Field(description=END_RULE)] = None
+    timezone: Zone = None
     venue: str = Field(None, max_length=300)
     join_url: Url = None
     capacity: int | None = Field(None, ge=0, le=1_000_000)
     signup_opens_at: Moment | None = None
-    signup_closes_at: Moment | None = None
+    signup_closes_at: Moment | None = Field(None, description=CLOSE_RULE)
     tags: list[Annotated[str, Field(max_length=120)]] = Field(None, max_length=20)
     reminder_offsets: list[Offset] = Field(None, max_length=10)
     double_opt_in: bool = None
@@ -132,11 +219,18 @@ class CancelRequest(Strict):
 
 
 class SpeakerAdd(Strict):
-    """Link an existing speaker (speaker_id) or a new person (name, ...) with a role."""
+    """Link an existing speaker (speaker_id) or a new person (name, ...) with a role: one of the two is required."""
 
-    speaker_id: int | None = Field(None, ge=1, le=MAX_ID)
-    name: str | None = Field(None, min_length=1, max_length=200)
-    email: Annotated[str, Field(max_length=320), AfterValidator(_email)] = ""
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["speaker_id"], "properties": {"speaker_id": {"type": "integer"}}},
+        {"required": ["name"], "properties": {"name": {"type": "string"}}},
+    ]})
+
+    speaker_id: int | None = Field(None, ge=1, le=MAX_ID, description="A speaker of any event; a speaker_id that "
+                                   "names no speaker is refused with a 422")
+    name: Annotated[Line, Field(min_length=1, max_length=200)] | None = None
+    email: Annotated[str, Field(max_length=320, description=f"Empty, or: {EMAIL_RULE}", json_schema_extra={
+        "anyOf": [{"maxLength": 0}, {"format": "idn-email"}]}), AfterValidator(_email)] = ""
     affiliation: str = Field("", max_length=200)
     bio: str = Field("", max_length=5000)
     photo_url: Url = ""
@@ -144,7 +238,7 @@ class SpeakerAdd(Strict):
 
     @model_validator(mode="after")
     def _someone(self):
-        if self.speaker_id is None and not (self.name or "").strip():
+        if self.speaker_id is None and self.name is None:
             raise ValueError("Give a speaker_id or a name.")
         return self
 
@@ -152,10 +246,12 @@ class SpeakerAdd(Strict):
 class RegistrationCreate(Strict):
     """Register someone, with the same rules as the public form."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_a_line)]
-    email: Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_email)]
+    name: Annotated[Line, Field(min_length=1, max_length=200)]
+    email: Annotated[Email, Field(min_length=3)]
     question: str = Field("", max_length=2000)
-    timezone: str | None = Field(None, max_length=64, description="IANA zone; the event's when absent")
+    timezone: Annotated[str, AfterValidator(_zone_or_empty), Field(
+        description="IANA zone; the event's when empty or absent",
+        json_schema_extra=_zone_or_empty_enum)] | None = None
 
 
 class EventQuery(Strict):
@@ -168,14 +264,18 @@ class EventQuery(Strict):
                                                                   "(default: now, i.e. upcoming)")
     to: Moment | None = Field(None, description="Events that start before this time")
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
+    cursor: Annotated[str, _cursor(EVENT_CURSOR_PATTERN), Field(
+        max_length=41, json_schema_extra={"pattern": EVENT_CURSOR_PATTERN},
+        description="next_cursor of the previous page")] | None = None
 
 
 class PageQuery(Strict):
     """A page of a list."""
 
     limit: int = Field(100, ge=1, le=500)
-    cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page")
+    cursor: Annotated[str, _cursor(ID_CURSOR_PATTERN), Field(
+        max_length=20, json_schema_extra={"pattern": ID_CURSOR_PATTERN},
+        description="next_cursor of the previous page")] | None = None
 
 
 # --- output --------------------------------------------------------------------------------------

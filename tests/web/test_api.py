@@ -16,6 +16,7 @@ from scheduler import clock
 from scheduler.domain import api_tokens, signups
 from scheduler.extensions import db
 from scheduler.models import ApiToken, Event, OutboxMessage, PlannedJob, Registration, Speaker, Tag
+from scheduler.web.api_schemas import EPOCH
 from tests.support import csrf_token
 
 ZONE = "Europe/Berlin"
@@ -76,6 +77,30 @@ def test_api_document_is_valid_openapi_and_lists_every_route(app, client):
             routed |= {(method, path) for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert documented == routed
     assert len(routed) == 11
+
+
+def test_api_document_links_each_answer_to_what_may_follow(client):
+    """OpenAPI links, which schemathesis's stateful phase follows (test_api_doc.py)."""
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    links = {(method.upper(), path, status): {name: (link["operationId"], link["parameters"], link.get("requestBody"))
+                                              for name, link in response.get("links", {}).items()}
+             for path, item in paths.items() for method, operation in item.items()
+             for status, response in operation["responses"].items() if response.get("links")}
+    answered = {"slug": "$response.body#/slug"}
+    organise = {name: (name, answered, None) for name in (
+        "event_update", "event_publish", "event_cancel", "speaker_add", "registrations", "registration_create")}
+    assert links[("POST", "/api/v1/events", "201")] == organise
+    assert links[("PATCH", "/api/v1/events/{slug}", "200")] == organise
+    assert links[("POST", "/api/v1/events/{slug}/publish", "200")] == {**organise, "event": ("event", answered, None)}
+    assert links[("GET", "/api/v1/events", "200")]["event"] == ("event", {"slug": "$response.body#/events/0/slug"}, None)
+    assert links[("POST", "/api/v1/events/{slug}/speakers", "201")] == {
+        "speaker_remove": ("speaker_remove", {"slug": "$request.path.slug",
+                                              "speaker_id": "$response.body#/speakers/0/id"}, None),
+        "speaker_add_again": ("speaker_add", {"slug": "$request.path.slug"},
+                              {"speaker_id": "$response.body#/speakers/0/id"})}
+    assert links[("POST", "/api/v1/events/{slug}/registrations", "201")] == {
+        "registrations": ("registrations", {"slug": "$request.path.slug"}, None)}
+    assert len(links) == 8
 
 
 # --- tokens and scopes ----------------------------------------------------------------------------
@@ -240,6 +265,55 @@ def test_api_event_list_filters_and_pages(client, create_event, now):
         if cursor is None:
             break
     assert titles == [e.title for e in made]
+
+
+def test_api_any_cursor_of_the_documented_form_is_a_position(client, create_event, now):
+    """A cursor is where the last page ended: any of the documented form is a page, one past the end an empty one."""
+    made = [create_event(title=f"Talk {n}", starts_at=now + timedelta(days=n)) for n in range(1, 4)]
+    headers = bearer(make_token("read"))
+    first = client.get("/api/v1/events?limit=1").get_json()
+    assert first["next_cursor"] == f"{(made[0].starts_at - EPOCH) // timedelta(microseconds=1)}_{made[0].id}"
+    pages = {cursor: client.get(f"/api/v1/events?cursor={cursor}") for cursor in (
+        "0_0", first["next_cursor"], "99999999999999999999_99999999999999999999", "253402300799999999_1")}
+    assert {cursor: (r.status_code, [e["title"] for e in r.get_json()["events"]]) for cursor, r in pages.items()} == {
+        "0_0": (200, ["Talk 1", "Talk 2", "Talk 3"]), first["next_cursor"]: (200, ["Talk 2", "Talk 3"]),
+        "99999999999999999999_99999999999999999999": (200, []), "253402300799999999_1": (200, [])}
+    signups.sign_up(db.session, made[0], name="Ada", email="ada@attendees.example.org", now=now, secret="s")
+    db.session.commit()
+    path = f"/api/v1/events/{made[0].slug}/registrations"
+    assert [len(client.get(f"{path}?cursor={cursor}", headers=headers).get_json()["registrations"])
+            for cursor in ("0", "99999999999999999999")] == [1, 0]
+    assert client.get(f"{path}?cursor=1_1", headers=headers).status_code == 400
+
+
+def test_api_dates_are_bounded_by_the_year_as_written(client, now):
+    headers = bearer(make_token())
+    early = event_payload(now, starts_at="1971-01-01T00:00:00+14:00", ends_at="1971-01-01T01:00:00+14:00")
+    response = client.post("/api/v1/events", json=early, headers=headers)
+    assert (response.status_code, response.get_json()["starts_at"]) == (201, "1970-12-31T10:00:00Z")
+    too_early = event_payload(now, starts_at="1970-12-31T23:30:00-01:00", ends_at="1971-01-01T01:00:00Z")
+    response = client.post("/api/v1/events", json=too_early, headers=headers)
+    assert (response.status_code, list(response.get_json()["error"]["fields"])) == (422, ["starts_at"])
+
+
+def test_api_a_number_without_a_fraction_is_an_integer(client, now):
+    """JSON Schema's integer: 50.0 is one, 50.5 and "50" are not."""
+    headers = bearer(make_token())
+    response = client.post("/api/v1/events", json=event_payload(now, capacity=50.0, briefing_offset=3600.0),
+                           headers=headers)
+    assert (response.status_code, response.get_json()["capacity"], response.get_json()["briefing_offset"]) == (
+        201, 50, 3600)
+    for capacity in (50.5, "50", True):
+        response = client.post("/api/v1/events", json=event_payload(now, capacity=capacity), headers=headers)
+        assert (response.status_code, list(response.get_json()["error"]["fields"])) == (422, ["capacity"])
+
+
+def test_api_a_new_slug_moves_the_event(client, create_event):
+    event = create_event(title="Old name")
+    headers = bearer(make_token())
+    response = client.patch(f"/api/v1/events/{event.slug}", json={"slug": "new-name"}, headers=headers)
+    assert (response.status_code, response.get_json()["slug"]) == (200, "new-name")
+    assert [client.get(f"/api/v1/events/{slug}").status_code for slug in ("old-name", "new-name")] == [404, 200]
 
 
 @pytest.mark.parametrize("query", [
