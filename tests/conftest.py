@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import text
 
 from scheduler import create_app
 from scheduler.extensions import db
@@ -17,6 +16,7 @@ from tests.support import (
     Auth,
     SMTPSink,
     base_config,
+    empty_tables,
     fresh_database,
     postgres_available,
     require,
@@ -34,12 +34,6 @@ def postgres_url():
         require("REQUIRE_POSTGRES", f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
     with fresh_database("postgres", ".", prefix="townhall_test", admin_url=PG_ADMIN_URL) as url:
         yield url
-
-
-def _truncate_all() -> None:
-    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-    db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    db.session.commit()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -98,7 +92,7 @@ def app(app_config):
         finally:
             db.session.remove()
             if db.engine.dialect.name == "postgresql":
-                _truncate_all()
+                empty_tables()
             db.engine.dispose()
 
 

@@ -357,6 +357,22 @@ def nothing_written() -> bool:
 ZONES = ("Europe/Berlin", "America/Los_Angeles", "Asia/Tokyo")
 
 
+def empty_tables(keep: tuple[str, ...] = ()) -> None:
+    """Empty every table but those named in `keep`; ids count from 1 again."""
+    from sqlalchemy import text
+
+    from scheduler.extensions import db
+
+    tables = [table for table in db.metadata.sorted_tables if table.name not in keep]
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{table.name}"' for table in tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:  # SQLite gives the next row max(id) + 1
+        for table in reversed(tables):
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
 def beat(worker: str, at) -> None:
     """Write scheduler `worker`'s heartbeat as of `at` (its claims stay its own while the beat is fresh)."""
     from scheduler.extensions import db

@@ -17,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from scheduler.domain import api_tokens, signups
 from scheduler.domain.events import MAX_DURATION, SLUG_RE
@@ -25,6 +25,7 @@ from scheduler.extensions import db
 from scheduler.models import MAX_ID, Event, Speaker
 from scheduler.web.api import document  # importing the API records its operations
 from scheduler.web.api_schemas import MOMENT_PATTERN
+from tests.support import empty_tables
 
 #: Generated cases per operation in the fuzzing phase (the coverage phase adds its own boundary cases).
 EXAMPLES = 15
@@ -62,13 +63,7 @@ def seed_events(app, create_event, now) -> dict:
 
 def forget_events() -> None:
     """Empty every table but the accounts and their tokens; ids count from 1 again."""
-    tables = [table for table in db.metadata.sorted_tables if table.name not in ("users", "api_tokens")]
-    if db.engine.dialect.name == "postgresql":
-        db.session.execute(text(f"TRUNCATE {', '.join(table.name for table in tables)} RESTART IDENTITY"))
-    else:  # SQLite gives the next row max(id) + 1
-        for table in reversed(tables):
-            db.session.execute(table.delete())
-    db.session.commit()
+    empty_tables(keep=("users", "api_tokens"))
 
 
 @pytest.fixture
