@@ -118,10 +118,11 @@ def _register_blueprints(app: Flask) -> None:
 
     # admin_registrations and admin_tokens add their routes to admin.bp: import them before registering it.
     from .web import admin, admin_registrations, admin_tokens, api, errors, feeds, health, public, signup  # noqa: F401
+    from .web.board import bp as board_bp
     from .web.converters import init_app as init_converters
 
     init_converters(app)  # before the blueprints: a rule takes its converters when it is added
-    for blueprint in (public.bp, signup.bp, feeds.bp, admin.bp, api.bp, health.bp):
+    for blueprint in (public.bp, signup.bp, feeds.bp, admin.bp, api.bp, health.bp, board_bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)
 
