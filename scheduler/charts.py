@@ -47,6 +47,23 @@ def cumulative(times: Iterable[datetime]) -> list[tuple[datetime, int]]:
     return [(moment, n) for n, moment in enumerate(sorted(times), start=1)]
 
 
+def cumulative_bins(bins: Iterable[tuple[datetime, datetime, int]]) -> list[tuple[datetime, int]]:
+    """Signups counted in bins [(first, last, how many)], in time order -> [(time, signups so far)].
+
+    A bin's signups are added at its first one, and the line ends at the last signup of all: the chart
+    has a step per bin however many signups there are, and starts and ends where they do.
+    """
+    points: list[tuple[datetime, int]] = []
+    total, latest = 0, None
+    for first, last, n in bins:
+        total += n
+        points.append((first, total))
+        latest = last
+    if points and latest > points[-1][0]:
+        points.append((latest, total))
+    return points
+
+
 def nice_ceiling(value: int) -> int:
     """The smallest of 1, 2, 5, 10, 20, 50 ... that is at least value (and at least 1)."""
     if value <= 1:

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.charts import TimelineItem, cumulative, nice_ceiling, signups_svg, time_ticks, timeline_svg
+from scheduler.charts import (
+    TimelineItem,
+    cumulative,
+    cumulative_bins,
+    nice_ceiling,
+    signups_svg,
+    time_ticks,
+    timeline_svg,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -21,6 +29,15 @@ def parse(svg: str) -> ET.Element:
 def test_cumulative_sorts_and_counts():
     times = [T0 + timedelta(hours=2), T0, T0 + timedelta(hours=1)]
     assert cumulative(times) == [(T0, 1), (T0 + timedelta(hours=1), 2), (T0 + timedelta(hours=2), 3)]
+
+
+def test_cumulative_bins_steps_at_each_bins_first_signup_and_ends_at_the_last():
+    bins = [(T0, T0 + timedelta(minutes=50), 3), (T0 + timedelta(hours=2), T0 + timedelta(hours=2), 1),
+            (T0 + timedelta(hours=5), T0 + timedelta(hours=5, minutes=40), 6)]
+    assert cumulative_bins(bins) == [(T0, 3), (T0 + timedelta(hours=2), 4), (T0 + timedelta(hours=5), 10),
+                                     (T0 + timedelta(hours=5, minutes=40), 10)]
+    assert cumulative_bins([(T0, T0, 1)]) == cumulative([T0])
+    assert cumulative_bins([]) == []
 
 
 def test_nice_ceiling_rounds_up_to_1_2_5():

@@ -20,18 +20,19 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from .. import clock
-from ..charts import TimelineItem, cumulative, signups_svg, timeline_svg
-from ..domain import accounts, queries, reminders
+from ..charts import TimelineItem, cumulative_bins, signups_svg, timeline_svg
+from ..domain import accounts, queries, registrants, reminders
 from ..domain import events as event_rules
 from ..domain.offsets import describe_offset
 from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
-from ..models import ACTIVE_STATES, Event, Registration, Speaker
+from ..models import Event, Speaker
 from ..services import unit_of_work
 from .converters import row_id
+from .pages import page_arg, search_arg
 from .refusals import attempt, flash_back, show_on_form
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -117,15 +118,20 @@ def logout():
     return redirect(url_for("public.index"))
 
 
+#: Upcoming events per dashboard page.
+DASHBOARD_PAGE = 50
+
+
 @bp.get("/")
 def dashboard():
     now = clock.now()
-    events = list(db.session.scalars(
-        select(Event).where(Event.ends_at >= now).order_by(Event.starts_at).limit(100)
-    ))
-    return render_template("admin/dashboard.html", events=events,
-                           counts=queries.counts(db.session, [e.id for e in events]),
-                           next_jobs=reminders.next_due(db.session, now=now))
+    number = page_arg()
+    rows = registrants.upcoming_with_counts(db.session, now=now, limit=DASHBOARD_PAGE + 1,
+                                            offset=(number - 1) * DASHBOARD_PAGE)
+    if number > 1 and not rows:
+        abort(404)
+    return render_template("admin/dashboard.html", events=rows[:DASHBOARD_PAGE], page=number,
+                           has_next=len(rows) > DASHBOARD_PAGE, next_jobs=reminders.next_due(db.session, now=now))
 
 
 def _event_form_page(form: EventForm, event: Event | None):
@@ -167,6 +173,10 @@ def event_edit(event_id: int):
     return _event_form_page(form, event)
 
 
+#: Existing speakers offered on an event page at most; a search finds the others.
+SPEAKER_CHOICES = 100
+
+
 @bp.get("/events/<int:event_id>")
 def event_detail(event_id: int):
     event = get_event(event_id)
@@ -174,29 +184,40 @@ def event_detail(event_id: int):
     return render_template(
         "admin/event_detail.html", event=event, counts=queries.counts(db.session, [event.id])[event.id],
         jobs=jobs, speaker_form=SpeakerForm(), action_form=ConfirmForm(),
-        speakers=db.session.scalars(select(Speaker).order_by(Speaker.name)).all(),
         sent_log=reminders.sent_log(db.session, event.id),
-        **_event_pictures(event, jobs, now=clock.now()),
+        **_speaker_choices(search_arg("find")), **_event_pictures(event, jobs, now=clock.now()),
     )
+
+
+def _speaker_choices(find: str) -> dict:
+    """Speakers to pick from, by name: all when there are few, else the latest added or those matching `find`."""
+    query = select(Speaker)
+    if find:
+        query = query.where(or_(Speaker.name.icontains(find, autoescape=True),
+                                Speaker.email.icontains(find, autoescape=True)))
+    found = list(db.session.scalars(query.order_by(Speaker.id.desc()).limit(SPEAKER_CHOICES + 1)))
+    more = len(found) > SPEAKER_CHOICES
+    total = db.session.scalar(select(func.count()).select_from(Speaker)) if more or find else len(found)
+    return {"speakers": sorted(found[:SPEAKER_CHOICES], key=lambda s: (s.name, s.id)), "speakers_more": more,
+            "speakers_total": total, "speaker_find": find}
 
 
 def _event_pictures(event: Event, jobs: list, *, now) -> dict:
     """The signups-over-time chart and the jobs timeline, as inline SVG."""
-    rows = db.session.execute(select(Registration.state, Registration.created_at, Registration.confirmed_at)
-                              .where(Registration.event_id == event.id)).all()
     # The chart counts whom the page's figures count (confirmed, pending, waitlisted), and the
     # confirmed among them apart; cancelled and expired signups are left out, and the caption says so.
-    registered = [created for state, created, _ in rows if state in ACTIVE_STATES]
-    confirmed = [confirmed_at or created for state, created, confirmed_at in rows if state == "confirmed"]
-    chart = signups_svg(cumulative(registered), confirmed=cumulative(confirmed), zone=event.timezone,
-                        start=event.created_at, end=min(now, event.ends_at),
-                        title=f"Signups over time for {event.title}") if registered else None
+    # The database counts them into bins: the picture has as many steps at 10,000 signups as at 200.
+    start, end = event.created_at, min(now, event.ends_at)
+    bins = registrants.signup_bins(db.session, event.id, start=start, end=end)
+    chart = signups_svg(cumulative_bins(bins.registered), confirmed=cumulative_bins(bins.confirmed),
+                        zone=event.timezone, start=start, end=end,
+                        title=f"Signups over time for {event.title}") if bins.registered else None
     items = [TimelineItem(f"{job.kind.capitalize()} {describe_offset(job.offset_seconds)} "
                           f"{'after' if job.kind == 'thanks' else 'before'}", job.due_at, job.state) for job in jobs]
     timeline = timeline_svg(items, starts_at=event.starts_at, ends_at=event.ends_at, now=now, zone=event.timezone,
                             title=f"Jobs timeline for {event.title}")
     return {"signups_chart": Markup(chart) if chart else None, "jobs_timeline": Markup(timeline),
-            "signups_left_out": len(rows) - len(registered)}
+            "signups_left_out": bins.left_out}
 
 
 @bp.app_template_filter("short_when")

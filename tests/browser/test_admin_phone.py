@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from scheduler.extensions import db
-from tests.support import check_page, log_in
+from tests.support import add_confirmed, check_page, log_in
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 375, "height": 740}
@@ -86,13 +86,33 @@ def add_busy_event(live_server, title: str) -> tuple[int, str]:
     return event_id, slug
 
 
+def add_crowd(live_server, event_id: int) -> None:
+    """Sixty more confirmed registrants for the event and sixty sent messages: lists in pages."""
+    from sqlalchemy import insert
+
+    from scheduler.models import OutboxMessage, utcnow
+
+    now = utcnow()
+    with live_server.app.app_context():
+        add_confirmed(db.session, event_id, 60, now=now)
+        db.session.execute(insert(OutboxMessage), [
+            dict(dedupe_key=f"phone-crowd:{n}", kind="confirmed", to_addr=f"crowd{n}@example.org", to_name=f"Crowd {n}",
+                 subject=f"Crowded message {n}", body_text="Hello", state="sent", attempts=1, next_attempt_at=now,
+                 created_at=now, sent_at=now) for n in range(60)])
+        db.session.commit()
+        db.session.remove()
+
+
 def test_admin_pages_fit_a_phone_without_sideways_scrolling(page, live_server):
     event_id, _ = add_busy_event(live_server, "Phone-sized workshop")
+    add_crowd(live_server, event_id)
     log_in(page)
     pages = {"admin-phone-event": f"/admin/events/{event_id}",
              "admin-phone-registrations": f"/admin/events/{event_id}/registrations",
-             "admin-phone-outbox": "/admin/outbox", "admin-phone-dashboard": "/admin/",
-             "admin-phone-api-tokens": "/admin/api-tokens"}
+             "admin-phone-registrations-searched": f"/admin/events/{event_id}/registrations?state=confirmed&q=person"
+                                                   "&page=2",
+             "admin-phone-outbox": "/admin/outbox", "admin-phone-outbox-sent": "/admin/outbox?state=sent",
+             "admin-phone-dashboard": "/admin/", "admin-phone-api-tokens": "/admin/api-tokens"}
     for name, path in pages.items():
         page.goto(path)
         check_page(page, name)  # screenshots at both widths, axe, and no sideways scrolling of the page
@@ -101,6 +121,17 @@ def test_admin_pages_fit_a_phone_without_sideways_scrolling(page, live_server):
         assert page.evaluate(OVERLAPS) == [], path
         page.set_viewport_size({"width": 1280, "height": 900})
         assert page.evaluate(OVERLAPS) == [], path
+    # The lists in pages keep their search, state and place, and their links work by keyboard.
+    page.goto(pages["admin-phone-registrations-searched"])
+    expect(page.get_by_label("Search by name or email")).to_have_value("person")
+    expect(page.locator("table.registrations tbody tr")).to_have_count(10)
+    expect(page.locator(".pager")).to_contain_text("Page 2 of 2")
+    page.get_by_role("link", name="← Previous").click()
+    expect(page.locator("table.registrations tbody tr")).to_have_count(50)
+    page.goto(pages["admin-phone-outbox-sent"])
+    page.get_by_role("link", name="Older →").click()
+    expect(page.locator("tr.message")).not_to_have_count(0)
+    expect(page.get_by_role("link", name="← Newer")).to_be_visible()
 
 
 def test_admin_event_page_on_a_phone_shows_cards_and_whole_charts(page, live_server):
