@@ -9,9 +9,13 @@ import click
 from flask import Flask
 from sqlalchemy import func, select
 
+from .domain import board
 from .domain import events as event_rules
-from .models import Event, User
+from .domain.queries import lock_event
+from .domain.seats import take_seat
+from .models import Event, Registration, User
 from .services import unit_of_work
+from .tokens import new_nonce
 
 DEMO_SLUG = "pytorch-a-foundation-for-open-source-ai-ml"
 DEMO_ZONE = "America/Los_Angeles"
@@ -47,7 +51,7 @@ def seed_demo(session, *, now: datetime) -> tuple[Event, bool]:
         kind="live discussion", timezone=DEMO_ZONE,
         starts_at=start.astimezone(ZoneInfo("UTC")), ends_at=(start + timedelta(hours=1)).astimezone(ZoneInfo("UTC")),
         join_url="https://zoom.example.org/j/pytorch-foundation", capacity=500, double_opt_in=False,
-        reminder_offsets=[86400, 3600],
+        reminder_offsets=[86400, 3600], board_mode="open", board_public=True,
     )
     people = [
         ("Soumith Chintala", "soumith@example.org", "Meta", "Co-creator of PyTorch.", "speaker"),
@@ -59,7 +63,44 @@ def seed_demo(session, *, now: datetime) -> tuple[Event, bool]:
                                              bio=bio)
         event_rules.add_speaker(session, event, speaker, role=role, now=now)
     event_rules.publish_event(session, event, now=now)
+    seed_board(session, event, now=now)
     return event, True
+
+
+#: (name, question or None, anonymous, the questions they vote for by number): the demo's question board.
+DEMO_PEOPLE = [
+    ("Grace", "How will the foundation decide which projects join the PyTorch ecosystem?", False, [2, 3]),
+    ("Linus", "Will the governing board include individual contributors, not only companies?", True, [1]),
+    ("Margaret", "What changes for someone sending their first pull request after the move?", False, [2]),
+    ("Guido", None, False, [1, 2]),
+]
+
+
+def seed_board(session, event: Event, *, now: datetime) -> None:
+    """A few registrants with questions and votes, so a first run shows a live board.
+
+    They hold seats like anyone but are never mailed: no signup signals (their addresses are
+    example.org's), and no reminders.
+    """
+    event = lock_event(session, event.id)
+    people = []
+    for name, _, _, _ in DEMO_PEOPLE:
+        email = f"{name.lower()}@example.org"
+        person = Registration(event_id=event.id, name=name, email=email, email_key=email, question="",
+                              timezone=event.timezone, token_nonce=new_nonce(), reminders_opt_out=True,
+                              consent_at=now, email_verified_at=now, created_at=now, updated_at=now)
+        session.add(person)
+        take_seat(event, person, now=now, hold_hours=0)
+        people.append(person)
+    session.flush()
+    asked = {}
+    for number, (person, (_, question, anonymous, _)) in enumerate(zip(people, DEMO_PEOPLE, strict=True), start=1):
+        if question:
+            asked[number] = board.ask(session, event, board.Actor(registration=person), body=question,
+                                      anonymous=anonymous, now=now)
+    for person, (_, _, _, votes) in zip(people, DEMO_PEOPLE, strict=True):
+        for number in votes:
+            board.vote(session, event, board.Actor(registration=person), asked[number].id, up=True, now=now)
 
 
 def init_app(app: Flask) -> None:

@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from markupsafe import escape
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import signals
-from ..domain import reminders
+from ..domain import board, reminders
 from ..domain.offsets import describe_offset
-from ..models import Event, PlannedJob, Registration
+from ..models import Event, EventSpeaker, PlannedJob, Registration
 from ..text import one_line
 from ..timefmt import format_range
 from ..tokens import manage_token
@@ -87,10 +88,10 @@ def speaker_rows(session: Session, job: PlannedJob, event: Event, *, now: dateti
     context: dict = dict(event=event, figures=figures, when=format_range(event.starts_at, event.ends_at,
                                                                          event.timezone))
     if job.kind == "briefing":
-        questions = reminders.submitted_questions(session, event)
+        top, total = board.top_questions(session, event)
         context.update(run_of_show=run_of_show(event),
-                       questions=[{"name": q.name, "text": q.question} for q in questions],
-                       questions_total=figures["questions"])
+                       questions=[{"name": q.shown_name, "text": q.body, "votes": q.votes} for q in top],
+                       questions_total=total)
     elif job.kind == "nudge":
         context.update(starts_in=starts_in(event, now=now, nominal=job.offset_seconds))
     key = reminders.job_key(job)
@@ -99,11 +100,25 @@ def speaker_rows(session: Session, job: PlannedJob, event: Event, *, now: dateti
         speaker = link.speaker
         if not speaker.email:
             continue
+        extra = {"board_url": board_url(session, event, link), "moderates": link.role in board.MODERATOR_ROLES} \
+            if job.kind == "briefing" else {}
         rows.append(outbox.message_row(
             kind=kind, to_addr=speaker.email, to_name=speaker.name, dedupe_key=f"{key}:s{speaker.id}", now=now,
-            event_id=event.id, name=speaker.name, role=link.role, **context,
+            event_id=event.id, name=speaker.name, role=link.role, **context, **extra,
         ))
     return rows
+
+
+def board_url(session: Session, event, link) -> str | None:
+    """The question board as this speaker can open it: their own moderation link (host, moderator), else the
+    public board when visitors may read it; None when neither. `event` and `link` may be plain snapshots."""
+    if link.role in board.MODERATOR_ROLES:
+        row = session.scalar(select(EventSpeaker).where(EventSpeaker.event_id == event.id,
+                                                        EventSpeaker.speaker_id == link.speaker_id))
+        if row is not None:
+            token = board.moderator_token(current_app.config["SECRET_KEY"], row, row.speaker)
+            return external_url("board.speaker", link_id=row.id, token=token)
+    return external_url("board.public", slug=event.slug) if event.board_public else None
 
 
 def run_of_show(event: Event) -> list[dict]:

@@ -339,3 +339,21 @@ def test_live_stream_starts_with_the_board_as_this_reader_may_see_it(app, client
     assert [q["body"] for q in public["questions"]] == [HOSTILE]
     moderator = first_message(f"/admin/events/{event.id}/questions/live")
     assert sorted(q["body"] for q in moderator["questions"]) == sorted([HOSTILE, "Secret until approved"])
+
+
+def test_seed_demo_has_an_open_public_board_with_questions_and_votes(app, client, runner):
+    from scheduler.cli import DEMO_SLUG
+    from scheduler.models import OutboxMessage, Registration
+
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    page = client.get(f"/events/{DEMO_SLUG}/questions")
+    assert page.status_code == 200
+    shown = [(q.body[:20], q.shown_name, q.votes) for q in db.session.scalars(
+        select(Question).order_by(Question.votes.desc()))]
+    assert shown == [("Will the governing b", "Anonymous", 3), ("How will the foundat", "Grace", 2),
+                     ("What changes for som", "Margaret", 1)]
+    assert "Will the governing board include individual contributors" in page.get_data(as_text=True)
+    # The demo's registrants hold seats but are never mailed.
+    assert db.session.scalar(select(func.count()).select_from(Registration)) == 4
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert "496 of 500 seats left" in client.get(f"/events/{DEMO_SLUG}").get_data(as_text=True)
