@@ -120,7 +120,10 @@
   }
 
   var source = new EventSource(root.dataset.live);
-  source.addEventListener("snapshot", function (e) { take(JSON.parse(e.data).questions, true); });
+  source.addEventListener("snapshot", function (e) {
+    take(JSON.parse(e.data).questions, true);
+    root.dataset.connected = "1"; // the board is live from here on (tests wait for it)
+  });
   source.addEventListener("change", function (e) { take(JSON.parse(e.data).questions, false); });
 
   function say(message) {

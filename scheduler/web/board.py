@@ -64,7 +64,8 @@ class AskForm(Form):
     shown_as = RadioField("Show it under", choices=[SelectChoice("name", "My name"),
                                                     SelectChoice("anonymous", "Anonymous")], default="name")
     #: A moderator's question: the name it goes up under ("From the chat"), Anonymous when empty.
-    display_name = StringField("Shown as", validators=[Optional(), Length(max=200)])
+    display_name = StringField("Shown as", validators=[Optional(), Length(max=200)],
+                               description="Such as “From the chat”; Anonymous when empty.")
 
 
 class MergeForm(Form):
