@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections import namedtuple
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 from flask import (
@@ -106,13 +107,13 @@ def _stored_key(key: tuple) -> str:
 
 def release() -> str:
     """A fingerprint of the templates and code: after a deploy, pages rendered by the old ones are not served."""
-    found = current_app.extensions.get("townhall_release")
-    if found is None:
-        digest = hashlib.blake2b(digest_size=8)
-        package = Path(__file__).resolve().parent.parent
-        for folder, pattern in ((Path(current_app.root_path, current_app.template_folder), "*.html"),
-                                (package, "*.py")):
-            for path in sorted(folder.rglob(pattern)):
-                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
-        found = current_app.extensions["townhall_release"] = digest.hexdigest()
-    return found
+    return _fingerprint(current_app.root_path, current_app.template_folder)
+
+
+@lru_cache(maxsize=8)
+def _fingerprint(root: str, templates: str) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for folder, pattern in ((Path(root, templates), "*.html"), (Path(__file__).resolve().parent.parent, "*.py")):
+        for path in sorted(folder.rglob(pattern)):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
