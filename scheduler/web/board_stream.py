@@ -81,10 +81,12 @@ class Hub:
 
     def __init__(self, app: Flask):
         self.app = app
+        # Made with the app, which gunicorn may load before its gevent worker patches threading: the
+        # queue, events and threads are made when the first board opens (see start), in the worker.
         self.lock = threading.Lock()
         self.streams: dict[int, set[Stream]] = {}
-        self.inbox: queue.Queue[tuple[int | None, frozenset[int]]] = queue.Queue()
-        self.stopping = threading.Event()
+        self.inbox: queue.Queue[tuple[int | None, frozenset[int]]] | None = None
+        self.stopping: threading.Event | None = None
         self.started = False
         self.listener: live.Listener | None = None
         self.key: str | None = None
@@ -96,6 +98,8 @@ class Hub:
             if self.started:
                 return
             self.started = True
+            self.inbox = queue.Queue()
+            self.stopping = threading.Event()
         with self.app.app_context():
             url, dialect = db.engine.url, db.engine.dialect.name
         if dialect == "postgresql":
@@ -107,6 +111,8 @@ class Hub:
         threading.Thread(target=self.run, name="townhall-board-hub", daemon=True).start()
 
     def stop(self) -> None:
+        if not self.started:
+            return
         self.stopping.set()
         if self.key is not None:
             live.unsubscribe(self.key, self.notify)
