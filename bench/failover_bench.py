@@ -37,6 +37,7 @@ Exit status 0 whatever the figures, 1 if a run could not be set up.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import signal
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,7 +73,7 @@ FINISHED = ("done", "skipped", "cancelled")
 def percentile(values: list[float], p: float) -> float:
     """Nearest rank."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered) - 1e-9) - 1))]
 
 
 def verdict(ok: bool) -> str:
@@ -226,6 +228,26 @@ class Site:
             for i in range(count)])
         db.session.commit()
 
+    def fate(self, event_id: int, addresses: list[str], since: float) -> str:
+        """What the outbox says of these addresses' messages: rows by state, and a few of them in full
+        (times in seconds after `since`, a timestamp)."""
+        from scheduler.models import OutboxMessage
+
+        found = self.rows(select(OutboxMessage.to_addr, OutboxMessage.state, OutboxMessage.attempts,
+                                 OutboxMessage.claimed_by, OutboxMessage.sent_at, OutboxMessage.last_error,
+                                 OutboxMessage.message_id)
+                          .where(OutboxMessage.event_id == event_id, OutboxMessage.to_addr.in_(addresses))
+                          .order_by(OutboxMessage.id))
+        states = Counter(row.state for row in found)
+        without = len(set(addresses) - {row.to_addr for row in found})
+
+        def when(moment) -> str:
+            return "-" if moment is None else f"{moment.timestamp() - since:+.3f} s"
+        return (f"outbox rows {dict(states)}, {without} address(es) without a row; "
+                + "; ".join(f"{row.to_addr}: {row.state}, {row.attempts} attempt(s), claimed by {row.claimed_by}, "
+                            f"sent_at {when(row.sent_at)}, {row.message_id}, error {(row.last_error or '-')[:120]}"
+                            for row in found[:4]))
+
     def settle(self, event_id: int, emails: list[str], timeout: float) -> bool:
         """Wait until every address has its reminder, no row is left to send and the job has finished."""
         wanted = set(emails)
@@ -286,9 +308,29 @@ def delivered(recorder: Recorder, emails: list[str]) -> dict:
             if rcpt in ids:
                 ids[rcpt].append(record["message_id"])
     repeated = {email: found for email, found in ids.items() if len(found) > 1}
-    return {"lost": sum(1 for found in ids.values() if not found),
+    lost = [email for email, found in ids.items() if not found]
+    return {"lost": len(lost), "lost_addresses": lost, "repeated_addresses": sorted(repeated),
             "duplicates": sum(len(found) - 1 for found in repeated.values()), "repeated": len(repeated),
             "same_id": sum(1 for found in repeated.values() if len(set(found)) == 1)}
+
+
+def diagnose(world: Site, event_id: int, result: dict, since: float) -> str:
+    """The outbox rows behind what was lost or sent twice, and when the recorder accepted each copy
+    sent twice (times after the kill, termination or signal)."""
+    lines = []
+    if result["lost"]:
+        lines.append(f"    lost: {world.fate(event_id, result['lost_addresses'], since)}")
+    if result["duplicates"]:
+        repeated = result["repeated_addresses"]
+        times = {email: [f"{r['t'] - since:+.3f} s" for r in world.recorder.read() if email in r["rcpt"]]
+                 for email in repeated[:4]}
+        lines.append(f"    sent twice: {world.fate(event_id, repeated, since)}; accepted at "
+                     + "; ".join(f"{email} {', '.join(at)}" for email, at in times.items()))
+    for name in world.processes:
+        noted = [line for line in world.log_tail(name, 200_000).splitlines() if " WARNING " in line or " ERROR " in line]
+        if noted:
+            lines.append(f"    scheduler {name} logged {len(noted)} warning(s)/error(s), the last: " + " | ".join(noted[-3:]))
+    return "\n".join(lines)
 
 
 def wait_for_progress(recorder: Recorder, count: int, timeout: float) -> bool:
@@ -332,9 +374,13 @@ def failover_run(n: int, args, rng: random.Random) -> dict:
         result = delivered(world.recorder, emails) | {"settled": settled, "alive": alive, "victim": victim}
         last = max(record["t"] for record in world.recorder.read())
         result["after"] = last - struck
+        if result["lost"] or result["duplicates"]:
+            diagnosis = diagnose(world, event_id, result, struck)
     print(f"  {'settled' if settled else f'NOT settled after {waited:.0f} s ({left} row(s) queued/sending, job {job_state})'}; "
           f"last message {result['after']:.1f} s after the {args.mode}; processes alive at the end: "
           + ", ".join(f"{name} {'yes' if up else 'no'}" for name, up in alive.items()))
+    if result["lost"] or result["duplicates"]:
+        print(diagnosis)
     checks = {"lost": result["lost"] == 0, "duplicates": result["duplicates"] <= MAX_DUPLICATES,
               "same_id": result["same_id"] == result["repeated"]}
     if args.mode == "kill":
@@ -402,6 +448,7 @@ def shutdown_run(n: int, args, rng: random.Random) -> dict:
             if not wait_for_progress(world.recorder, at, due - time.time() + 120):
                 raise RuntimeError(f"only {world.recorder.count()} reminders arrived:\n{world.log_tail('a')}")
             when = f"after {world.recorder.count():,} of {args.recipients:,} reminders had arrived"
+        signalled = time.time()
         seconds, code = stop(first, again_after=rng.uniform(0, 0.3) if phase == "twice" else None)
         ok_exit = seconds is not None and seconds <= EXIT_SECONDS and code == 0
         exit_text = (f"exited after {seconds:.2f} s with code {code}" if seconds is not None
@@ -420,6 +467,8 @@ def shutdown_run(n: int, args, rng: random.Random) -> dict:
         then, then_code = stop(second)
         result = delivered(world.recorder, emails) | {"phase": phase, "seconds": seconds, "code": code,
                                                       "settled": settled, "second": then, "second_code": then_code}
+        if result["lost"] or result["duplicates"]:
+            diagnosis = diagnose(world, event_id, result, signalled)
     result["checks"] = {"exit": ok_exit, "lost": result["lost"] == 0,
                         "second": then is not None and then <= EXIT_SECONDS and then_code == 0}
     print(f"  second process: {'settled' if settled else f'NOT settled ({left} row(s) queued/sending, job {job_state})'}; "
@@ -427,6 +476,8 @@ def shutdown_run(n: int, args, rng: random.Random) -> dict:
           f"it then " + (f"exited after {then:.2f} s with code {then_code}" if then is not None
                          else "had not exited after 30 s") + f" [{verdict(result['checks']['second'])}]",
           flush=True)
+    if result["lost"] or result["duplicates"]:
+        print(diagnosis, flush=True)
     return result
 
 

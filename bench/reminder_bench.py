@@ -31,6 +31,7 @@ the due time (p99), and the last message of all within 1.5x the time smtplib tak
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import smtplib
@@ -196,7 +197,7 @@ def throughput(url: str, port: int, args) -> dict:
 def percentile(values: list[float], p: float) -> float:
     """Nearest rank."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered) - 1e-9) - 1))]
 
 
 def punctuality(url: str, recorder: Recorder, args) -> dict:
