@@ -236,6 +236,13 @@ def respond(hub: Hub, event_id: int, *, moderator: bool) -> Response:
                     chunk = b": keepalive\n\n"
                 if chunk is None:
                     return
+                # A reader that fell behind gets what waits in one write, not one write each.
+                while not stream.queue.empty():
+                    more = stream.queue.get_nowait()
+                    if more is None:
+                        yield chunk
+                        return
+                    chunk += more
                 yield chunk
         finally:
             hub.unsubscribe(stream)
