@@ -359,9 +359,15 @@ def personal_feed(token: str):
     return _serve(key, latest, build)
 
 
+def join_link(state: str, event) -> str:
+    """The join link a registrant's own calendar entries carry: for a confirmed seat at an event that is
+    still on; "" for a held seat, a waitlist place or a cancellation."""
+    return (event.join_url or "") if state == "confirmed" and event.status != "cancelled" else ""
+
+
 def _personal_entry(event: FeedEvent, url: str, state: str, sequence: int) -> calendars.Entry:
     if state == "confirmed":
-        join = event.join_url if event.status != "cancelled" else ""
+        join = join_link(state, event)
         return calendars.Entry(event, url, join_url=join, sequence=sequence, link=join)
     # A held seat or a waitlist place: in the calendar as tentative, without the private link.
     return calendars.Entry(event, url, sequence=sequence,
@@ -419,12 +425,8 @@ def revoke_personal_feed(token: str):
 
 
 def registrant_join_url(registration: Registration) -> str:
-    """The join link a registrant's own calendar entries carry, by the personal feed's rule: a
-    confirmed seat at an event that is still on; "" for a held seat, a waitlist place or a cancellation."""
-    event = registration.event
-    if registration.state == "confirmed" and event.status != "cancelled":
-        return event.join_url or ""
-    return ""
+    """The join link for the manage page's calendar links, by the personal feed's rule (join_link)."""
+    return join_link(registration.state, registration.event)
 
 
 def _link_text(event, join_url: str) -> tuple[str, str]:
