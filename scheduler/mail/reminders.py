@@ -100,8 +100,7 @@ def speaker_rows(session: Session, job: PlannedJob, event: Event, *, now: dateti
         speaker = link.speaker
         if not speaker.email:
             continue
-        extra = {"board_url": board_url(session, event, link), "moderates": link.role in board.MODERATOR_ROLES} \
-            if job.kind == "briefing" else {}
+        extra = board_links(session, event, link) if job.kind in ("briefing", "nudge") else {}
         rows.append(outbox.message_row(
             kind=kind, to_addr=speaker.email, to_name=speaker.name, dedupe_key=f"{key}:s{speaker.id}", now=now,
             event_id=event.id, name=speaker.name, role=link.role, **context, **extra,
@@ -109,16 +108,22 @@ def speaker_rows(session: Session, job: PlannedJob, event: Event, *, now: dateti
     return rows
 
 
-def board_url(session: Session, event, link) -> str | None:
-    """The question board as this speaker can open it: their own moderation link (host, moderator), else the
-    public board when visitors may read it; None when neither. `event` and `link` may be plain snapshots."""
-    if link.role in board.MODERATOR_ROLES:
+def board_links(session: Session, event, link) -> dict:
+    """The question board as this speaker can open it, and its presenter view: their own moderation link
+    (host, moderator), else the public board when visitors may read it; None when neither. `event` and
+    `link` may be plain snapshots."""
+    moderates = link.role in board.MODERATOR_ROLES
+    if moderates:
         row = session.scalar(select(EventSpeaker).where(EventSpeaker.event_id == event.id,
                                                         EventSpeaker.speaker_id == link.speaker_id))
         if row is not None:
             token = board.moderator_token(current_app.config["SECRET_KEY"], row, row.speaker)
-            return external_url("board.speaker", link_id=row.id, token=token)
-    return external_url("board.public", slug=event.slug) if event.board_public else None
+            return dict(board_url=external_url("board.speaker", link_id=row.id, token=token), moderates=True,
+                        presenter_url=external_url("board.speaker_presenter", link_id=row.id, token=token))
+    if event.board_public:
+        return dict(board_url=external_url("board.public", slug=event.slug), moderates=False,
+                    presenter_url=external_url("board.public_presenter", slug=event.slug))
+    return dict(board_url=None, moderates=moderates, presenter_url=None)
 
 
 def run_of_show(event: Event) -> list[dict]:

@@ -59,3 +59,21 @@ def test_briefing_gives_other_speakers_the_public_board_when_visitors_may_read_i
     speaker = briefings(event, now)["sam@speakers.test"]
     assert f"The question board: http://townhall.test/events/{event.slug}/questions\n" in speaker.body_text
     assert "No questions have been submitted yet." in speaker.body_text
+
+
+def test_go_live_nudge_links_the_moderation_and_presenter_views(app, client, create_event, now):
+    event = create_event(starts_at=now + timedelta(days=4), speakers=[("Hal Host", "host"), ("Sam Speaker", "speaker")])
+    job = next(j for j in reminders.event_jobs(db.session, event.id) if j.kind == "nudge")
+    assert dispatch.fire(db.session, job.id, worker="test", clock=lambda: job.due_at).outcome == "done"
+    db.session.expire_all()
+    mails = {m.to_addr: m for m in db.session.scalars(select(OutboxMessage).where(
+        OutboxMessage.kind == "speaker_nudge"))}
+    host, speaker = mails["hal@speakers.test"], mails["sam@speakers.test"]
+    board_link = host.body_text.split("The question board, where you moderate: ")[1].split("\n")[0]
+    presenter = host.body_text.split("The presenter view, to share on screen: ")[1].split("\n")[0]
+    assert presenter == board_link + "/presenter"
+    for link in (board_link, presenter):
+        assert client.get(link.removeprefix("http://townhall.test")).status_code == 200
+    assert f'href="{presenter}"' in host.body_html
+    # The board is for registrants only here: a speaker who does not moderate gets neither link.
+    assert "question board" not in speaker.body_text.lower() and "presenter" not in speaker.body_text.lower()
