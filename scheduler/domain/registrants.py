@@ -69,11 +69,14 @@ def matching(session: Session, event_id: int, *, state: str | None = None, searc
 def page(session: Session, event_id: int, *, state: str | None = None, search: str = "", number: int = 1,
          size: int = PAGE_SIZE) -> list[Registration]:
     """Page `number` (from 1) of the list, `size` rows, in listing order."""
-    return list(session.scalars(
-        select(Registration).where(*_where(event_id, state, search))
-        .options(lazyload(Registration.event))  # the page has its event already
-        .order_by(*listing_order()).limit(size).offset((number - 1) * size)
-    ))
+    # The ids are sorted first and the page's rows read after: a sort of narrow rows stays in memory
+    # however far into a long list the page is.
+    ids = list(session.scalars(select(Registration.id).where(*_where(event_id, state, search))
+                               .order_by(*listing_order()).limit(size).offset((number - 1) * size)))
+    rows = session.scalars(select(Registration).where(Registration.id.in_(ids))
+                           .options(lazyload(Registration.event)))  # the page has its event already
+    place = {registration_id: n for n, registration_id in enumerate(ids)}
+    return sorted(rows, key=lambda r: place[r.id])
 
 
 def waitlist_ranks(session: Session, event_id: int, ids: Sequence[int]) -> dict[int, int]:
