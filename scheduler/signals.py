@@ -19,5 +19,7 @@ registration_confirmed = _signals.signal("registration-confirmed")
 registration_waitlisted = _signals.signal("registration-waitlisted")
 registration_promoted = _signals.signal("registration-promoted")
 registration_cancelled = _signals.signal("registration-cancelled")
+#: the registrant changed their question on the manage page; details: previous (the old text)
+registration_question_changed = _signals.signal("registration-question-changed")
 #: the same address signed up again: re-send the manage link
 registration_repeated = _signals.signal("registration-repeated")

@@ -223,6 +223,35 @@ def on_registered(registration: Registration, *, session: Session, now: datetime
         add_signup_question(session, registration, now=now)
 
 
+@signals.registration_question_changed.connect
+def on_question_changed(registration: Registration, *, session: Session, now: datetime, previous: str, **_) -> None:
+    """The signup question edited on the manage page: the board shows the new text.
+
+    Still unanswered and without votes, the board's copy of the old text is changed in place (on a
+    moderated board it waits for approval again); otherwise, nothing anyone voted for changes, and the
+    new text is a question of its own. A closed board is left as it is.
+    """
+    event = registration.event
+    if closed_reason(event, now=now) is not None or not (registration.question or "").strip():
+        return
+    asked = session.scalar(select(Question).where(
+        Question.registration_id == registration.id, Question.body == clean_body(previous),
+        Question.state.in_(("pending", "visible")), Question.votes == 0, Question.merged_into_id.is_(None))
+        .order_by(Question.id).limit(1)) if previous.strip() else None
+    if asked is None:
+        if registration.email_verified_at is not None and registration.state in ("confirmed", "pending", "waitlisted"):
+            state = "pending" if event.board_mode == "moderated" else "visible"
+            _add(session, event, registration.id, clean_body(registration.question),
+                 one_line(registration.name)[:200], state, now)
+        return
+    asked.body = clean_body(registration.question)
+    asked.updated_at = now
+    if event.board_mode == "moderated":
+        asked.state, asked.pinned = "pending", False
+    session.flush()
+    live.announce(session, event.id, [asked.id])
+
+
 # --- voting ------------------------------------------------------------------------------------
 
 def _locked_question(session: Session, event: Event, question_id: int) -> Question:

@@ -210,9 +210,12 @@ def set_reminders(session: Session, registration: Registration, *, opt_out: bool
 def update_question(session: Session, registration: Registration, *, question: str, now: datetime) -> None:
     if registration.state not in ACTIVE_STATES:
         raise Conflict("This registration is no longer active.")
+    previous = registration.question or ""
     registration.question = strip_controls(question or "")[:5000]
     registration.updated_at = now
     session.flush()
+    if registration.question != previous:
+        signals.registration_question_changed.send(registration, session=session, now=now, previous=previous)
 
 
 def revoke_feed(session: Session, registration: Registration, *, secret: str) -> str:

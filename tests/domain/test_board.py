@@ -372,3 +372,44 @@ def test_update_event_takes_the_board_settings_and_checks_the_mode(create_event,
     error = refused(InvalidInput, update_event, event, now=now, board_mode="chaos")
     assert error.fields == {"board_mode": ["Choose one of: open, moderated."]}
     assert db.session.get(type(event), event.id).board_mode == "moderated"
+
+
+def _board_texts(event) -> list[tuple[str, str]]:
+    db.session.expire_all()
+    return [(q.body, q.state) for q in db.session.scalars(
+        select(Question).where(Question.event_id == event.id).order_by(Question.id))]
+
+
+def test_a_question_edited_on_the_manage_page_shows_on_the_board(create_event, now):
+    event = create_event()
+    ada = join(event, "Ada", now, question="First thought")
+    assert _board_texts(event) == [("First thought", "visible")]
+    signups.update_question(db.session, ada, question="Better thought", now=now)
+    db.session.commit()
+    assert _board_texts(event) == [("Better thought", "visible")]  # no votes yet: changed in place
+    bob = join(event, "Bob", now)
+    board.vote(db.session, event, as_(bob), db.session.scalar(select(Question.id)), now=now)
+    db.session.commit()
+    signups.update_question(db.session, ada, question="Third thought", now=now)
+    db.session.commit()
+    # What Bob voted for stays as it was; the new text is a question of its own.
+    assert _board_texts(event) == [("Better thought", "visible"), ("Third thought", "visible")]
+
+
+def test_an_edited_question_waits_for_approval_again_on_a_moderated_board(create_event, now):
+    event = create_event()
+    update_event(db.session, event, now=now, board_mode="moderated")
+    ada = join(event, "Ada", now, question="Innocent")
+    board.approve(db.session, event, board.Actor(organiser=True), db.session.scalar(select(Question.id)), now=now)
+    db.session.commit()
+    signups.update_question(db.session, ada, question="Changed after approval", now=now)
+    db.session.commit()
+    assert _board_texts(event) == [("Changed after approval", "pending")]
+
+
+def test_a_question_added_on_the_manage_page_joins_the_board(create_event, now):
+    event = create_event()
+    ada = join(event, "Ada", now)
+    signups.update_question(db.session, ada, question="Asked later", now=now)
+    db.session.commit()
+    assert _board_texts(event) == [("Asked later", "visible")]
