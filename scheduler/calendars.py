@@ -6,14 +6,16 @@ as an argument, so the same data always gives the same bytes (and the same ETag)
 
 from __future__ import annotations
 
+import calendar as _gregorian
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Timezone, vDuration
+from icalendar import vDuration
 
 from .text import one_line as _one_line
 from .text import strip_controls as _strip_controls
@@ -22,6 +24,9 @@ PRODID = "-//Townhall//Townhall events//EN"
 #: How often subscribers should poll a feed (REFRESH-INTERVAL and X-PUBLISHED-TTL).
 REFRESH = timedelta(hours=1)
 METHODS = ("REQUEST", "CANCEL")
+#: C1 control characters, which text.strip_controls leaves alone (NEL among them, which some readers take
+#: for a line break).
+_C1 = re.compile("[\x80-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -38,18 +43,22 @@ class Entry:
     status: str | None = None
     #: The URL property when it should not be the public page (personal feeds point at the join link).
     link: str = ""
+    #: A VALARM for each of these offsets, in seconds before the start (a registrant's reminders).
+    alarms: tuple[int, ...] = ()
 
 
 def one_line(text: str) -> str:
+    """One clean line, as every single-line TEXT value is written (controls and line breaks go)."""
     # Most text is already one clean line; str.isprintable() is false for every control, bidi or
     # line-separator character, so only the rest pays for the regular expressions.
     if text.isprintable() and "  " not in text and text == text.strip():
         return text
-    return _one_line(text)
+    return _one_line(_C1.sub("", text))
 
 
 def strip_controls(text: str) -> str:
-    return text if text.isprintable() else _strip_controls(text)
+    """Text without control characters, newlines kept, as DESCRIPTION is written."""
+    return text if text.isprintable() else _C1.sub("", _strip_controls(text))
 
 
 @lru_cache(maxsize=64)
@@ -94,9 +103,8 @@ def _escape(text: str) -> str:
 
 
 def _param(value: str) -> str:
-    # DQUOTE cannot appear in a parameter value at all; quote when : ; , would end it.
-    value = one_line(value).replace('"', "")
-    return f'"{value}"' if any(c in value for c in ":;,") else value
+    """A parameter value (CN), always quoted; a DQUOTE inside is ^' and a caret ^^ (RFC 6868)."""
+    return '"' + one_line(value).replace("^", "^^").replace('"', "^'") + '"'
 
 
 def fold(line: str) -> bytes:
@@ -147,23 +155,25 @@ def _address(name: str, email: str, person: str, extra: str = "") -> str:
     return f"{name}{params}:mailto:{one_line(email).replace(' ', '')}"
 
 
-def vevent(entry: Entry, *, organizer_email: str, organizer_name: str, stamp: datetime | None = None,
-           attendee: str = "") -> bytes:
+def vevent(entry: Entry, *, stamp: datetime | None = None, organizer: str = "", attendee: str = "") -> bytes:
     """One VEVENT as folded bytes; DTSTAMP defaults to the row's update time so feeds stay byte-stable.
 
+    `organizer` and `attendee` are the ORGANIZER and ATTENDEE lines of an invitation; feeds and
+    downloads have neither (an ORGANIZER makes some clients treat a subscribed event as a meeting).
     Written directly rather than through icalendar's Component, which is several times slower per
     event for a large feed (bench/calendar_bench.py); the tests parse every output back with
     icalendar, vobject, ics and ical.js.
     """
     event = entry.event
     modified = _utc_stamp(event.updated_at)
+    title = _escape(one_line(event.title))
     # Lines of a fixed shape (a timestamp, a number, a status) are always short ASCII: only the others are folded.
     lines = [
         "BEGIN:VEVENT",
         _folded(f"UID:{uid_for(event, entry.url)}"),
         f"DTSTAMP:{_utc_stamp(stamp) if stamp else modified}",
         f"SEQUENCE:{event.sequence if entry.sequence is None else entry.sequence}",
-        _folded(f"SUMMARY:{_escape(one_line(event.title))}"),
+        _folded(f"SUMMARY:{title}"),
         _folded(_when("DTSTART", event.starts_at, event.timezone)),
         _folded(_when("DTEND", event.ends_at, event.timezone)),
     ]
@@ -179,13 +189,20 @@ def vevent(entry: Entry, *, organizer_email: str, organizer_name: str, stamp: da
     lines += [
         _folded(f"URL:{one_line(entry.link or entry.url)}"),
         f"STATUS:{entry.status or _status(event)}",
-        _organizer_line(organizer_email, organizer_name),
     ]
+    if organizer:
+        lines.append(organizer)
     if attendee:
         lines.append(_folded(attendee))
     lines += [
         f"CREATED:{_utc_stamp(event.created_at)}",
         f"LAST-MODIFIED:{modified}",
+    ]
+    if entry.alarms:
+        alarm_text = _folded(f"DESCRIPTION:{title}")
+        for seconds in entry.alarms:
+            lines += ["BEGIN:VALARM", "ACTION:DISPLAY", alarm_text, f"TRIGGER:{_before(seconds)}", "END:VALARM"]
+    lines += [
         "END:VEVENT",
         "",  # the last line's CRLF
     ]
@@ -193,16 +210,156 @@ def vevent(entry: Entry, *, organizer_email: str, organizer_name: str, stamp: da
 
 
 @lru_cache(maxsize=64)
-def _organizer_line(email: str, name: str) -> str:
-    """The same for every event of a feed: built once."""
+def _before(seconds: int) -> str:
+    """A TRIGGER's duration: `seconds` before the start (-P1D, -PT1H, -PT10M)."""
+    return vDuration(timedelta(seconds=-seconds)).to_ical().decode("ascii")
+
+
+@lru_cache(maxsize=64)
+def organizer_line(email: str, name: str) -> str:
+    """An invitation's ORGANIZER line; the same for every invitation: built once."""
     return _folded(_address("ORGANIZER", email, name))
+
+
+# --- VTIMEZONE ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One change of a zone's UTC offset: its onset as local time before it (DTSTART), offsets, name after."""
+
+    onset: datetime
+    before: timedelta
+    after: timedelta
+    name: str
+
+
+_DAY = timedelta(days=1)
+_WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+def _changes(zone: ZoneInfo, year: int) -> list[_Change]:
+    """The changes of UTC offset in one (UTC) year, found day by day and then to the second."""
+    found = []
+    day = datetime(year, 1, 1, tzinfo=UTC)
+    offset = day.astimezone(zone).utcoffset()
+    while day.year == year:
+        following = day + _DAY
+        next_offset = following.astimezone(zone).utcoffset()
+        if next_offset != offset:
+            low, high = day, following  # offset at low, next_offset at high: narrow down to the second
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) // 2
+                if middle.astimezone(zone).utcoffset() == offset:
+                    low = middle
+                else:
+                    high = middle
+            found.append(_Change((high + offset).replace(tzinfo=None), offset, next_offset,
+                                 high.astimezone(zone).tzname() or ""))
+        day, offset = following, next_offset
+    return found
+
+
+def _yearly(changes: list[_Change]) -> str | None:
+    """The RRULE that every one of these changes (one a year, in consecutive years) follows, if one does."""
+    first = changes[0]
+    shape = (first.onset.month, first.onset.weekday(), first.onset.time(), first.before, first.after)
+    nth, last = set(), set()
+    for change in changes:
+        onset = change.onset
+        if (onset.month, onset.weekday(), onset.time(), change.before, change.after) != shape:
+            return None
+        nth.add((onset.day - 1) // 7 + 1)
+        last.add(onset.day + 7 > _gregorian.monthrange(onset.year, onset.month)[1])
+    if last == {True}:
+        week = "-1"
+    elif len(nth) == 1:
+        week = str(nth.pop())
+    else:
+        return None  # for example a fixed date, or "the Friday before the last Sunday"
+    return f"FREQ=YEARLY;BYMONTH={first.onset.month};BYDAY={week}{_WEEKDAYS[first.onset.weekday()]}"
+
+
+def _offset(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    sign, seconds = ("-" if seconds < 0 else "+"), abs(seconds)
+    text = f"{sign}{seconds // 3600:02d}{seconds // 60 % 60:02d}"
+    return text + (f"{seconds % 60:02d}" if seconds % 60 else "")
+
+
+def _stamp(moment: datetime) -> str:
+    return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}T{moment.hour:02d}{moment.minute:02d}{moment.second:02d}"
+
+
+def _part(kind: str, start: datetime, before: timedelta, after: timedelta, name: str, *, rule: str | None = None,
+          rdates: Iterable[datetime] = ()) -> list[str]:
+    lines = [f"BEGIN:{kind}", f"DTSTART:{_stamp(start)}"]
+    if rule:
+        lines.append(f"RRULE:{rule}")
+    # One RDATE per date: vobject reads only the first of a list.
+    lines += [f"RDATE:{_stamp(moment)}" for moment in rdates]
+    if name:
+        lines.append(_folded(f"TZNAME:{_escape(name)}"))
+    return lines + [f"TZOFFSETFROM:{_offset(before)}", f"TZOFFSETTO:{_offset(after)}", f"END:{kind}"]
 
 
 @lru_cache(maxsize=256)
 def _vtimezone(tzid: str, first_year: int, last_year: int) -> bytes:
-    # Whole years keep the cache small; from_tzid is the slow part of a cold build.
-    timezone = Timezone.from_tzid(tzid, first_date=date(first_year, 1, 1), last_date=date(last_year + 1, 1, 1))
-    return timezone.to_ical()
+    """A VTIMEZONE covering these years (whole years keep the cache small).
+
+    Where the zone's rules stay the same from the year before `first_year` to `last_year` (and over
+    six years at least, so that "the last Sunday" and "the fourth Sunday" are told apart), the shape
+    every client reads, Outlook included: one STANDARD part, plus one DAYLIGHT part, each with a
+    yearly RRULE (a zone without changes: one STANDARD part). Otherwise (fixed dates, "the Friday
+    before the last Sunday", a rule that changed) a part per offset with an RDATE for each repeat.
+    An onset is the local time before the change, in TZOFFSETFROM, as RFC 5545 3.6.5 writes it.
+    """
+    zone = _zone(tzid)
+    # From a year early, so that every covered time comes after an onset.
+    years = range(first_year - 1, max(last_year, first_year + 5) + 1)
+    by_year = [_changes(zone, year) for year in years]
+    parts = _yearly_parts(by_year) if any(by_year) else None
+    if parts is None:
+        covered = by_year[:last_year - first_year + 2]
+        parts = _listed_parts(zone, years[0], [change for changes in covered for change in changes])
+    lines = ["BEGIN:VTIMEZONE", _folded(f"TZID:{tzid}")]
+    for part in parts:
+        lines += part
+    lines += ["END:VTIMEZONE", ""]
+    return "\r\n".join(lines).encode("utf-8")
+
+
+def _yearly_parts(by_year: list[list[_Change]]) -> list[list[str]] | None:
+    """One STANDARD and one DAYLIGHT part with a yearly RRULE each, if every year's two changes follow one."""
+    if any(len(changes) != 2 for changes in by_year):
+        return None
+    first, second = by_year[0]
+    if first.after == second.after or first.after != second.before or second.after != first.before:
+        return None
+    standard = 0 if first.after < second.after else 1
+    parts = []
+    for index, kind in ((standard, "STANDARD"), (1 - standard, "DAYLIGHT")):
+        changes = [year_changes[index] for year_changes in by_year]
+        rule = _yearly(changes)
+        if rule is None:
+            return None
+        parts.append(_part(kind, changes[0].onset, changes[0].before, changes[0].after, changes[0].name, rule=rule))
+    return parts
+
+
+def _listed_parts(zone: ZoneInfo, year: int, changes: list[_Change]) -> list[list[str]]:
+    """The offset of 1 January of `year`, then a part per (offsets, name) with an RDATE for each repeat."""
+    start = datetime(year, 1, 1, tzinfo=zone)
+    offset = start.utcoffset()
+    parts = [_part("DAYLIGHT" if start.dst() else "STANDARD", start.replace(tzinfo=None), offset, offset,
+                   start.tzname() or "")]
+    groups: dict[tuple[timedelta, timedelta, str], list[_Change]] = {}
+    for change in changes:
+        groups.setdefault((change.before, change.after, change.name), []).append(change)
+    for (before, after, name), group in groups.items():
+        kind = "DAYLIGHT" if after > before else "STANDARD"
+        parts.append(_part(kind, group[0].onset, before, after, name, rdates=[c.onset for c in group[1:]]))
+    return parts
 
 
 def zone_span(event) -> tuple[str, int, int] | None:
@@ -224,28 +381,26 @@ def _vtimezones(spans: Iterable[tuple[str, int, int] | None]) -> bytes:
     return b"".join(_vtimezone(tzid, *years[tzid]) for tzid in sorted(years))
 
 
+@lru_cache(maxsize=256)
 def _calendar_head(*, method: str | None = None, name: str | None = None, refresh: timedelta | None = None) -> bytes:
-    calendar = Calendar()
-    calendar.add("prodid", PRODID)
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
+    """BEGIN:VCALENDAR and the calendar's properties; a feed's NAME and X-WR-CALNAME escaped as the TEXT they
+    are (icalendar's add("name") would write them as they come)."""
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN"]
     if method:
-        calendar.add("method", method)
+        lines.append(f"METHOD:{method}")
     if name:
-        calendar.add("name", one_line(name))
-        calendar.add("x-wr-calname", one_line(name))
+        text = _escape(one_line(name))
+        lines += [_folded(f"NAME:{text}"), _folded(f"X-WR-CALNAME:{text}")]
     if refresh:
-        calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
-        calendar.add("x-published-ttl", vDuration(refresh))
-    text = calendar.to_ical()
-    return text[: -len(b"END:VCALENDAR\r\n")]
+        duration = vDuration(refresh).to_ical().decode("ascii")
+        lines += [f"REFRESH-INTERVAL;VALUE=DURATION:{duration}", f"X-PUBLISHED-TTL:{duration}"]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
-def calendar_bytes(entries: list[Entry], *, organizer_email: str, organizer_name: str, name: str | None = None,
-                   refresh: timedelta | None = None) -> bytes:
+def calendar_bytes(entries: list[Entry], *, name: str | None = None, refresh: timedelta | None = None) -> bytes:
     """A whole VCALENDAR without METHOD (a download or a feed); feeds pass name and refresh."""
-    body = [vevent(entry, organizer_email=organizer_email, organizer_name=organizer_name) for entry in entries]
-    return assemble(body, [zone_span(entry.event) for entry in entries], name=name, refresh=refresh)
+    return assemble([vevent(entry) for entry in entries], [zone_span(entry.event) for entry in entries],
+                    name=name, refresh=refresh)
 
 
 def assemble(vevents: Iterable[bytes], spans: Iterable[tuple[str, int, int] | None], *, name: str | None = None,
@@ -257,16 +412,15 @@ def assemble(vevents: Iterable[bytes], spans: Iterable[tuple[str, int, int] | No
     return _calendar_head(name=name, refresh=refresh) + _vtimezones(spans) + b"".join(vevents) + b"END:VCALENDAR\r\n"
 
 
-def feed(entries: list[Entry], *, name: str, organizer_email: str, organizer_name: str,
-         refresh: timedelta = REFRESH) -> bytes:
-    """A subscription feed: NAME, X-WR-CALNAME, REFRESH-INTERVAL and X-PUBLISHED-TTL, no METHOD."""
-    return calendar_bytes(entries, organizer_email=organizer_email, organizer_name=organizer_name, name=name,
-                          refresh=refresh)
+def feed(entries: list[Entry], *, name: str, refresh: timedelta = REFRESH) -> bytes:
+    """A subscription feed: NAME, X-WR-CALNAME, REFRESH-INTERVAL and X-PUBLISHED-TTL; no METHOD, no ORGANIZER."""
+    return calendar_bytes(entries, name=name, refresh=refresh)
 
 
-def download(entry: Entry, *, organizer_email: str, organizer_name: str) -> bytes:
-    """One event as an .ics file to import: no METHOD, so clients add it rather than treat it as an invite."""
-    return calendar_bytes([entry], organizer_email=organizer_email, organizer_name=organizer_name)
+def download(entry: Entry) -> bytes:
+    """One event as an .ics file to import: no METHOD and no ORGANIZER, so clients add it rather than treat it
+    as an invitation."""
+    return calendar_bytes([entry])
 
 
 def invitation(event, *, method: str, attendee_email: str, attendee_name: str, sequence: int,
@@ -274,8 +428,9 @@ def invitation(event, *, method: str, attendee_email: str, attendee_name: str, s
     """An email invitation for one person: METHOD:REQUEST (add / update) or METHOD:CANCEL (remove).
 
     The join URL (private) is included in a REQUEST: invitations go only to confirmed attendees and
-    speakers. `url` becomes URL (the event page, or the person's manage page) and must be built
-    from BASE_URL: the UID's host is taken from it, so it matches the feeds'.
+    speakers. `url` becomes URL and must be the same in a person's first REQUEST, its updates and
+    the CANCEL (a registrant's manage page, a speaker's event page); it must be built from BASE_URL:
+    the UID's host is taken from it, so it matches the feeds'.
     """
     method = method.upper()
     if method not in METHODS:
@@ -287,8 +442,7 @@ def invitation(event, *, method: str, attendee_email: str, attendee_name: str, s
     partstat = "DECLINED" if method == "CANCEL" and event.status != "cancelled" else "ACCEPTED"
     attendee = _address("ATTENDEE", attendee_email, attendee_name,
                         f";ROLE=REQ-PARTICIPANT;PARTSTAT={partstat};RSVP=FALSE")
-    body = vevent(entry, organizer_email=organizer_email, organizer_name=organizer_name, stamp=stamp,
-                  attendee=attendee)
+    body = vevent(entry, stamp=stamp, organizer=organizer_line(organizer_email, organizer_name), attendee=attendee)
     head = _calendar_head(method=method)
     zones = _vtimezones([zone_span(event)])
     return (head + zones + body + b"END:VCALENDAR\r\n").decode("utf-8")

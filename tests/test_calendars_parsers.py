@@ -195,3 +195,50 @@ def test_icaljs_agrees_on_every_output(produced):
     outputs, expected = produced
     for name, text in outputs.items():
         assert by_start(with_icaljs(text, node)) == expected[name], f"{name} read by ical.js"
+
+
+# --- issue 20: the VTIMEZONE's own rules, expanded by each parser ------------------------------
+
+def zone_events() -> tuple[str, list[dict]]:
+    """A feed of events in zones with and without DST, on both sides of each change over five years, and in the
+    hour after a spring change; with the UTC and wall-clock times each parser must find."""
+    from scheduler import calendars
+    from scheduler.models import Event
+
+    events = []
+    for zone_name in ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "Asia/Jerusalem"):
+        zone = ZoneInfo(zone_name)
+        for year in range(2027, 2032):
+            day = datetime(year, 1, 1, 12, tzinfo=UTC)
+            while day.year == year:
+                following = day + timedelta(days=1)
+                changes = day.astimezone(zone).utcoffset() != following.astimezone(zone).utcoffset()
+                if changes or (day.month, day.day) in ((1, 1), (7, 1)):  # and midwinter, midsummer
+                    local = following.astimezone(zone).date()
+                    for hour, minute in ((9, 0), (3, 30)):
+                        start = datetime(local.year, local.month, local.day, hour, minute, tzinfo=zone)
+                        events.append((zone_name, start.astimezone(UTC)))
+                day = following
+    entries, expected = [], []
+    for n, (zone_name, start) in enumerate(events):
+        event = Event(id=n + 1, slug=f"z{n}", title=f"Z{n}", summary="", description="", timezone=zone_name,
+                      starts_at=start, ends_at=start + timedelta(hours=1), venue="", join_url="", status="published",
+                      sequence=0, created_at=datetime(2026, 10, 1, tzinfo=UTC),
+                      updated_at=datetime(2026, 10, 1, tzinfo=UTC))
+        entries.append(calendars.Entry(event, f"http://townhall.test/events/z{n}"))
+        zone = ZoneInfo(zone_name)
+        expected.append(_row(f"event-{n + 1}@townhall.test", f"Z{n}", start.astimezone(zone),
+                             (start + timedelta(hours=1)).astimezone(zone)))
+    return calendars.feed(entries, name="Zones").decode(), by_start(expected)
+
+
+def test_every_parser_expands_the_vtimezones_to_the_zones_own_times():
+    """ical.js, vobject and ics read times with the feed's VTIMEZONEs (icalendar with its own zoneinfo, so
+    tests/test_calendars.py checks its reading of the VTIMEZONE part by part)."""
+    text, expected = zone_events()
+    assert len(expected) > 100
+    assert text.count("BEGIN:VTIMEZONE") == 5 and "RDATE" in text  # Jerusalem lists its changes
+    assert by_start(with_vobject(text)) == expected
+    assert by_start(with_ics(text)) == expected
+    node = node_or_skip()
+    assert by_start(with_icaljs(text, node)) == expected

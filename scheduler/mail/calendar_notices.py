@@ -85,8 +85,10 @@ def invite(event: Event, *, method: str, email: str, name: str, sequence: int, u
 
 
 def _invite(event: Event, recipient: Recipient, *, method: str, now: datetime) -> str:
+    # URL as in their first REQUEST (notify.compose): a registrant's manage page, where they change or
+    # cancel their place; a speaker's, who has none, the event page.
     return invite(event, method=method, email=recipient.email, name=recipient.name, sequence=recipient.sequence,
-                  url=event_url(event), now=now)
+                  url=recipient.manage_url or event_url(event), now=now)
 
 
 def _prefix(kind: str, event: Event, recipient: Recipient) -> str:

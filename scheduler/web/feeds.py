@@ -71,7 +71,7 @@ class FeedState:
 
     def __init__(self):
         self.cache = FeedCache()
-        #: (event id, Event.version, variant, (URL prefix, organizer)) -> (VEVENT bytes, zone span).
+        #: (event id, Event.version, variant, URL prefix) -> (VEVENT bytes, zone span).
         self.vevents: dict = {}
 
 
@@ -122,7 +122,7 @@ class Built:
 def _serve(key, last_modified: datetime | None, build, *, filename: str | None = None) -> Response:
     """Answer from cache or build; 304 when the client's copy (in the encoding it accepts) is current."""
     cache = state().cache
-    full_key = (current_app.config["BASE_URL"], current_app.config["MAIL_FROM"]) + key
+    full_key = (current_app.config["BASE_URL"], *_organizer()) + key
     built = cache.get(full_key)
     if built is None:
         built = Built(build())
@@ -174,9 +174,8 @@ def _calendar(name: str | None, *conditions, joins=(), variant=lambda event_id: 
     events whose version moved.
     """
     session = db.session
-    organizer_name, organizer_email = _organizer()
     prefix = _event_url_prefix()
-    shared = (prefix, organizer_email, organizer_name)
+    shared = prefix
     query = select(Event.id, Event.version)
     for join in joins:
         query = query.join(*join)
@@ -193,8 +192,7 @@ def _calendar(name: str | None, *conditions, joins=(), variant=lambda event_id: 
                                  joins=() if by_id else joins):
             key = (event.id, event.version, variant(event.id), shared)
             if key not in memo:
-                vevent = calendars.vevent(entry(event, prefix + event.slug), organizer_email=organizer_email,
-                                          organizer_name=organizer_name)
+                vevent = calendars.vevent(entry(event, prefix + event.slug))
                 memo[key] = (vevent, calendars.zone_span(event))
             # Changed again since the first query: newer than its key, which is never stale.
             built[event.id] = memo[key]
@@ -333,30 +331,44 @@ def _registration_for_feed(token: str) -> Registration:
 
 @bp.get("/feeds/<token>.ics")
 def personal_feed(token: str):
-    """All of one person's active registrations (same address), join links for confirmed seats."""
+    """All of one person's registrations (same address): join links and alarms for confirmed seats; a
+    cancelled or lapsed one stays as STATUS:CANCELLED while its event is in the window, so that
+    subscribers' calendars drop it rather than keep it."""
     registration = _registration_for_feed(token)
-    conditions = (Registration.email_key == registration.email_key, Registration.state.in_(ACTIVE_STATES),
-                  *_public_window(clock.now()))
+    conditions = (Registration.email_key == registration.email_key, *_public_window(clock.now()))
     joins = ((Registration, Registration.event_id == Event.id),)
-    places = db.session.execute(
-        select(Registration.event_id, Registration.state, Registration.ics_sequence, Registration.updated_at)
-        .join(Event, Event.id == Registration.event_id).where(*conditions).order_by(Registration.event_id)
-    ).all()
+    places = [Place(*row) for row in db.session.execute(
+        select(Registration.event_id, Registration.state, Registration.ics_sequence, Registration.updated_at,
+               Registration.reminders_opt_out, Event.reminder_offsets)
+        .join(Event, Event.id == Registration.event_id).where(*conditions).order_by(Registration.event_id))]
     signature, latest = _signature(db.session, *conditions, joins=joins)
-    latest = max(filter(None, [latest, *(_aware(p[3]) for p in places)]), default=None)
-
-    by_event = {p[0]: p[1:3] for p in places}  # event id -> (state, ics_sequence)
+    # Last-Modified comes from the rows the ETag's key is made of: a cancellation moves both.
+    latest = max(filter(None, [latest, *(_aware(p.updated_at) for p in places)]), default=None)
+    by_event = {p.event_id: p for p in places}
 
     def entry(event: FeedEvent, url: str) -> calendars.Entry:
-        state, ics_sequence = by_event[event.id]
-        return _personal_entry(event, url, state, max(ics_sequence, event.sequence))
+        place = by_event[event.id]
+        return _personal_entry(event, url, place.state, max(place.ics_sequence, event.sequence), place.alarms)
 
     def build() -> bytes:
+        # What an entry shows besides its event (which Event.version covers): the place and its alarms.
         return _calendar(f"{_organizer()[0]}: my events", *conditions, joins=joins,
-                         variant=lambda event_id: ("person", *by_event[event_id]), entry=entry)
+                         variant=lambda event_id: by_event[event_id].variant, entry=entry)
 
-    key = ("person", registration.id, tuple(tuple(p[:3]) + (_aware(p[3]),) for p in places)) + signature
+    key = ("person", registration.id, tuple(p.variant + (_aware(p.updated_at),) for p in places)) + signature
     return _serve(key, latest, build)
+
+
+class Place:
+    """One registration in its person's feed: what its entry shows besides the event itself."""
+
+    __slots__ = ("event_id", "state", "ics_sequence", "updated_at", "alarms", "variant")
+
+    def __init__(self, event_id: int, state: str, ics_sequence: int, updated_at, opt_out: bool, offsets):
+        self.event_id, self.state, self.ics_sequence, self.updated_at = event_id, state, ics_sequence, updated_at
+        #: The event's reminder offsets (not in Event.version) as alarms, when this person gets reminders.
+        self.alarms = tuple(offsets or ()) if state == "confirmed" and not opt_out else ()
+        self.variant = ("person", state, ics_sequence, self.alarms)
 
 
 def join_link(state: str, event) -> str:
@@ -365,13 +377,19 @@ def join_link(state: str, event) -> str:
     return (event.join_url or "") if state == "confirmed" and event.status != "cancelled" else ""
 
 
-def _personal_entry(event: FeedEvent, url: str, state: str, sequence: int) -> calendars.Entry:
+def _personal_entry(event: FeedEvent, url: str, state: str, sequence: int, alarms: tuple[int, ...] = ()
+                    ) -> calendars.Entry:
     if state == "confirmed":
         join = join_link(state, event)
-        return calendars.Entry(event, url, join_url=join, sequence=sequence, link=join)
-    # A held seat or a waitlist place: in the calendar as tentative, without the private link.
-    return calendars.Entry(event, url, sequence=sequence,
-                           status="CANCELLED" if event.status == "cancelled" else "TENTATIVE")
+        # Alarms as the reminder mails go: for a confirmed seat of someone who kept them, at an event still on.
+        return calendars.Entry(event, url, join_url=join, sequence=sequence, link=join,
+                               alarms=alarms if event.status != "cancelled" else ())
+    if state in ACTIVE_STATES:
+        # A held seat or a waitlist place: in the calendar as tentative, without the private link.
+        return calendars.Entry(event, url, sequence=sequence,
+                               status="CANCELLED" if event.status == "cancelled" else "TENTATIVE")
+    # Cancelled (its SEQUENCE was raised then, as in the CANCEL they were sent), or a hold that lapsed.
+    return calendars.Entry(event, url, sequence=sequence + (state == "expired"), status="CANCELLED")
 
 
 @bp.get("/speakers/feeds/<token>.ics")

@@ -309,3 +309,116 @@ def test_feed_after_a_change_writes_only_the_changed_event_and_equals_a_full_bui
     db.session.commit()
     description = str(events_in(client.get("/calendar.ics").get_data())["Talk 1"]["DESCRIPTION"])
     assert "With: Speaker One, renamed (host)" in description
+
+
+# --- issue 20: names, alarms, cancelled signups, Last-Modified, no ORGANIZER -------------------
+
+
+def raw_lines(body: bytes) -> list[str]:
+    return body.decode().split("\r\n")
+
+
+def alarms_in(vevent) -> list[tuple[str, str, timedelta]]:
+    return [(str(a["ACTION"]), str(a["DESCRIPTION"]), a["TRIGGER"].dt) for a in vevent.walk("VALARM")]
+
+
+def test_feeds_have_escaped_names_refresh_and_no_organizer(app, client, create_event, now):
+    from icalendar.parser import unescape_backslash
+
+    from scheduler.web.feeds import speaker_feed_url
+
+    event = create_event(title="Tagged", tags=["Café; ÜML, 🎉"], speakers=[("Lovelace, Ada\\", "host")])
+    token = feed_token(app.config["SECRET_KEY"], sign_up(app, event, now).registration)
+    speaker_url = speaker_feed_url(db.session, event.speakers[0].speaker).removeprefix("http://townhall.test")
+    db.session.commit()
+    names = {
+        "/calendar.ics": ("Townhall events", "Townhall events"),
+        "/calendar/cafe-uml.ics": ("Townhall: Café\\; ÜML\\, 🎉", "Townhall: Café; ÜML, 🎉"),
+        f"/feeds/{token}.ics": ("Townhall: my events", "Townhall: my events"),
+        speaker_url: ("Townhall: Lovelace\\, Ada\\\\ speaking", "Townhall: Lovelace, Ada\\ speaking"),
+    }
+    for path, (written, meant) in names.items():
+        body = client.get(path).get_data()
+        lines = raw_lines(body)
+        assert lines[4:8] == [f"NAME:{written}", f"X-WR-CALNAME:{written}", "REFRESH-INTERVAL;VALUE=DURATION:PT1H",
+                              "X-PUBLISHED-TTL:PT1H"], path
+        calendar = Calendar.from_ical(body)
+        # icalendar reads NAME and X-WR-CALNAME as unknown properties, kept as written: read them as TEXT.
+        assert [unescape_backslash(str(calendar[name])) for name in ("NAME", "X-WR-CALNAME")] == [meant, meant], path
+        assert calendar.refresh_interval == timedelta(hours=1), path
+        assert not any(line.startswith("ORGANIZER") for line in lines), path
+    download = raw_lines(client.get(f"/events/{event.slug}.ics").get_data())
+    assert not [line for line in download if line.startswith(("ORGANIZER", "NAME", "X-WR-CALNAME", "REFRESH"))]
+
+
+def test_personal_feed_keeps_a_cancelled_signup_as_cancelled_for_30_days_after_the_event(app, client, create_event,
+                                                                                        now):
+    dropped = create_event(title="Dropped", starts_at=now + timedelta(days=2))
+    kept = create_event(title="Kept", starts_at=now + timedelta(days=60))
+    result = sign_up(app, dropped, now)
+    sign_up(app, kept, now)
+    path = f"/feeds/{feed_token(app.config['SECRET_KEY'], result.registration)}.ics"
+    before = client.get(path)
+    assert str(events_in(before.get_data())["Dropped"]["STATUS"]) == "CONFIRMED"
+
+    later = now + timedelta(hours=1)
+    app.config["CLOCK"] = lambda: later
+    signups.cancel_registration(db.session, result.registration, now=later)
+    db.session.commit()
+    after = client.get(path)
+    assert after.status_code == 200
+    found = events_in(after.get_data())
+    assert sorted(found) == ["Dropped", "Kept"]
+    assert str(found["Dropped"]["STATUS"]) == "CANCELLED"
+    assert found["Dropped"]["SEQUENCE"] == 1  # above the 0 their calendar holds, as in the CANCEL they were sent
+    assert dropped.join_url not in after.get_data(as_text=True)
+    assert str(found["Kept"]["STATUS"]) == "CONFIRMED"
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert after.headers["Last-Modified"] != before.headers["Last-Modified"]
+    assert after.headers["Last-Modified"] == "Mon, 02 Nov 2026 13:00:00 GMT"
+    for old in ({"If-None-Match": before.headers["ETag"]}, {"If-Modified-Since": before.headers["Last-Modified"]}):
+        assert client.get(path, headers=old).status_code == 200, old
+    assert client.get(path, headers={"If-Modified-Since": after.headers["Last-Modified"]}).status_code == 304
+
+    for days, titles in ((29, ["Dropped", "Kept"]), (31, ["Kept"])):  # after the event's end
+        moment = dropped.ends_at + timedelta(days=days)
+        app.config["CLOCK"] = lambda moment=moment: moment
+        assert sorted(events_in(client.get(path).get_data())) == titles, days
+
+
+def test_personal_feed_keeps_a_lapsed_hold_as_cancelled(app, client, create_event, now):
+    event = create_event(title="Held", double_opt_in=True)
+    result = sign_up(app, event, now)
+    path = f"/feeds/{feed_token(app.config['SECRET_KEY'], result.registration)}.ics"
+    assert str(events_in(client.get(path).get_data())["Held"]["STATUS"]) == "TENTATIVE"
+    signups.expire_holds(db.session, now=now + timedelta(days=2))
+    db.session.commit()
+    held = events_in(client.get(path).get_data())["Held"]
+    assert (str(held["STATUS"]), held["SEQUENCE"]) == ("CANCELLED", 1)
+
+
+def test_personal_feed_alarms_follow_the_reminder_choice(app, client, create_event, now):
+    event = create_event(title="Remind me", reminder_offsets=[86400, 3600])
+    waiting = create_event(title="Full", capacity=0, reminder_offsets=[86400])
+    result = sign_up(app, event, now)
+    sign_up(app, waiting, now)
+    path = f"/feeds/{feed_token(app.config['SECRET_KEY'], result.registration)}.ics"
+
+    def alarms() -> dict[str, list]:
+        return {title: alarms_in(vevent) for title, vevent in events_in(client.get(path).get_data()).items()}
+
+    assert alarms() == {"Remind me": [("DISPLAY", "Remind me", timedelta(days=-1)),
+                                      ("DISPLAY", "Remind me", timedelta(hours=-1))],
+                        "Full": []}  # a waitlist place gets no reminders, so no alarm
+    signups.set_reminders(db.session, result.registration, opt_out=True, now=now)
+    db.session.commit()
+    assert alarms()["Remind me"] == []
+    signups.set_reminders(db.session, result.registration, opt_out=False, now=now)
+    db.session.commit()
+    # Offsets are not part of Event.version: a changed plan must still reach the feed at once.
+    event_rules.update_event(db.session, event, now=now, reminder_offsets=[600])
+    db.session.commit()
+    assert alarms()["Remind me"] == [("DISPLAY", "Remind me", timedelta(minutes=-10))]
+    event_rules.cancel_event(db.session, event, now=now)
+    db.session.commit()
+    assert alarms()["Remind me"] == []
