@@ -6,7 +6,8 @@ gunicorn (--workers sync workers, SCHEDULER_MODE=off), all on 127.0.0.1. One pub
 without double opt-in, --recipients confirmed registrations and a reminder ("starts in 10 minutes")
 due a few seconds after set-up. --signups people sign up over real HTTP while it goes out: the
 k-th once the recorder has seen k/--signups of the reminders, from the first one on (any left when
-the last reminder has arrived follow at once).
+the last reminder has arrived follow at once). With --burst N, the first N instead sign up one
+after the other as soon as the reminder job is running (the moment a signup can race the fan-out).
 
 Once settled (every reminder at the recorder, every late registrant with a reminder or "Starting
 soon", nothing queued or sending, the job finished; at most --settle-timeout seconds), the mails of
@@ -16,7 +17,7 @@ signups are told apart by the reminder job's state just before each was posted.
 Prints per run how many got exactly one, both, or neither, and the target: all of them exactly one.
 
     .venv/bin/python bench/late_signup_bench.py [--runs 5] [--recipients 2000] [--signups 40]
-        [--workers 2] [--settle-timeout 120] [--logs DIR]
+        [--burst 0] [--workers 2] [--settle-timeout 120] [--logs DIR]
 
 Exit status 0 whatever the figures, 1 if a run could not be set up.
 """
@@ -46,11 +47,18 @@ def one_run(n: int, args) -> dict:
             people = Signups(base, f"bench-{n}")
             late = [f"late{n}-{i}@example.org" for i in range(args.signups)]
             states: dict[str, str] = {}
-            if not wait_for(lambda: world.recorder.count() >= 1, 60):
-                raise RuntimeError(f"no reminder arrived:\n{world.log_tail('a')}")
+            if args.burst:
+                started = wait_for(lambda: world.job(event_id)[0] != "planned", 60, step=0.002)
+            else:
+                started = wait_for(lambda: world.recorder.count() >= 1, 60)
+            if not started:
+                raise RuntimeError(f"the reminder did not start:\n{world.log_tail('a')}")
+            spread = args.signups - args.burst
             for i, email in enumerate(late):
-                threshold = 1 + i * args.recipients // args.signups
-                wait_for(lambda t=threshold: world.recorder.count() >= t or delivered(world, event_id), 60, step=0.005)
+                if i >= args.burst:
+                    threshold = 1 + (i - args.burst) * args.recipients // spread
+                    wait_for(lambda t=threshold: world.recorder.count() >= t or delivered(world, event_id), 60,
+                             step=0.005)
                 states[email] = world.job(event_id)[0]
                 people.sign_up(email)
             wanted = set(emails)
@@ -100,16 +108,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="independent runs, each on a fresh database")
     parser.add_argument("--recipients", type=int, default=2000, help="registrations before the reminder")
     parser.add_argument("--signups", type=int, default=40, help="signups during the fan-out")
+    parser.add_argument("--burst", type=int, default=0,
+                        help="of these, how many sign up one after the other as soon as the job runs")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     parser.add_argument("--settle-timeout", type=float, default=120.0)
     parser.add_argument("--logs", type=Path, default=None, help="keep the scheduler's logs in this folder")
     args = parser.parse_args()
-    if min(args.runs, args.recipients, args.signups, args.workers) < 1:
-        parser.error("every count must be at least 1")
+    if min(args.runs, args.recipients, args.signups, args.workers) < 1 or not 0 <= args.burst < args.signups:
+        parser.error("every count must be at least 1, and --burst below --signups")
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
     print(f"late signups: PostgreSQL, one `flask scheduler run`, gunicorn -w {args.workers} (SCHEDULER_MODE=off), "
-          f"{args.signups} signups spread over a {args.recipients:,}-recipient reminder, {args.runs} run(s)", flush=True)
+          f"{args.signups} signups ({args.burst} as soon as the job runs, the rest spread) over a "
+          f"{args.recipients:,}-recipient reminder, {args.runs} run(s)", flush=True)
     results = []
     for n in range(1, args.runs + 1):
         try:
