@@ -228,15 +228,16 @@ class Site:
             for i in range(count)])
         db.session.commit()
 
-    def fate(self, event_id: int, addresses: list[str], since: float) -> str:
-        """What the outbox says of these addresses' messages: rows by state, and a few of them in full
-        (times in seconds after `since`, a timestamp)."""
+    def fate(self, event_id: int | None, addresses: list[str], since: float) -> str:
+        """What the outbox says of these addresses' messages (of one event, or all): rows by state, and a few
+        of them in full (times in seconds after `since`, a timestamp)."""
         from scheduler.models import OutboxMessage
 
         found = self.rows(select(OutboxMessage.to_addr, OutboxMessage.state, OutboxMessage.attempts,
-                                 OutboxMessage.claimed_by, OutboxMessage.sent_at, OutboxMessage.last_error,
-                                 OutboxMessage.message_id)
-                          .where(OutboxMessage.event_id == event_id, OutboxMessage.to_addr.in_(addresses))
+                                 OutboxMessage.claimed_by, OutboxMessage.created_at, OutboxMessage.sent_at,
+                                 OutboxMessage.last_error, OutboxMessage.message_id)
+                          .where(OutboxMessage.to_addr.in_(addresses),
+                                 *([] if event_id is None else [OutboxMessage.event_id == event_id]))
                           .order_by(OutboxMessage.id))
         states = Counter(row.state for row in found)
         without = len(set(addresses) - {row.to_addr for row in found})
@@ -245,7 +246,7 @@ class Site:
             return "-" if moment is None else f"{moment.timestamp() - since:+.3f} s"
         return (f"outbox rows {dict(states)}, {without} address(es) without a row; "
                 + "; ".join(f"{row.to_addr}: {row.state}, {row.attempts} attempt(s), claimed by {row.claimed_by}, "
-                            f"sent_at {when(row.sent_at)}, {row.message_id}, error {(row.last_error or '-')[:120]}"
+                            f"queued {when(row.created_at)}, sent_at {when(row.sent_at)}, {row.message_id}, error {(row.last_error or '-')[:120]}"
                             for row in found[:4]))
 
     def settle(self, event_id: int, emails: list[str], timeout: float) -> bool:

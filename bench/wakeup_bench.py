@@ -35,6 +35,7 @@ from bench.failover_bench import percentile, site, verdict  # noqa: E402
 from tests.support import gunicorn, wait_for  # noqa: E402
 
 TARGET_MS = 200.0
+SLOW = 1.0  # seconds: a confirmation later than this is looked into (its outbox row, the scheduler's warnings)
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
@@ -83,6 +84,12 @@ def one_run(n: int, args) -> dict:
         for record in world.recorder.read():
             for rcpt in record["rcpt"]:
                 accepted.setdefault(rcpt, record["t"])
+        slow = [email for email in answered if accepted.get(email, float("inf")) - answered[email] > SLOW]
+        if slow:  # what the outbox says of them, before the database goes
+            print(f"  {len(slow)} confirmation(s) took more than {SLOW:g} s (times after the first one's response): {world.fate(None, slow, answered[slow[0]])}")
+            for line in world.log_tail("a", 200_000).splitlines():
+                if " WARNING " in line or " ERROR " in line:
+                    print(f"    scheduler: {line[:300]}")
     delays = [1000 * (accepted[email] - answered[email]) for email in answered if email in accepted]
     missing = len(answered) - len(delays)
     result = {"p50": percentile(delays, 0.5), "p99": percentile(delays, 0.99), "max": max(delays),
