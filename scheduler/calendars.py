@@ -103,8 +103,13 @@ def _escape(text: str) -> str:
 
 
 def _param(value: str) -> str:
-    """A parameter value (CN), always quoted; a DQUOTE inside is ^' and a caret ^^ (RFC 6868)."""
-    return '"' + one_line(value).replace("^", "^^").replace('"', "^'") + '"'
+    r"""A parameter value (CN), always quoted; a DQUOTE inside is ^' and a caret ^^ (RFC 6868); "" for none.
+
+    Backslashes are left out: RFC 5545 gives them no meaning in a parameter, yet icalendar and ical.js
+    (Thunderbird) read \\, \, \; and \n there as TEXT escapes, so no way of writing one reads the same everywhere.
+    """
+    value = one_line(value.replace("\\", ""))
+    return '"' + value.replace("^", "^^").replace('"', "^'") + '"' if value else ""
 
 
 def fold(line: str) -> bytes:
@@ -150,8 +155,8 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _address(name: str, email: str, person: str, extra: str = "") -> str:
-    cn = one_line(person)
-    params = (f";CN={_param(cn)}" if cn else "") + extra
+    cn = _param(person)
+    params = (f";CN={cn}" if cn else "") + extra
     return f"{name}{params}:mailto:{one_line(email).replace(' ', '')}"
 
 

@@ -216,6 +216,7 @@ def test_feeds_and_downloads_have_no_organizer_but_invitations_do():
     ("Ada Lovelace", '"Ada Lovelace"', "Ada Lovelace"),
     ('Ada "Countess" Lovelace', '"Ada ^\'Countess^\' Lovelace"', 'Ada "Countess" Lovelace'),
     ("a^b: c;d", '"a^^b: c;d"', "a^b: c;d"),
+    ("C:\\new \\, Ada", '"C:new , Ada"', "C:new , Ada"),  # no backslash: readers take it for an escape
 ])
 def test_attendee_cn_is_quoted(name, written, read):
     raw = request_for(make_event(), attendee_name=name).replace("\r\n ", "")
