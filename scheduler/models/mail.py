@@ -15,7 +15,10 @@ OUTBOX_STATES = ("queued", "sending", "sent", "failed")
 
 class OutboxMessage(db.Model):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        Index("ix_outbox_state_id", "state", "id"),  # the admin's outbox page, filtered by state, newest first
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: One logical message, e.g. "reminder:7:3600:42"; queuing it twice is a no-op.
