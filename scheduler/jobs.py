@@ -434,8 +434,16 @@ def run_command():
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
     app = click.get_current_context().ensure_object(ScriptInfo).load_app()
     stop = threading.Event()
+
+    def stopping(*_):
+        stop.set()
+        # A second signal while we stop (an impatient supervisor) must not kill the clean stop under way,
+        # nor the exit after it: the interpreter puts the default handlers back as it shuts down.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stopping)
     runner = start(app, mode="standalone")
     click.echo(f"Scheduler {runner.worker} running (poll {runner.poll:g} s). Stop with Ctrl-C or SIGTERM.")
     while not stop.wait(0.2):
