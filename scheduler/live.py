@@ -15,10 +15,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
+
+from . import listening
 
 log = logging.getLogger(__name__)
 CHANNEL = "townhall_board"
@@ -101,37 +102,15 @@ def _after_rollback(session: Session) -> None:
     session.info.pop(_INFO_KEY, None)
 
 
-class Listener(threading.Thread):
-    """LISTEN on the board channel over a connection of its own and pass each notification to `callback`.
-
-    After every (re)connection `on_listening` is called: notifications sent while the connection was
-    down are lost, so whoever listens reads the current state again. Reconnects a second after an
-    error, until `stop` is set.
-    """
+class Listener(listening.Listener):
+    """LISTEN on the board channel and pass each change to callback(event_id, question_ids); see
+    listening.Listener for `on_listening`, called after every (re)connection."""
 
     def __init__(self, url: URL, callback: Callback, stop: threading.Event,
                  on_listening: Callable[[], None] = lambda: None):
-        super().__init__(name="townhall-board-listen", daemon=True)
-        self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.callback = callback
-        self.on_listening = on_listening
-        self.stop = stop
-        self.listening = threading.Event()
+        def handle(_channel: str, payload: str) -> None:
+            parsed = parse_payload(payload)
+            if parsed is not None:
+                callback(*parsed)
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {CHANNEL}")
-                    self.listening.set()
-                    self.on_listening()
-                    while not self.stop.is_set():
-                        for notice in connection.notifies(timeout=0.5):
-                            parsed = parse_payload(notice.payload)
-                            if parsed is not None:
-                                self.callback(*parsed)
-            except psycopg.Error:
-                self.listening.clear()
-                if not self.stop.is_set():
-                    log.warning("lost the board's LISTEN connection; listening again in 1 s", exc_info=True)
-                    self.stop.wait(1.0)
+        super().__init__(url, (CHANNEL,), handle, stop, name="townhall-board-listen", on_listening=on_listening)

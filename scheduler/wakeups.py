@@ -11,10 +11,11 @@ import logging
 import threading
 from collections.abc import Callable
 
-import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
+
+from . import listening
 
 log = logging.getLogger(__name__)
 #: Mail was queued; a job was planned (or moved) to fall due soon.
@@ -68,27 +69,8 @@ def _after_rollback(session: Session) -> None:
     session.info.pop(_INFO_KEY, None)
 
 
-class Listener(threading.Thread):
-    """LISTEN on both channels over a connection of its own; each notification wakes this process's
-    subscribers. Reconnects after an error, a second later at most, until `stop` is set."""
+class Listener(listening.Listener):
+    """LISTEN on both channels; each notification wakes this process's subscribers."""
 
     def __init__(self, url: URL, stop: threading.Event):
-        super().__init__(name="townhall-listen", daemon=True)
-        self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.stop = stop
-        self.listening = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True) as connection:
-                    for channel in (MAIL, JOBS):
-                        connection.execute(f"LISTEN {channel}")
-                    self.listening.set()
-                    while not self.stop.is_set():
-                        for notice in connection.notifies(timeout=0.5):
-                            wake(notice.channel)
-            except psycopg.Error:
-                self.listening.clear()
-                log.warning("lost the wake-up connection; listening again in 1 s", exc_info=True)
-                self.stop.wait(1.0)
+        super().__init__(url, (MAIL, JOBS), lambda channel, _payload: wake(channel), stop, name="townhall-listen")
