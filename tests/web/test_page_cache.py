@@ -277,23 +277,24 @@ def redis_url(tmp_path):
 
     import redis
 
-    from tests.support import free_port, require
+    from tests.support import free_port, require, wait_for
 
     if shutil.which("redis-server") is None:
         require("REQUIRE_REDIS", "redis-server is not installed")
     port = free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+
+    def answers() -> bool:
+        assert server.poll() is None, "redis-server exited"
+        try:
+            return client.ping()
+        except redis.ConnectionError:  # not listening yet: a refused connection returns at once
+            return False
+
     try:
-        for _ in range(200):  # up within a second or two; each ping waits for its own timeout
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                server.poll()
-                assert server.returncode is None, "redis-server exited"
-                client = redis.Redis(port=port, socket_connect_timeout=0.05)
+        assert wait_for(answers, 30), "redis-server did not answer within 30 s"
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         server.terminate()
