@@ -301,6 +301,7 @@ def redis_url(tmp_path):
         server.wait(timeout=10)
 
 
+@pytest.mark.slow  # starts a redis-server: outside the year-ahead run, as libfaketime would be preloaded into it
 def test_machines_sharing_redis_render_each_version_once(app, app_config, site, redis_url, now):
     from scheduler import create_app
 
