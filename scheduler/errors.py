@@ -29,6 +29,18 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class NotAllowed(DomainError):
+    """You may not do that (not who the rule asks for)."""
+
+    code = "not_allowed"
+
+
+class RateLimited(DomainError):
+    """Too many of these in a short time: wait a few minutes."""
+
+    code = "rate_limited"
+
+
 class InvalidInput(DomainError):
     """Some fields are not valid."""
 

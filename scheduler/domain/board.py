@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import live, signals
-from ..errors import Conflict, DomainError, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotAllowed, NotFound, RateLimited
 from ..models import ACTIVE_STATES, Event, EventSpeaker, Question, Registration, Speaker, Vote
 from ..text import one_line, strip_controls
 from ..tokens import derive, looks_like_token
@@ -39,18 +39,6 @@ TOP = 10
 NEXT_UP = 5
 #: States shown to everyone who may read the board.
 SHOWN_STATES = ("visible", "answered")
-
-
-class NotAllowed(DomainError):
-    """You cannot do that on this board."""
-
-    code = "not_allowed"
-
-
-class RateLimited(DomainError):
-    """You have asked a lot of questions in a short time: wait a few minutes."""
-
-    code = "rate_limited"
 
 
 class BoardClosed(Conflict):

@@ -42,20 +42,12 @@ from ..forms import ConfirmForm, Form
 from ..models import Event
 from ..services import UnitOfWork, unit_of_work
 from . import board_stream
-from .refusals import json_error, status_of
+from .refusals import refusal_json, status_of
 from .signup import registration_for
 
 bp = Blueprint("board", __name__)
 # The hub is made with the app (its thread starts with the first open board): it needs the app itself.
 bp.record_once(lambda state: board_stream.install(state.app))
-
-#: Statuses of the board's own refusals; the rest as everywhere (scheduler/web/refusals.py).
-STATUSES = {rules.NotAllowed: 403, rules.RateLimited: 429, rules.BoardClosed: 409}
-
-
-def refusal_status(exc: DomainError) -> int:
-    return next((STATUSES[cls] for cls in type(exc).__mro__ if cls in STATUSES), None) or status_of(exc)
-
 
 class AskForm(Form):
     body = TextAreaField("Your question", validators=[
@@ -162,12 +154,12 @@ def change(place: Place, action: Callable[[UnitOfWork], str | dict | None], *, a
             done = action(uow)
     except DomainError as exc:
         if wants_json():
-            return json_error(refusal_status(exc), exc.code, exc.message, exc.fields)
+            return refusal_json(exc)
         if ask_form is not None and exc.fields:
             ask_form.show_errors(exc.fields)
         elif merge_form is not None and exc.fields:
             merge_form.show_errors(exc.fields)
-        return board_page(place, ask_form=ask_form, merge_form=merge_form, status=refusal_status(exc),
+        return board_page(place, ask_form=ask_form, merge_form=merge_form, status=status_of(exc),
                           message=exc.message)
     if isinstance(done, dict):  # a vote sent by board.js
         return jsonify(done)

@@ -13,13 +13,15 @@ from contextlib import contextmanager
 from flask import Response, abort, flash, jsonify, make_response, redirect
 from flask.typing import ResponseReturnValue
 
-from ..errors import Conflict, DomainError, InvalidInput, NotFound
+from ..errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, RateLimited
 from ..services import UnitOfWork, unit_of_work
 
 #: The status of a refusal is that of its nearest class here (SignupClosed, EventFull, ... are Conflicts).
 STATUSES: dict[type[DomainError], int] = {
+    NotAllowed: 403,
     NotFound: 404,
     Conflict: 409,
+    RateLimited: 429,
     InvalidInput: 422,
     DomainError: 422,
 }
