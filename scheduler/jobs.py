@@ -155,7 +155,7 @@ class Runner:
                 log.exception("heartbeat of %s failed", self.worker)
 
     def heartbeat(self) -> None:
-        """Say we are alive: this also keeps every claim we hold (see domain.queries.claimer_gone)."""
+        """Say we are alive: this also keeps every claim we hold (see domain.queries.claim_lapsed)."""
         with self.app.app_context(), unit_of_work() as uow:
             row = uow.session.get(SchedulerHeartbeat, self.worker)
             if row is None:
@@ -238,15 +238,19 @@ class Runner:
         except Exception:  # still no database: the claim lapses with the lease
             log.exception("could not give back planned job %s", job_id)
 
-    def wake_load(self) -> None:
-        """Load now: a job was planned to fall due within seconds."""
+    def _run_now(self, job_id: str) -> None:
+        """Bring an interval job's next run forward to now, unless we are stopping."""
         with self._scheduler_lock:
             if self.stopping.is_set():
                 return
             try:
-                self.scheduler.modify_job("load", next_run_time=datetime.now(UTC))
-            except Exception:  # the interval load finds it anyway
-                log.debug("could not wake the load", exc_info=True)
+                self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+            except Exception:  # its interval run finds the work anyway
+                log.debug("could not run %s now", job_id, exc_info=True)
+
+    def wake_load(self) -> None:
+        """Load now: a job was planned to fall due within seconds."""
+        self._run_now("load")
 
     def wake_delivery(self) -> None:
         """Deliver now: start the delivery job at once, or tell the running one to go on."""
@@ -254,13 +258,7 @@ class Runner:
             self._mail_wanted.set()
             if self._delivering:
                 return
-            with self._scheduler_lock:
-                if self.stopping.is_set():
-                    return
-                try:
-                    self.scheduler.modify_job("deliver", next_run_time=datetime.now(UTC))
-                except Exception:  # the interval run picks the rows up anyway
-                    log.debug("could not wake delivery", exc_info=True)
+            self._run_now("deliver")
 
     def deliver(self) -> None:
         with self._mail_lock:
