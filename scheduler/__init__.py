@@ -82,6 +82,9 @@ def _init_extensions(app: Flask) -> None:
         # Like the rate limits: shared through Redis when it is given, else kept in each process.
         app.config["CACHE_TYPE"] = "RedisCache" if app.config.get("CACHE_REDIS_URL") else "SimpleCache"
     cache.init_app(app)
+    from .web import locale
+
+    locale.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Please log in to see that page."
     # No view asks for a fresh login, so "basic" protection would only re-sign every visitor's
