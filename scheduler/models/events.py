@@ -102,6 +102,8 @@ class Event(db.Model):
     board_mode: Mapped[str] = mapped_column(String(20), default="open", server_default="open")
     #: Whether visitors who are not registered may read the board (never ask or vote).
     board_public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: Seconds before the start at which personal door links begin to lead to the join URL.
+    door_offset: Mapped[int] = mapped_column(Integer, default=15 * 60, server_default="900")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -149,6 +151,9 @@ class EventSpeaker(db.Model):
     speaker_id: Mapped[int] = mapped_column(ForeignKey("speakers.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(20), default="speaker")
     position: Mapped[int] = mapped_column(Integer, default=0)
+    #: Attendance: the first and the latest time this speaker came through their door to this event.
+    door_first_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    door_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     event: Mapped[Event] = relationship(back_populates="speakers")
     speaker: Mapped[Speaker] = relationship(back_populates="appearances", lazy="joined")
@@ -160,11 +165,13 @@ class EventSpeaker(db.Model):
 #: (waitlist_last moves with every waitlisted signup; the rest plan jobs).
 PRIVATE_EVENT_FIELDS = frozenset({
     "version", "waitlist_last", "reminder_offsets", "double_opt_in", "briefing_enabled", "briefing_offset",
-    "nudge_enabled", "nudge_offset", "thanks_enabled", "thanks_offset", "board_mode",
+    "nudge_enabled", "nudge_offset", "thanks_enabled", "thanks_offset", "board_mode", "door_offset",
 })
 #: A speaker's email and feed token are private; their name, affiliation, bio and photo are on event pages.
 PRIVATE_SPEAKER_FIELDS = frozenset({"email", "feed_nonce", "feed_token_hash", "created_at", "updated_at",
                                     "appearances"})
+#: Attendance is on no public page.
+PRIVATE_EVENT_SPEAKER_FIELDS = frozenset({"door_first_at", "door_last_at"})
 
 
 #: SET version = version + 1: atomic, so two writers never both land on the same number (built once).
@@ -200,7 +207,7 @@ def bump_versions(session: Session, _flush_context, _instances) -> None:
         elif isinstance(obj, Tag):
             if _changed(obj, frozenset()):
                 tag_ids.add(obj.id)
-        elif isinstance(obj, EventSpeaker) and _changed(obj, frozenset()):
+        elif isinstance(obj, EventSpeaker) and _changed(obj, PRIVATE_EVENT_SPEAKER_FIELDS):
             event_ids.add(obj.event_id)
     for obj in session.deleted:
         if isinstance(obj, Speaker):

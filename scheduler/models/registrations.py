@@ -54,6 +54,9 @@ class Registration(db.Model):
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Attendance: the first and the latest time this person came through their open door (domain/door.py).
+    door_first_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    door_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     event: Mapped[Event] = relationship(lazy="joined")
 
