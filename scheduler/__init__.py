@@ -123,15 +123,16 @@ def _register_blueprints(app: Flask) -> None:
     from .web import admin, admin_registrations, admin_tokens, api, errors, feeds, health, public, signup  # noqa: F401
     from .web.board import bp as board_bp
     from .web.converters import init_app as init_converters
+    from .web.series import bp as series_bp
 
     init_converters(app)  # before the blueprints: a rule takes its converters when it is added
-    for blueprint in (public.bp, signup.bp, feeds.bp, admin.bp, api.bp, health.bp, board_bp):
+    for blueprint in (public.bp, signup.bp, feeds.bp, admin.bp, api.bp, health.bp, board_bp, series_bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)
 
 
 #: Pages that carry a private token (the manage links) or an organiser's view: no cache keeps a copy.
-PRIVATE_PATHS = ("/admin/", "/r/")
+PRIVATE_PATHS = ("/admin/", "/r/", "/s/")
 #: A year, as HSTS preload lists ask; only sent when the session cookie is HTTPS-only (then so is the site).
 HSTS = "max-age=31536000; includeSubDomains"
 #: No inline script or style on any page: only the site's own script and stylesheet run. Speakers' photos

@@ -45,6 +45,11 @@ class Entry:
     link: str = ""
     #: A VALARM for each of these offsets, in seconds before the start (a registrant's reminders).
     alarms: tuple[int, ...] = ()
+    #: A series' UID and this occurrence's RECURRENCE-ID (calendar_series.py); "" and None for a single event.
+    uid: str = ""
+    recurrence_id: datetime | None = None
+    #: Content lines written after DTEND as they are (a series' RRULE and EXDATEs).
+    extra: tuple[str, ...] = ()
 
 
 def one_line(text: str) -> str:
@@ -66,9 +71,9 @@ def _host(netloc: str) -> str:
     return urlsplit("//" + netloc).hostname or "localhost"
 
 
-def uid_for(event, url: str) -> str:
-    """Stable per event and site: the same in every feed, download and invitation."""
-    return f"event-{event.id}@{_host(url.partition('://')[2].partition('/')[0])}"
+def uid_for(event, url: str, kind: str = "event") -> str:
+    """Stable per event (or series: kind="series") and site: the same in every feed, download and invitation."""
+    return f"{kind}-{event.id}@{_host(url.partition('://')[2].partition('/')[0])}"
 
 
 def _location(event, join_url: str) -> str:
@@ -154,6 +159,16 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def zone_of(name: str) -> ZoneInfo:
+    """The zone of this IANA name (kept once loaded)."""
+    return _zone(name)
+
+
+def vevent_time(name: str, moment: datetime, zone: str) -> str:
+    """A date-time property (DTSTART, RECURRENCE-ID, EXDATE) as the VEVENTs here write it: TZID and wall clock."""
+    return _when(name, moment, zone)
+
+
 def _address(name: str, email: str, person: str, extra: str = "") -> str:
     cn = _param(person)
     params = (f";CN={cn}" if cn else "") + extra
@@ -175,13 +190,16 @@ def vevent(entry: Entry, *, stamp: datetime | None = None, organizer: str = "", 
     # Lines of a fixed shape (a timestamp, a number, a status) are always short ASCII: only the others are folded.
     lines = [
         "BEGIN:VEVENT",
-        _folded(f"UID:{uid_for(event, entry.url)}"),
+        _folded(f"UID:{entry.uid or uid_for(event, entry.url)}"),
         f"DTSTAMP:{_utc_stamp(stamp) if stamp else modified}",
         f"SEQUENCE:{event.sequence if entry.sequence is None else entry.sequence}",
         _folded(f"SUMMARY:{title}"),
         _folded(_when("DTSTART", event.starts_at, event.timezone)),
         _folded(_when("DTEND", event.ends_at, event.timezone)),
     ]
+    if entry.recurrence_id is not None:
+        lines.append(_folded(_when("RECURRENCE-ID", entry.recurrence_id, event.timezone)))
+    lines += [_folded(line) for line in entry.extra]
     location = _location(event, entry.join_url)
     if location:
         lines.append(_folded(f"LOCATION:{_escape(location)}"))
@@ -409,12 +427,13 @@ def calendar_bytes(entries: list[Entry], *, name: str | None = None, refresh: ti
 
 
 def assemble(vevents: Iterable[bytes], spans: Iterable[tuple[str, int, int] | None], *, name: str | None = None,
-             refresh: timedelta | None = None) -> bytes:
+             refresh: timedelta | None = None, method: str | None = None) -> bytes:
     """A VCALENDAR without METHOD of VEVENTs written before (by vevent), with a VTIMEZONE covering every span.
 
     For a caller that keeps each event's VEVENT and zone_span between builds (the feeds do).
     """
-    return _calendar_head(name=name, refresh=refresh) + _vtimezones(spans) + b"".join(vevents) + b"END:VCALENDAR\r\n"
+    head = _calendar_head(name=name, refresh=refresh, method=method)
+    return head + _vtimezones(spans) + b"".join(vevents) + b"END:VCALENDAR\r\n"
 
 
 def feed(entries: list[Entry], *, name: str, refresh: timedelta = REFRESH) -> bytes:
@@ -429,7 +448,8 @@ def download(entry: Entry) -> bytes:
 
 
 def invitation(event, *, method: str, attendee_email: str, attendee_name: str, sequence: int,
-               organizer_email: str, organizer_name: str, url: str, stamp: datetime) -> str:
+               organizer_email: str, organizer_name: str, url: str, stamp: datetime, uid: str = "",
+               recurrence_id: datetime | None = None) -> str:
     """An email invitation for one person: METHOD:REQUEST (add / update) or METHOD:CANCEL (remove).
 
     The join URL (private) is included in a REQUEST: invitations go only to confirmed attendees and
@@ -442,8 +462,9 @@ def invitation(event, *, method: str, attendee_email: str, attendee_name: str, s
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     # A cancellation removes the event (and may reach someone who only waited): no private link.
     join = "" if method == "CANCEL" else event.join_url
+    # An occurrence of a series someone signed up for whole: the series' UID and this one's RECURRENCE-ID.
     entry = Entry(event, url, join_url=join or "", sequence=sequence,
-                  status="CANCELLED" if method == "CANCEL" else None)
+                  status="CANCELLED" if method == "CANCEL" else None, uid=uid, recurrence_id=recurrence_id)
     partstat = "DECLINED" if method == "CANCEL" and event.status != "cancelled" else "ACCEPTED"
     attendee = _address("ATTENDEE", attendee_email, attendee_name,
                         f";ROLE=REQ-PARTICIPANT;PARTSTAT={partstat};RSVP=FALSE")

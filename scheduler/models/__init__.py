@@ -15,6 +15,7 @@ from .events import (
 from .jobs import JOB_KINDS, JOB_STATES, PlannedJob, SchedulerHeartbeat
 from .mail import OUTBOX_STATES, OutboxMessage
 from .registrations import ACTIVE_STATES, REGISTRATION_STATES, Registration
+from .series import SERIES_FREQUENCIES, SUBSCRIPTION_STATES, Series, SeriesSkip, SeriesSubscription
 from .types import MAX_ID, UTCDateTime, utcnow
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "EventSpeaker", "JOB_KINDS", "JOB_STATES", "MAX_ID", "OUTBOX_STATES", "OutboxMessage", "PlannedJob",
     "QUESTION_STATES", "Question", "REGISTRATION_STATES", "Registration", "SPEAKER_ROLES", "SchedulerHeartbeat",
     "Speaker", "TOKEN_SCOPES", "Tag", "UTCDateTime", "User", "Vote", "utcnow",
+    "SERIES_FREQUENCIES", "SUBSCRIPTION_STATES", "Series", "SeriesSkip", "SeriesSubscription",
 ]

@@ -53,6 +53,7 @@ class Event(db.Model):
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         CheckConstraint("capacity IS NULL OR capacity >= 0", name="capacity_not_negative"),
         CheckConstraint("seats_taken >= 0", name="seats_taken_not_negative"),
+        UniqueConstraint("series_id", "recurrence_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -104,6 +105,11 @@ class Event(db.Model):
     board_public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     #: Seconds before the start at which personal door links begin to lead to the join URL.
     door_offset: Mapped[int] = mapped_column(Integer, default=15 * 60, server_default="900")
+    #: The series this event is an occurrence of (scheduler/models/series.py), if any.
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"), nullable=True,
+                                                  index=True)
+    #: The start the series' rule gave this occurrence (its RECURRENCE-ID), whatever it was moved to since.
+    recurrence_id: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -25,6 +25,9 @@ class Registration(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    #: The whole-series signup that holds this place, if any (scheduler/models/series.py).
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("series_subscriptions.id", ondelete="SET NULL"),
+                                                        nullable=True, index=True)
     name: Mapped[str] = mapped_column(String(200))
     #: Normalised by email-validator, as the person typed it otherwise.
     email: Mapped[str] = mapped_column(String(320))

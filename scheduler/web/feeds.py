@@ -32,7 +32,7 @@ from ..services import unit_of_work
 from ..text import one_line
 from ..tokens import feed_token, looks_like_token
 from ..urls import event_url, external_url, webcal_url
-from . import freshness
+from . import freshness, series_feeds
 from .compression import accepts_gzip, encoded_etag, gzip_bytes
 
 bp = Blueprint("feeds", __name__)
@@ -165,22 +165,28 @@ LOAD_BY_ID = 500
 
 
 def _calendar(name: str | None, *conditions, joins=(), variant=lambda event_id: (),
-              entry=lambda event, url: calendars.Entry(event, url)) -> bytes:
+              entry=lambda event, url: calendars.Entry(event, url), series: series_feeds.Follow | None = None
+              ) -> bytes:
     """The calendar of the events matching `conditions`, soonest first; a feed when it has a name.
 
     Each event's VEVENT is kept under its id, its Event.version (which moves with every change a
     VEVENT shows: the event, its tags, its speakers' names) and `variant` (what else its `entry`
     depends on). A build after a change reads two integers per event and loads and writes only the
-    events whose version moved.
+    events whose version moved. The occurrences of a series the feed follows (`series`) are written as the
+    series' one master VEVENT and its overrides instead (web/series_feeds.py).
     """
     session = db.session
     prefix = _event_url_prefix()
     shared = prefix
-    query = select(Event.id, Event.version)
+    query = select(Event.id, Event.version, Event.series_id)
     for join in joins:
         query = query.join(*join)
-    keys = [(event_id, version, variant(event_id), shared) for event_id, version in
-            session.execute(query.where(*conditions).order_by(Event.starts_at, Event.id))]
+    rows = session.execute(query.where(*conditions).order_by(Event.starts_at, Event.id)).all()
+    series_vevents, series_spans = [], []
+    if series is not None:
+        rows, series_vevents, series_spans = series_feeds.take(session, rows, series, entry=entry, prefix=prefix,
+                                                               load=load_events)
+    keys = [(event_id, version, variant(event_id), shared) for event_id, version, _ in rows]
     memo = state().vevents
     if len(memo) > MAX_VEVENTS:
         memo.clear()
@@ -197,7 +203,8 @@ def _calendar(name: str | None, *conditions, joins=(), variant=lambda event_id: 
             # Changed again since the first query: newer than its key, which is never stale.
             built[event.id] = memo[key]
     parts = [part for part in (memo.get(key) or built.get(key[0]) for key in keys) if part is not None]
-    return calendars.assemble([vevent for vevent, _ in parts], [span for _, span in parts], name=name,
+    return calendars.assemble([vevent for vevent, _ in parts] + series_vevents,
+                              [span for _, span in parts] + series_spans, name=name,
                               refresh=calendars.REFRESH if name else None)
 
 
@@ -245,6 +252,8 @@ class FeedEvent:
     created_at: datetime
     updated_at: datetime
     version: int
+    #: The start a series' rule gave this occurrence (web/series_feeds.py); None for a single event.
+    recurrence_id: datetime | None
     tags: list = field(default_factory=list)
     speakers: list = field(default_factory=list)
 
@@ -286,12 +295,12 @@ def load_events(session: Session, *conditions, joins=()) -> list[FeedEvent]:
     return list(found.values())
 
 
-def _public_feed(key, name: str, *conditions, joins=()) -> Response:
+def _public_feed(key, name: str, *conditions, joins=(), series: series_feeds.Follow = series_feeds.ALL) -> Response:
     def where():  # built only when a query runs: a poll answered from memory builds no SQL
         return (*_public_window(clock.now()), *conditions)
 
     signature, latest = _fresh(key, lambda: _signature(db.session, *where(), joins=joins))
-    return _serve(key + signature, latest, lambda: _calendar(name, *where(), joins=joins))
+    return _serve(key + signature, latest, lambda: _calendar(name, *where(), joins=joins, series=series))
 
 
 @bp.get("/calendar.ics")
@@ -305,7 +314,8 @@ def tag_feed(tag: str):
     if found is None:
         abort(404)
     return _public_feed(("tag", found.id), f"{_organizer()[0]}: {one_line(found.name)}",
-                        event_tags.c.tag_id == found.id, joins=((event_tags, event_tags.c.event_id == Event.id),))
+                        event_tags.c.tag_id == found.id, joins=((event_tags, event_tags.c.event_id == Event.id),),
+                        series=series_feeds.tag_follow(found.slug))
 
 
 @bp.get("/events/<slug>.ics")
@@ -353,7 +363,8 @@ def personal_feed(token: str):
     def build() -> bytes:
         # What an entry shows besides its event (which Event.version covers): the place and its alarms.
         return _calendar(f"{_organizer()[0]}: my events", *conditions, joins=joins,
-                         variant=lambda event_id: by_event[event_id].variant, entry=entry)
+                         variant=lambda event_id: by_event[event_id].variant, entry=entry,
+                         series=series_feeds.personal_follow(db.session, registration.email_key))
 
     key = ("person", registration.id, tuple(p.variant + (_aware(p.updated_at),) for p in places)) + signature
     return _serve(key, latest, build)
@@ -406,7 +417,7 @@ def speaker_feed(token: str):
         return _calendar(f"{_organizer()[0]}: {one_line(speaker.name)} speaking", *conditions, joins=joins,
                          variant=lambda event_id: ("speaker",),
                          entry=lambda e, url: calendars.Entry(e, url, join_url=e.join_url if e.status != "cancelled"
-                                                              else ""))
+                                                              else ""), series=series_feeds.speaker_follow(speaker.id))
 
     return _serve(("speaker", speaker.id) + signature, latest, build)
 

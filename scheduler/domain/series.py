@@ -1,0 +1,617 @@
+"""Series: a recurrence rule in a zone, its occurrences as events planned for a rolling window, skipped
+dates, edits of one occurrence or of all following ones, and whole-series signups.
+
+Each occurrence is an ordinary Event row (series_id, recurrence_id), so capacity, signups, waitlist,
+reminders and speaker jobs work per occurrence as they do for any event. Only the occurrences that
+start within HORIZON are made; `plan_occurrences` (run by the scheduler's daily job, the CLI and on
+every save) makes the next ones as time goes on, so the job table stays small.
+
+"This and all following" splits the series (RFC 5545's own way, and the one every calendar client
+reads: RANGE=THISANDFUTURE is widely ignored): the old rule ends with UNTIL before the occurrence,
+a new series starts there with the change, and the events already made from it move to the new one.
+Whole-series signups belong to the first series of the chain and follow every part.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from dateutil import rrule
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .. import signals
+from ..errors import Conflict, InvalidInput, InvalidTransition, NotFound, SlugTaken
+from ..models import (
+    ACTIVE_STATES,
+    EVENT_KINDS,
+    SERIES_FREQUENCIES,
+    Event,
+    Registration,
+    Series,
+    SeriesSkip,
+    SeriesSubscription,
+    Speaker,
+)
+from ..models.events import NEXT_VERSION
+from ..text import one_line, slugify, strip_controls
+from ..tokens import derive, feed_token, manage_token, new_nonce, token_hash
+from . import events as event_rules
+from .queries import lock_event
+from .seats import seat_or_waitlist
+from .signups import check_open
+
+#: Occurrences starting within this of now exist as events.
+HORIZON = timedelta(days=183)
+#: A rule gives at most this many occurrences (a guard against a rule without end read too far).
+MAX_OCCURRENCES = 1000
+BYDAY_RE = re.compile(r"^(?:[+-]?[1-5])?(MO|TU|WE|TH|FR|SA|SU)$")
+WEEKDAYS = {name: getattr(rrule, name) for name in ("MO", "TU", "WE", "TH", "FR", "SA", "SU")}
+#: Fields of the template an edit of "this and all following" may change, as on each of those events.
+TEMPLATE_FIELDS = ("title", "summary", "description", "kind", "venue", "join_url", "capacity", "reminder_offsets")
+RULE_FIELDS = ("freq", "interval", "byday", "bymonthday", "first_start", "duration_minutes", "until", "count",
+               "timezone")
+CREATE_FIELDS = TEMPLATE_FIELDS + RULE_FIELDS + ("slug", "double_opt_in", "tags", "speakers")
+
+
+# --- the rule ---------------------------------------------------------------------------------
+
+
+def _byday(text: str) -> list:
+    days = []
+    for part in (text or "").split(","):
+        part = part.strip().upper()
+        if not part:
+            continue
+        match = BYDAY_RE.match(part)
+        if match is None:
+            raise ValueError(part)
+        nth = part[:-2]
+        day = WEEKDAYS[match.group(1)]
+        days.append(day(int(nth)) if nth else day)
+    return days
+
+
+def _zone(series: Series) -> ZoneInfo:
+    return ZoneInfo(series.timezone)
+
+
+def local_start(series: Series) -> datetime:
+    """The first occurrence's start as wall-clock time in the series' zone (naive)."""
+    return series.first_start.astimezone(_zone(series)).replace(tzinfo=None)
+
+
+def _rule(series: Series) -> rrule.rrule:
+    """The rule in local wall-clock time, so 17:00 stays 17:00 on both sides of a DST change."""
+    zone = _zone(series)
+    until = series.until.astimezone(zone).replace(tzinfo=None) if series.until else None
+    freq = rrule.WEEKLY if series.freq == "weekly" else rrule.MONTHLY
+    return rrule.rrule(freq, dtstart=local_start(series), interval=series.interval,
+                       byweekday=_byday(series.byday) or None, bymonthday=series.bymonthday,
+                       count=series.count, until=until)
+
+
+def rule_starts(series: Series, *, before: datetime | None = None) -> list[datetime]:
+    """The instants (UTC-aware) the rule gives, skipped dates included, up to `before` (exclusive)."""
+    zone = _zone(series)
+    found = []
+    for local in _rule(series):
+        moment = local.replace(tzinfo=zone).astimezone(series.first_start.tzinfo)
+        if (before is not None and moment >= before) or len(found) >= MAX_OCCURRENCES:
+            break
+        found.append(moment)
+    return found
+
+
+def occurrence_starts(series: Series, *, before: datetime | None = None) -> list[datetime]:
+    """The rule's instants without the skipped dates."""
+    skipped = {skip.recurrence_id for skip in series.skips}
+    return [moment for moment in rule_starts(series, before=before) if moment not in skipped]
+
+
+def rrule_text(series: Series) -> str:
+    """The RRULE value (UNTIL in UTC, as RFC 5545 wants with a zoned DTSTART)."""
+    parts = [f"FREQ={series.freq.upper()}"]
+    if series.interval != 1:
+        parts.append(f"INTERVAL={series.interval}")
+    if series.byday:
+        parts.append("BYDAY=" + ",".join(p.strip().upper() for p in series.byday.split(",") if p.strip()))
+    if series.bymonthday is not None:
+        parts.append(f"BYMONTHDAY={series.bymonthday}")
+    if series.count is not None:
+        parts.append(f"COUNT={series.count}")
+    if series.until is not None:
+        parts.append("UNTIL=" + series.until.strftime("%Y%m%dT%H%M%SZ"))
+    return ";".join(parts)
+
+
+def validate(fields: dict, *, now: datetime) -> dict[str, list[str]]:
+    """Check a series' rule and template; {field: [messages]}, empty when valid."""
+    errors: dict[str, list[str]] = {}
+
+    def bad(field, message):
+        errors.setdefault(field, []).append(message)
+
+    if not one_line(fields.get("title") or ""):
+        bad("title", "A title is required.")
+    slug = fields.get("slug") or ""
+    if not event_rules.SLUG_RE.match(slug) or len(slug) > 100:
+        bad("slug", "Use lower-case letters, digits and single hyphens (at most 100).")
+    if fields.get("kind") not in EVENT_KINDS:
+        bad("kind", "Choose one of: " + ", ".join(EVENT_KINDS) + ".")
+    if not event_rules.is_valid_timezone(fields.get("timezone") or ""):
+        bad("timezone", "Unknown timezone: use an IANA name such as Europe/Berlin.")
+    if fields.get("freq") not in SERIES_FREQUENCIES:
+        bad("freq", "Choose weekly or monthly.")
+    interval = fields.get("interval")
+    if not isinstance(interval, int) or not 1 <= interval <= 52:
+        bad("interval", "Repeat every 1 to 52 weeks or months.")
+    try:
+        days = _byday(fields.get("byday") or "")
+    except ValueError as exc:
+        days = []
+        bad("byday", f"Unknown day {exc}: use MO, TU, WE, TH, FR, SA, SU, with a week number for monthly (3WE).")
+    monthday = fields.get("bymonthday")
+    if fields.get("freq") == "weekly" and any(getattr(day, "n", None) for day in days):
+        bad("byday", "A weekly series repeats on weekdays without a number (WE, not 3WE).")
+    if fields.get("freq") == "monthly":
+        if monthday is None and not days:
+            bad("byday", "Give the n-th weekday (3WE for the third Wednesday) or a day of the month.")
+        if monthday is not None and days:
+            bad("bymonthday", "Give either a day of the month or a weekday, not both.")
+    if monthday is not None and not (1 <= monthday <= 31 or -31 <= monthday <= -1):
+        bad("bymonthday", "A day of the month is 1 to 31 (or -1 for the last).")
+    first = fields.get("first_start")
+    if first is None:
+        bad("first_start", "The first occurrence's start is required.")
+    elif first <= now:
+        bad("first_start", "The first occurrence must be in the future.")
+    duration = fields.get("duration_minutes")
+    if not isinstance(duration, int) or not 1 <= duration <= 24 * 60:
+        bad("duration_minutes", "An occurrence lasts 1 minute to 24 hours.")
+    count, until = fields.get("count"), fields.get("until")
+    if count is not None and until is not None:
+        bad("count", "End the series after a number of occurrences or on a date, not both.")
+    if count is not None and not 1 <= count <= MAX_OCCURRENCES:
+        bad("count", f"Between 1 and {MAX_OCCURRENCES} occurrences.")
+    if until is not None and first is not None and until < first:
+        bad("until", "The series cannot end before its first occurrence.")
+    capacity = fields.get("capacity")
+    if capacity is not None and capacity < 0:
+        bad("capacity", "Capacity cannot be negative; leave it empty for unlimited.")
+    join_url = fields.get("join_url") or ""
+    if join_url and not re.match(r"^https?://[^\s]+$", join_url):
+        bad("join_url", "The join link must be an http(s) URL.")
+    if not errors:
+        probe = Series(**{k: fields[k] for k in RULE_FIELDS})
+        probe.skips = []
+        starts = rule_starts(probe, before=first + timedelta(days=3660))
+        if not starts:
+            bad("byday", "This rule gives no occurrence.")
+        elif starts[0] != first:
+            bad("first_start", "The first occurrence's date must follow the rule (pick a date the rule gives).")
+    return errors
+
+
+def _clean(fields: dict) -> dict:
+    cleaned = dict(fields)
+    for name in ("title", "summary", "venue", "join_url", "slug", "timezone", "byday"):
+        if cleaned.get(name) is not None:
+            cleaned[name] = one_line(cleaned[name])
+    if cleaned.get("byday"):
+        cleaned["byday"] = cleaned["byday"].upper().replace(" ", "")
+    if cleaned.get("description") is not None:
+        cleaned["description"] = strip_controls(cleaned["description"])
+    return cleaned
+
+
+# --- creating, publishing, planning -----------------------------------------------------------
+
+
+def create_series(session: Session, *, now: datetime, **fields) -> Series:
+    """A draft series; InvalidInput with per-field messages when anything is off."""
+    unknown = set(fields) - set(CREATE_FIELDS)
+    if unknown:
+        raise InvalidInput("Unknown fields: " + ", ".join(sorted(unknown)) + ".")
+    fields = _clean(fields)
+    fields.setdefault("kind", "live discussion")
+    fields.setdefault("timezone", "UTC")
+    fields.setdefault("interval", 1)
+    fields.setdefault("byday", "")
+    fields.setdefault("duration_minutes", 60)
+    for name in ("bymonthday", "until", "count"):
+        fields.setdefault(name, None)
+    if not fields.get("slug"):
+        fields["slug"] = _unique_slug(session, fields.get("title") or "")
+    errors = validate(fields, now=now)
+    if errors:
+        raise InvalidInput("Some fields need attention.", fields=errors)
+    if session.scalar(select(Series.id).where(Series.slug == fields["slug"])) is not None:
+        raise SlugTaken("That address is already used by another series.", field="slug")
+    speakers = [[int(speaker_id), role] for speaker_id, role in fields.pop("speakers", None) or []]
+    for speaker_id, _role in speakers:
+        if session.get(Speaker, speaker_id) is None:
+            raise InvalidInput(f"No speaker with id {speaker_id}.", field="speakers")
+    tags = [one_line(name)[:120] for name in fields.pop("tags", None) or [] if one_line(name)]
+    series = Series(**fields, tags=tags, speakers=speakers, status="draft", created_at=now, updated_at=now)
+    series.skips = []
+    session.add(series)
+    session.flush()
+    return series
+
+
+def _unique_slug(session: Session, title: str) -> str:
+    base = slugify(title)[:90] or "series"
+    slug, n = base, 2
+    while session.scalar(select(Series.id).where(Series.slug == slug)) is not None:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def publish_series(session: Session, series: Series, *, now: datetime, secret: str,
+                   horizon: timedelta = HORIZON) -> list[Event]:
+    """Make the series public and plan its occurrences within the horizon; twice is harmless."""
+    if series.status == "cancelled":
+        raise InvalidTransition("A cancelled series cannot be published again.")
+    if series.status != "published":
+        series.status = "published"
+        series.updated_at = now
+        session.flush()
+    return plan_occurrences(session, series, now=now, secret=secret, horizon=horizon)
+
+
+def plan_occurrences(session: Session, series: Series, *, now: datetime, secret: str,
+                     horizon: timedelta = HORIZON) -> list[Event]:
+    """Make the events of the occurrences that start before now + horizon and are not made yet; returns them.
+
+    Whole-series signups get a place in each new one. Occurrences already past are not made.
+    """
+    if series.status != "published":
+        return []
+    before = now + horizon
+    made = set(session.scalars(select(Event.recurrence_id).where(Event.series_id == series.id)))
+    created = []
+    for start in occurrence_starts(series, before=before):
+        if start in made or start <= now:
+            continue
+        created.append(_make_occurrence(session, series, start, now=now))
+    series.planned_until = max(series.planned_until or before, before)
+    session.flush()
+    if created:
+        for subscription in _subscriptions(session, series.family_id, states=("active",)):
+            enrol(session, subscription, now=now, events=created, secret=secret)
+    return created
+
+
+def plan_all(session: Session, *, now: datetime, secret: str, horizon: timedelta = HORIZON) -> int:
+    """Roll every published series' window on (the daily job); returns how many events were made."""
+    made = 0
+    for series in session.scalars(select(Series).where(Series.status == "published").order_by(Series.id)):
+        made += len(plan_occurrences(session, series, now=now, secret=secret, horizon=horizon))
+    return made
+
+
+def _make_occurrence(session: Session, series: Series, start: datetime, *, now: datetime) -> Event:
+    local_date = start.astimezone(_zone(series)).date().isoformat()
+    slug = f"{series.slug}-{local_date}"
+    if session.scalar(select(Event.id).where(Event.slug == slug)) is not None:
+        slug = event_rules.unique_slug(session, slug)
+    event = event_rules.create_event(
+        session, now=now, tags=list(series.tags or []), slug=slug, title=series.title, summary=series.summary,
+        description=series.description, kind=series.kind, timezone=series.timezone, venue=series.venue,
+        join_url=series.join_url, capacity=series.capacity, reminder_offsets=list(series.reminder_offsets or []),
+        double_opt_in=series.double_opt_in, starts_at=start,
+        ends_at=start + timedelta(minutes=series.duration_minutes))
+    event.series_id, event.recurrence_id = series.id, start
+    for speaker_id, role in series.speakers or []:
+        speaker = session.get(Speaker, speaker_id)
+        if speaker is not None:
+            event_rules.add_speaker(session, event, speaker, role=role, now=now)
+    session.flush()
+    event_rules.publish_event(session, event, now=now)
+    return event
+
+
+def occurrences(session: Session, series_id: int) -> list[Event]:
+    """The series' events, soonest first (cancelled ones included)."""
+    return list(session.scalars(select(Event).where(Event.series_id == series_id)
+                                .order_by(Event.recurrence_id, Event.id)))
+
+
+def family(session: Session, family_id: int) -> list[Series]:
+    """The first series of a chain and the parts split from it, in order."""
+    return list(session.scalars(select(Series).where((Series.id == family_id) | (Series.root_id == family_id))
+                                .order_by(Series.first_start, Series.id)))
+
+
+def family_events(session: Session, family_id: int, *, after: datetime | None = None) -> list[Event]:
+    """Every event of every part of the chain (starting after `after`), soonest first."""
+    ids = [series.id for series in family(session, family_id)]
+    query = select(Event).where(Event.series_id.in_(ids))
+    if after is not None:
+        query = query.where(Event.starts_at > after)
+    return list(session.scalars(query.order_by(Event.starts_at, Event.id)))
+
+
+def _touch(session: Session, series: Series, *, now: datetime) -> None:
+    """The series' master VEVENT changed: a higher SEQUENCE, and every feed holding it is rebuilt."""
+    series.sequence += 1
+    series.updated_at = now
+    session.flush()
+    session.execute(update(Event).where(Event.series_id == series.id).values(version=NEXT_VERSION)
+                    .execution_options(synchronize_session=False))
+
+
+# --- one occurrence: skip, cancel, edit --------------------------------------------------------
+
+
+def skip_occurrence(session: Session, event: Event, *, now: datetime) -> SeriesSkip:
+    """Leave this occurrence out of the series (EXDATE). Only while nobody holds a place in it:
+    otherwise it is cancelled, so that they are told."""
+    series = _series_of(session, event)
+    lock_event(session, event.id)
+    held = session.scalar(select(Registration.id).where(Registration.event_id == event.id,
+                                                        Registration.state.in_(ACTIVE_STATES)).limit(1))
+    if held is not None:
+        raise Conflict("People are registered for this occurrence: cancel it instead, so that they are told.")
+    skip = SeriesSkip(series_id=series.id, recurrence_id=event.recurrence_id, created_at=now)
+    session.add(skip)
+    session.delete(event)
+    session.flush()
+    session.refresh(series, ["skips"])
+    _touch(session, series, now=now)
+    return skip
+
+
+def skip_date(session: Session, series: Series, recurrence_id: datetime, *, now: datetime) -> SeriesSkip:
+    """Leave out an occurrence of the rule that may not be made yet."""
+    existing = session.scalar(select(Event).where(Event.series_id == series.id,
+                                                  Event.recurrence_id == recurrence_id))
+    if existing is not None:
+        return skip_occurrence(session, existing, now=now)
+    if recurrence_id not in rule_starts(series, before=recurrence_id + timedelta(seconds=1)):
+        raise InvalidInput("The rule gives no occurrence at that time.", field="recurrence_id")
+    skip = next((s for s in series.skips if s.recurrence_id == recurrence_id), None)
+    if skip is None:
+        skip = SeriesSkip(series_id=series.id, recurrence_id=recurrence_id, created_at=now)
+        series.skips.append(skip)
+        _touch(session, series, now=now)
+    return skip
+
+
+def cancel_occurrence(session: Session, event: Event, *, now: datetime, reason: str = "") -> None:
+    """Cancel one occurrence: it stays in calendars as cancelled, and everyone registered is told."""
+    _series_of(session, event)
+    event_rules.cancel_event(session, event, now=now, reason=reason)
+
+
+def edit_occurrence(session: Session, event: Event, *, now: datetime, **fields) -> set[str]:
+    """Change this occurrence only (a move, another venue, another title): the series is untouched."""
+    _series_of(session, event)
+    return event_rules.update_event(session, event, now=now, **fields)
+
+
+def edit_following(session: Session, event: Event, *, now: datetime, start_time: time | None = None,
+                   duration_minutes: int | None = None, **template) -> Series:
+    """Change this occurrence and every later one: the template fields, and the wall-clock start time or
+    the duration. Returns the series they now belong to (a new one, split at this occurrence, unless it
+    is the series' first)."""
+    series = _series_of(session, event)
+    unknown = set(template) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise InvalidInput("Only these fields change for all following occurrences: "
+                           + ", ".join(TEMPLATE_FIELDS) + ".")
+    template = _clean(template)
+    zone = _zone(series)
+    old_local = local_start(series)
+    new_time = start_time or old_local.time()
+    duration = duration_minutes if duration_minutes is not None else series.duration_minutes
+    if not isinstance(duration, int) or not 1 <= duration <= 24 * 60:
+        raise InvalidInput("An occurrence lasts 1 minute to 24 hours.", field="duration_minutes")
+    split_at = event.recurrence_id
+    following = [e for e in occurrences(session, series.id) if e.recurrence_id >= split_at]
+    target = series
+    if split_at != series.first_start:
+        target = _split(session, series, split_at, now=now)
+    old_first = target.first_start
+    new_first_local = datetime.combine(target.first_start.astimezone(zone).date(), new_time)
+    target.first_start = new_first_local.replace(tzinfo=zone).astimezone(old_first.tzinfo)
+    if target.first_start <= now:
+        raise InvalidInput("That start time has already passed for this occurrence.", field="start_time")
+    target.duration_minutes = duration
+    for name, value in template.items():
+        setattr(target, name, value)
+    merged = {name: getattr(target, name) for name in CREATE_FIELDS if hasattr(target, name)}
+    errors = {k: v for k, v in validate(merged, now=now).items() if k != "first_start"}
+    if errors:
+        raise InvalidInput("Some fields need attention.", fields=errors)
+    shift = target.first_start - old_first
+    for skip in target.skips:
+        skip.recurrence_id += shift
+    for occurrence in following:
+        # A moved occurrence keeps its own difference from the rule; the rest follow the new time.
+        moved = occurrence.starts_at - occurrence.recurrence_id
+        length = (occurrence.ends_at - occurrence.starts_at if moved
+                  else timedelta(minutes=duration))
+        occurrence.series_id = target.id
+        occurrence.recurrence_id = _local_shift(occurrence.recurrence_id, new_time, zone)
+        if occurrence.status == "cancelled":
+            continue
+        starts = occurrence.recurrence_id + moved
+        changes = dict(template, starts_at=starts, ends_at=starts + length)
+        event_rules.update_event(session, occurrence, now=now, **changes)
+    _touch(session, target, now=now)
+    return target
+
+
+def _local_shift(moment: datetime, new_time: time, zone: ZoneInfo) -> datetime:
+    local = datetime.combine(moment.astimezone(zone).date(), new_time)
+    return local.replace(tzinfo=zone).astimezone(moment.tzinfo)
+
+
+def _split(session: Session, series: Series, split_at: datetime, *, now: datetime) -> Series:
+    """End `series` just before `split_at` and continue its rule from there as a new series."""
+    earlier = [s for s in rule_starts(series, before=split_at)]
+    copy = {name: getattr(series, name) for name in CREATE_FIELDS if name not in ("slug",)}
+    copy.update(first_start=split_at, count=None if series.count is None else series.count - len(earlier))
+    new = Series(**copy, slug=_unique_slug(session, f"{series.slug}-from-{split_at:%Y-%m-%d}"),
+                 status=series.status, root_id=series.family_id, planned_until=series.planned_until,
+                 sequence=0, created_at=now, updated_at=now)
+    new.skips = [SeriesSkip(recurrence_id=s.recurrence_id, created_at=s.created_at)
+                 for s in series.skips if s.recurrence_id >= split_at]
+    series.skips = [s for s in series.skips if s.recurrence_id < split_at]
+    series.count = None
+    series.until = split_at - timedelta(seconds=1)
+    session.add(new)
+    session.flush()
+    _touch(session, series, now=now)
+    return new
+
+
+def _series_of(session: Session, event: Event) -> Series:
+    if event.series_id is None:
+        raise InvalidInput("This event is not part of a series.")
+    series = session.get(Series, event.series_id)
+    if series is None:
+        raise NotFound("No such series.")
+    return series
+
+
+def cancel_series(session: Session, series: Series, *, now: datetime, reason: str = "") -> None:
+    """Cancel the series and every occurrence still to come; whole-series signups end. Twice is harmless."""
+    if series.status == "cancelled":
+        return
+    series.status = "cancelled"
+    _touch(session, series, now=now)
+    for event in occurrences(session, series.id):
+        if event.starts_at > now and event.status != "cancelled":
+            event_rules.cancel_event(session, event, now=now, reason=reason)
+
+
+# --- whole-series signups -------------------------------------------------------------------
+
+
+def subscription_token(secret: str, subscription: SeriesSubscription) -> str:
+    """The one manage link's token for all of a whole-series signup's places."""
+    return derive(secret, "series", subscription.id, subscription.token_nonce)
+
+
+def _subscriptions(session: Session, family_id: int, *, states) -> list[SeriesSubscription]:
+    return list(session.scalars(select(SeriesSubscription).where(
+        SeriesSubscription.series_id == family_id, SeriesSubscription.state.in_(states))
+        .order_by(SeriesSubscription.id)))
+
+
+def subscribe(session: Session, series: Series, *, name: str, email: str, timezone: str = "", now: datetime,
+              secret: str, hold_hours: float = 24.0) -> tuple[SeriesSubscription, str]:
+    """Sign someone up for the whole series: (subscription, outcome), outcome "pending" (confirm the address
+    first), "active" (a place in each future occurrence) or "repeat" (already signed up; the link is re-sent)."""
+    if series.status != "published":
+        raise Conflict("This series is not open for signup.")
+    name, email = one_line(name)[:200], (email or "").strip()[:320]
+    if not name:
+        raise InvalidInput("Please give your name.", field="name")
+    if "@" not in email:
+        raise InvalidInput("Please give a valid email address.", field="email")
+    family_id = series.family_id
+    key = email.lower()
+    subscription = session.scalar(select(SeriesSubscription).where(
+        SeriesSubscription.series_id == family_id, SeriesSubscription.email_key == key))
+    if subscription is not None and subscription.state in ("pending", "active"):
+        signals.series_subscription_repeated.send(subscription, session=session, now=now)
+        return subscription, "repeat"
+    if subscription is None:
+        subscription = SeriesSubscription(series_id=family_id, email_key=key, token_nonce=new_nonce(),
+                                          created_at=now, ics_sequence=0, reminders_opt_out=False)
+        session.add(subscription)
+    subscription.name, subscription.email = name, email
+    subscription.timezone = timezone if event_rules.is_valid_timezone(timezone) else series.timezone
+    subscription.state, subscription.cancelled_at, subscription.updated_at = "pending", None, now
+    session.flush()
+    subscription.token_hash = token_hash(subscription_token(secret, subscription))
+    if series.double_opt_in:
+        session.flush()
+        signals.series_subscription_pending.send(subscription, session=session, now=now)
+        return subscription, "pending"
+    confirm_subscription(session, subscription, now=now, secret=secret, hold_hours=hold_hours)
+    return subscription, "active"
+
+
+def confirm_subscription(session: Session, subscription: SeriesSubscription, *, now: datetime, secret: str,
+                         hold_hours: float = 24.0) -> None:
+    """The address is confirmed: a place in every future occurrence, and one invitation for the series."""
+    if subscription.state == "cancelled":
+        raise InvalidTransition("This signup was cancelled. Sign up again to attend.")
+    if subscription.state == "active":
+        return
+    subscription.state, subscription.confirmed_at, subscription.updated_at = "active", now, now
+    session.flush()
+    enrol(session, subscription, now=now, events=family_events(session, subscription.series_id, after=now),
+          secret=secret, hold_hours=hold_hours)
+    signals.series_subscription_confirmed.send(subscription, session=session, now=now)
+
+
+def enrol(session: Session, subscription: SeriesSubscription, *, now: datetime, events: list[Event],
+          secret: str, hold_hours: float = 24.0) -> list[Registration]:
+    """A place for the subscriber in each of these occurrences that is open and where they have none yet.
+
+    An occurrence they dropped, or one they signed up for on its own, is left as it is.
+    """
+    placed = []
+    for event in events:
+        try:
+            check_open(event, now=now)
+        except Conflict:
+            continue
+        registration = session.scalar(select(Registration).where(Registration.event_id == event.id,
+                                                                 Registration.email_key == subscription.email_key))
+        if registration is not None:
+            if registration.subscription_id is None and registration.state in ACTIVE_STATES:
+                registration.subscription_id = subscription.id  # one manage link covers it from now on
+            continue
+        registration = Registration(
+            event_id=event.id, subscription_id=subscription.id, name=subscription.name, email=subscription.email,
+            email_key=subscription.email_key, timezone=subscription.timezone, state="pending",
+            token_nonce=new_nonce(), feed_nonce=new_nonce(), consent_at=subscription.confirmed_at or now,
+            email_verified_at=subscription.confirmed_at or now, reminders_opt_out=subscription.reminders_opt_out,
+            ics_sequence=0, created_at=now, updated_at=now)
+        session.add(registration)
+        session.flush()
+        registration.token_hash = token_hash(manage_token(secret, registration))
+        registration.feed_token_hash = token_hash(feed_token(secret, registration))
+        locked = lock_event(session, event.id)
+        seat_or_waitlist(session, locked, registration, now=now, hold_hours=hold_hours)
+        placed.append(registration)
+    return placed
+
+
+def subscription_places(session: Session, subscription: SeriesSubscription) -> list[Registration]:
+    """The subscriber's places, soonest first (dropped ones included)."""
+    return list(session.scalars(select(Registration).join(Event, Event.id == Registration.event_id)
+                                .where(Registration.subscription_id == subscription.id)
+                                .order_by(Event.starts_at, Event.id)))
+
+
+def cancel_subscription(session: Session, subscription: SeriesSubscription, *, now: datetime) -> int:
+    """Leave the whole series: every future place is given up. Returns how many. Twice is harmless."""
+    from .signups import cancel_registration
+
+    if subscription.state == "cancelled":
+        return 0
+    subscription.state, subscription.cancelled_at, subscription.updated_at = "cancelled", now, now
+    subscription.ics_sequence += 1
+    session.flush()
+    dropped = 0
+    for registration in subscription_places(session, subscription):
+        if registration.state in ACTIVE_STATES and registration.event.starts_at > now:
+            cancel_registration(session, registration, now=now)
+            dropped += 1
+    signals.series_subscription_cancelled.send(subscription, session=session, now=now)
+    return dropped
+
+
+def find_subscription(session: Session, token: str) -> SeriesSubscription | None:
+    return session.scalar(select(SeriesSubscription).where(SeriesSubscription.token_hash == token_hash(token))
+                          ) if token else None
