@@ -117,16 +117,33 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     # Signal receivers connect when their module is imported: the mail each domain change queues.
-    from .mail import calendar_notices, notify  # noqa: F401
+    from .mail import announcements, calendar_notices, follow_ups, notify  # noqa: F401
+    from .mail import series as series_mail  # noqa: F401
 
-    # admin_registrations and admin_tokens add their routes to admin.bp: import them before registering it.
-    from .web import admin, admin_registrations, admin_tokens, api, errors, feeds, health, public, signup  # noqa: F401
+    # admin_announcements, admin_follow_ups, admin_registrations and admin_tokens add their routes to admin.bp:
+    # import them before registering it.
+    from .web import (  # noqa: F401
+        admin,
+        admin_announcements,
+        admin_follow_ups,
+        admin_registrations,
+        admin_tokens,
+        api,
+        errors,
+        feeds,
+        health,
+        public,
+        signup,
+    )
     from .web.board import bp as board_bp
     from .web.converters import init_app as init_converters
+    from .web.door import bp as door_bp
+    from .web.feedback import bp as feedback_bp
     from .web.series import bp as series_bp
 
     init_converters(app)  # before the blueprints: a rule takes its converters when it is added
-    for blueprint in (public.bp, signup.bp, feeds.bp, admin.bp, api.bp, health.bp, board_bp, series_bp):
+    for blueprint in (public.bp, signup.bp, feeds.bp, admin.bp, api.bp, health.bp, board_bp, door_bp,
+                      feedback_bp, series_bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)
 
@@ -167,9 +184,10 @@ def _register_compression(app: Flask) -> None:
 
 
 def _register_template_helpers(app: Flask) -> None:
-    from .domain.offsets import describe_offset, format_offsets
+    from .domain.offsets import format_offsets
+    from .labels import kind_name, role_in_text, role_name, state_name
     from .text import plural, render_markdown
-    from .timefmt import format_datetime, format_range, format_time
+    from .timefmt import format_datetime, format_duration, format_range, format_time, format_words
 
     app.jinja_env.filters.update(
         markdown=render_markdown,
@@ -177,7 +195,12 @@ def _register_template_helpers(app: Flask) -> None:
         event_range=lambda e: format_range(e.starts_at, e.ends_at, e.timezone),
         time_in=format_time,
         offsets=format_offsets,
-        offset_words=describe_offset,
+        offset_words=format_duration,
+        words_list=format_words,
+        kind_name=kind_name,
+        role_name=role_name,
+        role_in_text=role_in_text,
+        state_name=state_name,
         plural=plural,
     )
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from .database import read_only
 from .domain import reminders
 from .domain.queries import CLAIM_TIMEOUT, lock_event
+from .mail import follow_ups as follow_up_mail
 from .mail import outbox
 from .mail import reminders as job_mail
 from .models import Event
@@ -70,7 +71,9 @@ def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], date
             session.commit()
         return _fan_out(session, job_id, key, offset, event, job.due_at, worker=worker, clock=clock,
                         on_chunk=on_chunk, stopping=stopping, chunks=chunks, done=done, after=0, size=FIRST_CHUNK)
-    rows = job_mail.speaker_rows(session, job, event, now=now)
+    # A follow-up's rows, like a speaker job's, are all written in one transaction with the job's end.
+    rows = (follow_up_mail.follow_up_rows(session, event, now=now) if kind == "follow_up"
+            else job_mail.speaker_rows(session, job, event, now=now))
     added = outbox.insert_rows(session, rows)
     if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
         session.rollback()

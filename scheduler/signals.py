@@ -23,9 +23,13 @@ registration_cancelled = _signals.signal("registration-cancelled")
 registration_question_changed = _signals.signal("registration-question-changed")
 #: the same address signed up again: re-send the manage link
 registration_repeated = _signals.signal("registration-repeated")
+#: sender=announcement: queue it to its audience
+announcement_made = _signals.signal("announcement-made")
 #: sender=series subscription (scheduler/domain/series.py): waiting for its address to be confirmed,
 #: confirmed (a place in each occurrence: one invitation for the series), signed up again, cancelled
 series_subscription_pending = _signals.signal("series-subscription-pending")
 series_subscription_confirmed = _signals.signal("series-subscription-confirmed")
 series_subscription_repeated = _signals.signal("series-subscription-repeated")
 series_subscription_cancelled = _signals.signal("series-subscription-cancelled")
+#: sender=series: its rule, skipped dates or template changed (its master VEVENT did)
+series_changed = _signals.signal("series-changed")

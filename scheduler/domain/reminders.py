@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from .. import wakeups
 from ..models import ACTIVE_STATES, REGISTRATION_STATES, Event, OutboxMessage, PlannedJob, Registration
+from ..models.jobs import AFTER_END_KINDS
 from .queries import CLAIM_TIMEOUT, claim_lapsed
 from .queries import counts as state_counts
 
@@ -24,6 +25,9 @@ def desired_jobs(event: Event) -> dict[tuple[str, int], datetime]:
         jobs[("nudge", event.nudge_offset)] = event.starts_at - timedelta(seconds=event.nudge_offset)
     if event.thanks_enabled:
         jobs[("thanks", event.thanks_offset)] = event.ends_at + timedelta(seconds=event.thanks_offset)
+    if event.recording_url and event.recording_added_at is not None:
+        # Attendees and no-shows hear about the recording once it is given, and not before the end.
+        jobs[("follow_up", 0)] = max(event.ends_at, event.recording_added_at)
     return jobs
 
 
@@ -52,7 +56,7 @@ def plan_event_jobs(session: Session, event: Event, *, now: datetime) -> list[Pl
         job.updated_at = now
         job.messages_queued = 0
         job.fired_at = None
-        if due < now and key[0] != "thanks":
+        if due < now and key[0] not in AFTER_END_KINDS:
             job.state, job.reason = "skipped", "its time had already passed when the event was planned"
         else:
             job.state, job.reason = "planned", None
@@ -100,7 +104,7 @@ def next_due(session: Session, *, now: datetime, limit: int = 10) -> list[Planne
 # --- firing: claim a due row, decide, record progress ------------------------------------------
 
 DEFAULT_LEASE = timedelta(seconds=60)
-#: Speaker thank-yous later than this are not worth sending any more.
+#: Speaker thank-yous and follow-ups later than this are not worth sending any more.
 THANKS_TOO_LATE = timedelta(days=7)
 
 
@@ -202,7 +206,7 @@ def skip_reason(job: PlannedJob, event: Event, *, now: datetime) -> str | None:
     """Why this job must not send anything now, or None when it should go out."""
     if event.status != "published":
         return f"not sent: the event is {event.status}"
-    if job.kind == "thanks":
+    if job.kind in AFTER_END_KINDS:
         if now > job.due_at + THANKS_TOO_LATE:
             return f"not sent: more than a week late (ran {now:%Y-%m-%d %H:%M:%S} UTC)"
         return None
@@ -219,10 +223,10 @@ def job_key(job: PlannedJob) -> str:
 
 def reminder_recipients(session: Session, event_id: int, *, after_id: int = 0, limit: int | None = 500) -> list:
     """Confirmed registrations that did not opt out, in id order after `after_id`, as plain rows
-    (id, name, email, timezone, token_nonce): cheap to load, and they outlive the transaction."""
+    (id, name, email, timezone, token_nonce, language): cheap to load, and they outlive the transaction."""
     return list(session.execute(
         select(Registration.id, Registration.name, Registration.email, Registration.timezone,
-               Registration.token_nonce)
+               Registration.token_nonce, Registration.language)
         .where(Registration.event_id == event_id, Registration.state == "confirmed",
                Registration.reminders_opt_out.is_(False), Registration.id > after_id)
         .order_by(Registration.id).limit(limit)

@@ -10,34 +10,41 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from flask_babel import gettext as _
 from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import signals
-from ..domain import board, reminders
-from ..domain.offsets import describe_offset
-from ..models import Event, EventSpeaker, PlannedJob, Registration
+from ..domain import board, follow_ups, reminders, speaker_feeds
+from ..labels import role_in_text
+from ..languages import known, speaking
+from ..models import Event, EventSpeaker, PlannedJob, Registration, Speaker
 from ..text import one_line
-from ..timefmt import format_range
+from ..timefmt import format_duration, format_lead, format_range, format_short
 from ..tokens import manage_token
-from ..urls import external_url
+from ..urls import door_url, external_url, speaker_door_url, webcal_url
 from . import outbox
 
 SPEAKER_TEMPLATES = {"briefing": "speaker_briefing", "nudge": "speaker_nudge", "thanks": "speaker_thanks"}
 
 
-def starts_in(event: Event, *, now: datetime, nominal: int | None = None) -> str:
-    """"1 hour": the planned offset when on time, else the real time left, to the minute."""
+def lead_seconds(event: Event, *, now: datetime, nominal: int | None = None) -> int:
+    """The planned offset when on time, else the real time left, to the minute (hours, days when long)."""
     left = (event.starts_at - now).total_seconds()
     if nominal is not None and abs(left - nominal) < 60:
-        return describe_offset(nominal)
+        return nominal
     minutes = max(1, round(left / 60))
     if minutes % 1440 == 0 or minutes >= 2 * 1440:
-        return describe_offset(round(minutes / 1440) * 86400)
+        return round(minutes / 1440) * 86400
     if minutes % 60 == 0 or minutes >= 180:
-        return describe_offset(round(minutes / 60) * 3600)
-    return describe_offset(minutes * 60)
+        return round(minutes / 60) * 3600
+    return minutes * 60
+
+
+def starts_in(event: Event, *, now: datetime, nominal: int | None = None) -> str:
+    """"in 1 hour", "in 1 Stunde": the time left as a phrase, in the current locale."""
+    return format_lead(lead_seconds(event, now=now, nominal=nominal))
 
 
 def attendee_links(secret: str, registration) -> tuple[str, str]:
@@ -49,30 +56,34 @@ def attendee_links(secret: str, registration) -> tuple[str, str]:
 #: Stand-ins rendered once per zone and replaced per recipient. Control characters never occur in
 #: names (one_line strips them) nor in URLs, so a recipient's own text cannot contain one.
 _NAME, _MANAGE, _UNSUBSCRIBE = "\x1eN\x1e", "\x1eM\x1e", "\x1eU\x1e"
+#: The recipient's own door link (urls.door_url), the only join link a reminder carries.
+_DOOR = "\x1eD\x1e"
 
 
 def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: datetime) -> list[dict]:
     """One rendered reminder per recipient (plain rows: id, name, email, timezone, token_nonce).
 
-    The templates are rendered once per recipient zone with stand-ins for the name and the two
-    links, which are then put in per recipient (escaped for HTML): far cheaper than rendering
-    each message, and the output is the same (tested).
+    The templates are rendered once per recipient zone and language with stand-ins for the name and
+    the two links, which are then put in per recipient (escaped for HTML): far cheaper than
+    rendering each message, and the output is the same (tested).
     """
     secret = current_app.config["SECRET_KEY"]
-    lead = starts_in(event, now=now, nominal=offset)
-    rendered: dict[str, dict] = {}
+    lead = lead_seconds(event, now=now, nominal=offset)
+    rendered: dict[tuple[str, str], dict] = {}
     rows = []
     for person in recipients:
-        zone = _zone(person.timezone, event.timezone)
-        template = rendered.get(zone)
+        zone, language = _zone(person.timezone, event.timezone), known(getattr(person, "language", None))
+        template = rendered.get((zone, language))
         if template is None:
-            template = rendered[zone] = outbox.message_row(
-                kind="reminder", to_addr="", dedupe_key="", now=now, event_id=event.id, event=event, name=_NAME,
-                when=format_range(event.starts_at, event.ends_at, zone), starts_in=lead, manage_url=_MANAGE,
-                unsubscribe_url=_UNSUBSCRIBE)
+            with speaking(language):
+                template = rendered[zone, language] = outbox.message_row(
+                    kind="reminder", to_addr="", dedupe_key="", now=now, event_id=event.id, event=event,
+                    name=_NAME, when=format_range(event.starts_at, event.ends_at, zone), starts_in=format_lead(lead),
+                    manage_url=_MANAGE, unsubscribe_url=_UNSUBSCRIBE, door_url=_DOOR if event.join_url else "")
         manage_url, unsubscribe_url = attendee_links(secret, person)
         text, html = template["body_text"], template["body_html"]
-        for mark, value in ((_NAME, person.name), (_MANAGE, manage_url), (_UNSUBSCRIBE, unsubscribe_url)):
+        for mark, value in ((_NAME, person.name), (_MANAGE, manage_url), (_UNSUBSCRIBE, unsubscribe_url),
+                            (_DOOR, door_url(person))):
             text = text.replace(mark, value)
             html = html.replace(mark, escape(value))
         rows.append(template | dict(
@@ -82,30 +93,49 @@ def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: d
 
 
 def speaker_rows(session: Session, job: PlannedJob, event: Event, *, now: datetime) -> list[dict]:
-    """One message per speaker with an email address, for a briefing, nudge or thank-you job."""
+    """One message per speaker with an email address, for a briefing, nudge or thank-you job, in their language."""
     kind = SPEAKER_TEMPLATES[job.kind]
     figures = reminders.event_figures(session, event)
-    context: dict = dict(event=event, figures=figures, when=format_range(event.starts_at, event.ends_at,
-                                                                         event.timezone))
+    context: dict = dict(event=event, figures=figures)
     if job.kind == "briefing":
         top, total = board.top_questions(session, event)
-        context.update(run_of_show=run_of_show(event),
-                       questions=[{"name": q.shown_name, "text": q.body, "votes": q.votes} for q in top],
+        context.update(questions=[{"name": q.shown_name, "text": q.body, "votes": q.votes} for q in top],
                        questions_total=total)
-    elif job.kind == "nudge":
-        context.update(starts_in=starts_in(event, now=now, nominal=job.offset_seconds))
+    elif job.kind == "thanks":
+        context.update(attendance=follow_ups.attendance(session, event.id),
+                       board_figures=follow_ups.question_figures(session, event.id))
     key = reminders.job_key(job)
+    # Each speaker's own door (`event` may be a snapshot without the rows its door links are made of).
+    doors = {row.speaker_id: speaker_door_url(row) for row in session.scalars(
+        select(EventSpeaker).where(EventSpeaker.event_id == event.id))} if event.join_url else {}
     rows = []
     for link in event.speakers:
         speaker = link.speaker
         if not speaker.email:
             continue
+        # The feed first: issuing its nonce also fixes the token of the speaker's moderation link.
+        feed = {"feed_url": speaker_feed_link(session, link.speaker_id)} if job.kind in ("briefing", "nudge") else {}
         extra = board_links(session, event, link) if job.kind in ("briefing", "nudge") else {}
-        rows.append(outbox.message_row(
-            kind=kind, to_addr=speaker.email, to_name=speaker.name, dedupe_key=f"{key}:s{speaker.id}", now=now,
-            event_id=event.id, name=speaker.name, role=link.role, **context, **extra,
-        ))
+        extra["door_url"] = doors.get(link.speaker_id, "")
+        extra.update(feed)
+        with speaking(getattr(speaker, "language", None)):
+            worded = dict(when=format_range(event.starts_at, event.ends_at, event.timezone))
+            if job.kind == "briefing":
+                worded.update(run_of_show=run_of_show(event))
+            elif job.kind == "nudge":
+                worded.update(starts_in=starts_in(event, now=now, nominal=job.offset_seconds))
+            rows.append(outbox.message_row(
+                kind=kind, to_addr=speaker.email, to_name=speaker.name, dedupe_key=f"{key}:s{speaker.id}", now=now,
+                event_id=event.id, name=speaker.name, role=role_in_text(link.role), **context, **worded, **extra,
+            ))
     return rows
+
+
+def speaker_feed_link(session: Session, speaker_id: int) -> str:
+    """The speaker's calendar feed (webcal://), issued on first use (the job's transaction keeps it)."""
+    speaker = session.get(Speaker, speaker_id)
+    token = speaker_feeds.feed_token(session, speaker, secret=current_app.config["SECRET_KEY"])
+    return webcal_url(external_url("feeds.speaker_feed", token=token))
 
 
 def board_links(session: Session, event, link) -> dict:
@@ -127,26 +157,22 @@ def board_links(session: Session, event, link) -> dict:
 
 
 def run_of_show(event: Event) -> list[dict]:
-    """What happens when, in the event's zone: reminders, the nudge, the live part, the thank-you."""
-    zone = ZoneInfo(event.timezone)
-
-    def at(moment: datetime) -> str:
-        local = moment.astimezone(zone)
-        return f"{local:%a} {local.day} {local:%b %H:%M} {local.tzname()}"
-
-    items = [(event.starts_at - timedelta(seconds=s), f"Attendees get their {describe_offset(s)} reminder")
+    """What happens when, in the event's zone and the current language: reminders, the nudge, the live part,
+    the thank-you."""
+    items = [(event.starts_at - timedelta(seconds=s),
+              _("Attendees get their %(offset)s reminder", offset=format_duration(s)))
              for s in event.reminder_offsets or []]
     if event.nudge_enabled:
         items.append((event.starts_at - timedelta(seconds=event.nudge_offset),
-                      "You get the go-live nudge with the join link"))
-    people = ", ".join(f"{link.speaker.name} ({link.role})" for link in event.speakers)
-    items.append((event.starts_at, "Live" + (f": {people}" if people else "")))
-    items.append((event.ends_at, "End"))
+                      _("You get the go-live nudge with the join link")))
+    people = ", ".join(f"{link.speaker.name} ({role_in_text(link.role)})" for link in event.speakers)
+    items.append((event.starts_at, _("Live: %(people)s", people=people) if people else _("Live")))
+    items.append((event.ends_at, _("End")))
     if event.thanks_enabled:
         items.append((event.ends_at + timedelta(seconds=event.thanks_offset),
-                      "Thank-you with attendance figures"))
+                      _("Thank-you with attendance figures")))
     items.sort(key=lambda item: item[0])
-    return [{"time": at(moment), "what": what} for moment, what in items]
+    return [{"time": format_short(moment, event.timezone), "what": what} for moment, what in items]
 
 
 def _zone(name: str | None, fallback: str) -> str:
@@ -165,11 +191,13 @@ def on_late_registration(registration: Registration, *, session: Session, now: d
         return
     manage_url, unsubscribe_url = attendee_links(current_app.config["SECRET_KEY"], registration)
     event = registration.event
-    outbox.queue(
-        session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,
-        dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
-        event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
-        name=registration.name, when=format_range(event.starts_at, event.ends_at,
-                                                  _zone(registration.timezone, event.timezone)),
-        starts_in=starts_in(event, now=now), manage_url=manage_url,
-    )
+    with speaking(registration.language):
+        outbox.queue(
+            session, kind="starting_soon", to_addr=registration.email, to_name=registration.name,
+            dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
+            event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
+            name=registration.name, when=format_range(event.starts_at, event.ends_at,
+                                                      _zone(registration.timezone, event.timezone)),
+            starts_in=starts_in(event, now=now), manage_url=manage_url,
+            door_url=door_url(registration) if event.join_url else "",
+        )

@@ -12,6 +12,7 @@ from .events import (
     Speaker,
     Tag,
 )
+from .follow_ups import AUDIENCES, Announcement, Feedback
 from .jobs import JOB_KINDS, JOB_STATES, PlannedJob, SchedulerHeartbeat
 from .mail import OUTBOX_STATES, OutboxMessage
 from .registrations import ACTIVE_STATES, REGISTRATION_STATES, Registration
@@ -19,8 +20,9 @@ from .series import SERIES_FREQUENCIES, SUBSCRIPTION_STATES, Series, SeriesSkip,
 from .types import MAX_ID, UTCDateTime, utcnow
 
 __all__ = [
-    "ACTIVE_STATES", "ApiToken", "BOARD_MODES", "DEFAULT_REMINDERS", "EVENT_KINDS", "EVENT_STATUSES", "Event",
-    "EventSpeaker", "JOB_KINDS", "JOB_STATES", "MAX_ID", "OUTBOX_STATES", "OutboxMessage", "PlannedJob",
+    "ACTIVE_STATES", "AUDIENCES", "Announcement", "ApiToken", "BOARD_MODES", "DEFAULT_REMINDERS", "EVENT_KINDS",
+    "EVENT_STATUSES", "Event",
+    "EventSpeaker", "Feedback", "JOB_KINDS", "JOB_STATES", "MAX_ID", "OUTBOX_STATES", "OutboxMessage", "PlannedJob",
     "QUESTION_STATES", "Question", "REGISTRATION_STATES", "Registration", "SPEAKER_ROLES", "SchedulerHeartbeat",
     "Speaker", "TOKEN_SCOPES", "Tag", "UTCDateTime", "User", "Vote", "utcnow",
     "SERIES_FREQUENCIES", "SUBSCRIPTION_STATES", "Series", "SeriesSkip", "SeriesSubscription",

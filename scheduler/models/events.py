@@ -105,6 +105,11 @@ class Event(db.Model):
     board_public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     #: Seconds before the start at which personal door links begin to lead to the join URL.
     door_offset: Mapped[int] = mapped_column(Integer, default=15 * 60, server_default="900")
+    #: After the event: where its recording is, and the organiser's summary for the follow-up mail.
+    recording_url: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    recording_summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: When the recording was first given: the follow-up mail is due then, or at the end if later.
+    recording_added_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: The series this event is an occurrence of (scheduler/models/series.py), if any.
     series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"), nullable=True,
                                                   index=True)
@@ -139,6 +144,8 @@ class Speaker(db.Model):
     affiliation: Mapped[str] = mapped_column(String(200), default="")
     bio: Mapped[str] = mapped_column(Text, default="")
     photo_url: Mapped[str] = mapped_column(String(500), default="")
+    #: The Babel code of the language their mail is written in (scheduler/languages.py).
+    language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
     #: Speaker feed token = HMAC(SECRET_KEY, id + nonce); only its sha256 is kept. None when revoked.
     feed_nonce: Mapped[str | None] = mapped_column(String(32), nullable=True)
     feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
@@ -172,6 +179,7 @@ class EventSpeaker(db.Model):
 PRIVATE_EVENT_FIELDS = frozenset({
     "version", "waitlist_last", "reminder_offsets", "double_opt_in", "briefing_enabled", "briefing_offset",
     "nudge_enabled", "nudge_offset", "thanks_enabled", "thanks_offset", "board_mode", "door_offset",
+    "recording_url", "recording_summary", "recording_added_at",
 })
 #: A speaker's email and feed token are private; their name, affiliation, bio and photo are on event pages.
 PRIVATE_SPEAKER_FIELDS = frozenset({"email", "feed_nonce", "feed_token_hash", "created_at", "updated_at",

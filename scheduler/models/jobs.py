@@ -11,7 +11,9 @@ from ..extensions import db
 from .events import Event
 from .types import UTCDateTime, utcnow
 
-JOB_KINDS = ("reminder", "briefing", "nudge", "thanks")
+JOB_KINDS = ("reminder", "briefing", "nudge", "thanks", "follow_up")
+#: Kinds due after the event's end (the rest are due before its start).
+AFTER_END_KINDS = ("thanks", "follow_up")
 JOB_STATES = ("planned", "running", "done", "skipped", "cancelled")
 
 
@@ -25,7 +27,7 @@ class PlannedJob(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
-    #: Seconds before the start (after the end, for thanks).
+    #: Seconds before the start (after the end, for thanks; 0 for the follow-up, due when the recording is given).
     offset_seconds: Mapped[int] = mapped_column(Integer)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(20), default="planned")

@@ -24,13 +24,14 @@ from sqlalchemy import func, or_, select
 
 from .. import clock
 from ..charts import TimelineItem, cumulative_bins, signups_svg, timeline_svg
-from ..domain import accounts, queries, registrants, reminders
+from ..domain import accounts, door, queries, registrants, reminders
 from ..domain import events as event_rules
 from ..domain.offsets import describe_offset
 from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
 from ..models import Event, Speaker
 from ..services import unit_of_work
+from .admin_figures import after_event, speaker_feed_links
 from .converters import row_id
 from .pages import page_arg, search_arg
 from .refusals import attempt, flash_back, show_on_form
@@ -184,7 +185,8 @@ def event_detail(event_id: int):
     return render_template(
         "admin/event_detail.html", event=event, counts=queries.counts(db.session, [event.id])[event.id],
         jobs=jobs, speaker_form=SpeakerForm(), action_form=ConfirmForm(),
-        sent_log=reminders.sent_log(db.session, event.id),
+        sent_log=reminders.sent_log(db.session, event.id), attendance=door.attendance(db.session, event),
+        speaker_feeds=speaker_feed_links(event), **after_event(event),
         **_speaker_choices(search_arg("find")), **_event_pictures(event, jobs, now=clock.now()),
     )
 
@@ -213,7 +215,8 @@ def _event_pictures(event: Event, jobs: list, *, now) -> dict:
                         zone=event.timezone, start=start, end=end,
                         title=f"Signups over time for {event.title}") if bins.registered else None
     items = [TimelineItem(f"{job.kind.capitalize()} {describe_offset(job.offset_seconds)} "
-                          f"{'after' if job.kind == 'thanks' else 'before'}", job.due_at, job.state) for job in jobs]
+                          f"{'after' if job.kind == 'thanks' else 'before'}" if job.kind != "follow_up" else "Follow-up",
+                          job.due_at, job.state) for job in jobs]
     timeline = timeline_svg(items, starts_at=event.starts_at, ends_at=event.ends_at, now=now, zone=event.timezone,
                             title=f"Jobs timeline for {event.title}")
     return {"signups_chart": Markup(chart) if chart else None, "jobs_timeline": Markup(timeline),

@@ -7,13 +7,12 @@ written from the same records and the payload models. Writes run in one unit of 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from functools import wraps
 
 from flask import Blueprint, current_app, g, jsonify, request
 from flask_login import current_user
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -28,6 +27,8 @@ from ..text import render_markdown, slugify
 from ..urls import event_url, external_url
 from . import api_schemas as s
 from .api_doc import document
+from .api_input import ApiError, parse_body, parse_query
+from .api_input import find_event as _event
 from .api_registry import OPERATIONS, Link, Operation, operation
 from .refusals import json_error, refusal_json
 
@@ -38,14 +39,6 @@ csrf.exempt(bp)
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 TOUCH_EVERY = timedelta(minutes=1)
-
-
-class ApiError(Exception):
-    """An error answered as {"error": {"code", "message", "fields"}} with its status."""
-
-    def __init__(self, status: int, code: str, message: str, fields: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.fields = status, code, message, fields or {}
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -67,14 +60,6 @@ def domain_error(exc: DomainError):
 def raced(_exc: IntegrityError):
     # A concurrent request took the same slug or tag between our check and our insert.
     return json_error(409, "conflict", "That conflicts with a change made at the same moment; try again.")
-
-
-def _fields(exc: ValidationError) -> dict[str, list[str]]:
-    fields: dict[str, list[str]] = {}
-    for item in exc.errors(include_url=False, include_input=False, include_context=False):
-        name = ".".join(str(part) for part in item["loc"]) or "body"
-        fields.setdefault(name, []).append(item["msg"])
-    return fields
 
 
 # --- auth -----------------------------------------------------------------------------------------
@@ -140,52 +125,6 @@ def _lock_wait(conn, *, short: bool) -> None:
 
 # --- input ----------------------------------------------------------------------------------------
 
-def _scrub(value):
-    """NUL and lone surrogates cannot be stored by PostgreSQL or encoded: drop them before validation.
-
-    A number without a fraction (12.0) is an integer, as JSON Schema reads it.
-    """
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        value = value.replace("\x00", "")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-        return value
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
-
-
-def parse_body(model: type[BaseModel], *, required: bool = True):
-    raw = request.get_data(cache=True)
-    if not raw:
-        if required:
-            raise ApiError(400, "bad_request", "Send a JSON object as the request body.")
-        raw = b"{}"
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "bad_request", "The request body is not valid JSON.") from None
-    try:
-        # Strict JSON mode: 12 is a number and "12" is not, true is not 1; date-times are strings.
-        return model.model_validate_json(json.dumps(_scrub(data)), strict=True)
-    except ValidationError as exc:
-        raise ApiError(422, "invalid", "Some fields are not valid.", _fields(exc)) from None
-
-
-def parse_query(model: type[BaseModel]):
-    data = {key: _scrub(value) for key, value in request.args.items()}
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(400, "bad_query", "Some query parameters are not valid.", _fields(exc)) from None
-
-
 def _event_cursor(event: Event) -> str:
     """The position after `event` in the list's order (start, id), as EVENT_CURSOR_PATTERN spells it."""
     return f"{(event.starts_at - s.EPOCH) // timedelta(microseconds=1)}_{event.id}"
@@ -250,16 +189,6 @@ def registration_out(registration: Registration, position: int | None) -> s.Regi
         created_at=registration.created_at, confirmed_at=registration.confirmed_at,
         cancelled_at=registration.cancelled_at,
     )
-
-
-def _event(slug: str) -> Event:
-    """The event with this slug, whatever its status (organisers see drafts)."""
-    event = None
-    if event_rules.SLUG_RE.match(slug) and len(slug) <= 120:
-        event = db.session.scalar(select(Event).where(Event.slug == slug))
-    if event is None:
-        raise NotFound("No event with that slug.")
-    return event
 
 
 def _saved(event: Event, status: int = 200):
@@ -455,6 +384,10 @@ def openapi():
     """The OpenAPI 3.1 document, written from the operations above and their payload models."""
     return jsonify(document())
 
+
+# The board's operations (api_board.py) come after the events' in the routes and the document.
+# So do announcements and the after-the-event operations (api_follow_ups.py).
+from . import api_board, api_follow_ups  # noqa: E402, F401
 
 # --- routes ---------------------------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from ..domain import door as door_rules
 from ..domain import events as event_rules
-from ..models import EVENT_KINDS, MAX_ID, REGISTRATION_STATES, SPEAKER_ROLES
+from ..models import BOARD_MODES, EVENT_KINDS, MAX_ID, QUESTION_STATES, REGISTRATION_STATES, SPEAKER_ROLES
 
 MAX_OFFSET = 60 * 86400
 FIRST_YEAR, LAST_YEAR = 1971, 8999
@@ -139,6 +140,9 @@ Zone = Annotated[str, Field(description="IANA zone, e.g. Europe/Berlin", json_sc
                  AfterValidator(_zone)]
 Offset = Annotated[int, Field(ge=60, le=MAX_OFFSET, description="Seconds")]
 SpeakerOffset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Seconds")]
+DoorOffset = Annotated[int, Field(ge=0, le=door_rules.MAX_OFFSET, description=(
+    "Seconds before the start at which registrants' and speakers' own join links (the door) begin to lead to "
+    "the join URL; before that they show a waiting page"))]
 #: Rules between fields, which JSON Schema cannot state: a request that breaks one is refused with a 422.
 END_RULE = "Must be after starts_at, and at most 31 days after it (otherwise 422)"
 CLOSE_RULE = "Must be after signup_opens_at, and not after ends_at (otherwise 422)"
@@ -174,6 +178,7 @@ class EventFields(Strict):
     nudge_offset: SpeakerOffset = 15 * 60
     thanks_enabled: bool = True
     thanks_offset: SpeakerOffset = 3600
+    door_offset: DoorOffset = 15 * 60
 
 
 class EventCreate(EventFields):
@@ -212,6 +217,7 @@ class EventUpdate(Strict):
     nudge_offset: SpeakerOffset = None
     thanks_enabled: bool = None
     thanks_offset: SpeakerOffset = None
+    door_offset: DoorOffset = None
 
 
 class CancelRequest(Strict):
@@ -252,6 +258,13 @@ class RegistrationCreate(Strict):
     timezone: Annotated[str, AfterValidator(_zone_or_empty), Field(
         description="IANA zone; the event's when empty or absent",
         json_schema_extra=_zone_or_empty_enum)] | None = None
+
+
+class MergeRequest(Strict):
+    """Fold a duplicate into another question of the same board."""
+
+    into: int = Field(ge=1, le=MAX_ID, description="The question kept: another question of this board that was not "
+                                                      "itself merged (otherwise 422)")
 
 
 class EventQuery(Strict):
@@ -354,6 +367,7 @@ class EventPrivate(BaseModel):
     nudge_offset: int
     thanks_enabled: bool
     thanks_offset: int
+    door_offset: int
     sequence: int
     counts: dict[State, int]
     url: str
@@ -382,6 +396,57 @@ class RegistrationList(BaseModel):
     next_cursor: str | None
 
 
+class QuestionPublic(BaseModel):
+    """A question on the board as anyone who may read it sees it: never the asker's address or registration."""
+
+    id: int
+    text: str
+    name: str = Field(description='The name the asker chose to show, or "Anonymous"')
+    votes: int
+    state: Literal["visible", "answered"]
+    pinned: bool = Field(description="Being answered now (one per board at most)")
+    answered: bool
+    answered_at: datetime | None
+    created_at: datetime
+
+
+class QuestionModerated(BaseModel):
+    """A question as moderators see it: also those waiting for approval, hidden or merged into another."""
+
+    id: int
+    text: str
+    name: str = Field(description='The name the asker chose to show, or "Anonymous"')
+    votes: int
+    state: Literal[QUESTION_STATES]
+    pinned: bool
+    answered: bool
+    answered_at: datetime | None
+    created_at: datetime
+    merged_into: int | None = Field(description="The question this duplicate was merged into (it is then hidden)")
+
+
+class BoardFields(BaseModel):
+    event: str = Field(description="The event's slug")
+    mode: Literal[BOARD_MODES] = Field(description="open: questions appear at once; moderated: they wait for approval")
+    readable_by_visitors: bool = Field(description="Whether people who are not registered may read the board")
+    open: bool = Field(description="Whether questions, votes and moderation are taken now")
+    closed_reason: str | None = Field(description="Why the board is closed (before publication, after the end)")
+
+
+class BoardPublic(BoardFields):
+    """The questions on the board as it shows them: the pinned one, the open ones (most votes first, then the
+    earliest asked), the answered ones."""
+
+    questions: list[QuestionPublic]
+
+
+class BoardModerated(BoardFields):
+    """Every question of the board: as visitors see them, then those waiting for approval, then those hidden
+    or merged."""
+
+    questions: list[QuestionModerated]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -390,3 +455,56 @@ class ErrorBody(BaseModel):
 
 class Error(BaseModel):
     error: ErrorBody
+
+
+# --- announcements and after the event (api_follow_ups.py) ----------------------------------------
+
+class AnnouncementCreate(Strict):
+    """A message to an event's registrants, sent at once through the outbox (one message per person)."""
+
+    subject: Line = Field(max_length=200, description="One line; control characters are removed")
+    body: str = Field(min_length=1, max_length=20_000, json_schema_extra={"pattern": NON_BLANK},
+                      description="Markdown, rendered and sanitised in the HTML part")
+    audience: Literal["confirmed", "waitlisted", "all"] = Field(
+        description="confirmed registrants, the waitlist, or both; people who turned reminders off are left out")
+
+
+class AnnouncementOut(BaseModel):
+    id: int
+    event: str = Field(description="The event's slug")
+    subject: str
+    body: str
+    audience: Literal["confirmed", "waitlisted", "all"]
+    recipients: int = Field(description="How many messages were queued")
+    created_at: datetime
+
+
+class AnnouncementList(BaseModel):
+    announcements: list[AnnouncementOut]
+
+
+class RecordingSet(Strict):
+    """The recording of a published event: the first one given plans the follow-up mail (at the end, or at
+    once if the event is over); a later one corrects the link that mail carries."""
+
+    recording_url: Annotated[str, Field(min_length=1, max_length=500, json_schema_extra={"pattern": URL_PATTERN},
+                                        description="http:// or https:// link"), AfterValidator(_http_url)]
+    recording_summary: str = Field("", max_length=5000, description="Optional; Markdown")
+
+
+class FollowUpOut(BaseModel):
+    """After the event: the recording, attendance through the door, feedback and the board's figures."""
+
+    event: str = Field(description="The event's slug")
+    recording_url: str
+    recording_summary: str
+    follow_up_state: str | None = Field(description="The follow-up job's state (planned, done, ...), None before a "
+                                                    "recording is given")
+    attended: int = Field(description="Registrants who came through their door")
+    missed: int = Field(description="Confirmed registrants who never came through their door")
+    attendance_rate: float | None = Field(description="attended / (attended + missed), 0 to 1")
+    feedback_count: int
+    feedback_average: float | None = Field(description="Average rating, 1 to 5")
+    questions_asked: int
+    questions_answered: int
+    votes: int
