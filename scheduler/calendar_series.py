@@ -82,7 +82,7 @@ def vevents(series, master: calendars.Entry, shown: list[Occurrence], *, first: 
     uid = calendars.uid_for(series, master.url, kind="series")
     head = replace(master, uid=uid, extra=rule_lines(series, first=first, exdates=exdates))
     parts = [calendars.vevent(head, stamp=stamp, organizer=organizer, attendee=attendee)]
-    expected = _content(calendars.vevent(replace(master, uid=uid)))
+    expected = _content(calendars.vevent(replace(master, uid=uid), stamp=stamp, organizer=organizer, attendee=attendee))
     duration = timedelta(minutes=series.duration_minutes)
     for occurrence in shown:
         event = occurrence.event

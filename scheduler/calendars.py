@@ -238,6 +238,11 @@ def _before(seconds: int) -> str:
     return vDuration(timedelta(seconds=-seconds)).to_ical().decode("ascii")
 
 
+def attendee_line(email: str, name: str, *, partstat: str = "ACCEPTED") -> str:
+    """An invitation's ATTENDEE line, as invitation() writes it (a series' invitation needs it too)."""
+    return _address("ATTENDEE", email, name, f";ROLE=REQ-PARTICIPANT;PARTSTAT={partstat};RSVP=FALSE")
+
+
 @lru_cache(maxsize=64)
 def organizer_line(email: str, name: str) -> str:
     """An invitation's ORGANIZER line; the same for every invitation: built once."""

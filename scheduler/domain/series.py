@@ -342,6 +342,8 @@ def _touch(session: Session, series: Series, *, now: datetime) -> None:
     session.flush()
     session.execute(update(Event).where(Event.series_id == series.id).values(version=NEXT_VERSION)
                     .execution_options(synchronize_session=False))
+    if series.status != "draft":
+        signals.series_changed.send(series, session=session, now=now)
 
 
 # --- one occurrence: skip, cancel, edit --------------------------------------------------------
@@ -443,6 +445,8 @@ def edit_following(session: Session, event: Event, *, now: datetime, start_time:
         changes = dict(template, starts_at=starts, ends_at=starts + length)
         event_rules.update_event(session, occurrence, now=now, **changes)
     _touch(session, target, now=now)
+    if target is not series:
+        _touch(session, series, now=now)  # its rule ends now: after the events moved to the new part
     return target
 
 
@@ -466,7 +470,6 @@ def _split(session: Session, series: Series, split_at: datetime, *, now: datetim
     series.until = split_at - timedelta(seconds=1)
     session.add(new)
     session.flush()
-    _touch(session, series, now=now)
     return new
 
 

@@ -19,11 +19,13 @@ from .. import signals
 from ..calendars import invitation
 from ..domain import speaker_feeds
 from ..domain.events import CALENDAR_FIELDS
+from ..extensions import db
 from ..models import ACTIVE_STATES, Event, OutboxMessage, Registration
 from ..timefmt import format_range
 from ..tokens import feed_token
 from ..urls import event_url, external_url, registration_url, webcal_url
 from . import outbox
+from . import series as series_mail
 from .compose import render, sender
 
 UPDATE, CANCEL = "event_updated", "event_cancelled"
@@ -81,7 +83,8 @@ def invite(event: Event, *, method: str, email: str, name: str, sequence: int, u
     """The invitation (REQUEST or CANCEL) emailed to one person, from the configured organiser."""
     organizer_name, organizer_email = sender(current_app.config)
     return invitation(event, method=method, attendee_email=email, attendee_name=name, sequence=sequence,
-                      organizer_email=organizer_email, organizer_name=organizer_name, url=url, stamp=now)
+                      organizer_email=organizer_email, organizer_name=organizer_name, url=url, stamp=now,
+                      **series_mail.recurrence(db.session, event, email))
 
 
 def _invite(event: Event, recipient: Recipient, *, method: str, now: datetime) -> str:

@@ -86,6 +86,8 @@ def on_pending(registration: Registration, *, session, now: datetime, promoted: 
 
 @signals.registration_confirmed.connect
 def on_confirmed(registration: Registration, *, session, now: datetime, **_):
+    if registration.subscription_id is not None:
+        return  # a whole-series signup gets one invitation for the series (mail/series.py), not one per occurrence
     _queue(session, registration, kind="confirmed", key=f"{registration.id}:{_stamp(registration.confirmed_at)}",
            now=now, method="REQUEST")
 
