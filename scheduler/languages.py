@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 DEFAULT = "en"
 #: Babel locale codes, in the order the language menu lists them.
 LANGUAGES: dict[str, str] = {
@@ -25,3 +28,17 @@ def from_accept_header(accept) -> str | None:
         if tag.split("-")[0] in _ACCEPT and not tag.startswith("zh-"):
             return _ACCEPT[tag.split("-")[0]]
     return None
+
+
+def known(code: str | None) -> str:
+    """The code if Townhall speaks it, else the default."""
+    return code if code in LANGUAGES else DEFAULT
+
+
+@contextmanager
+def speaking(code: str | None) -> Iterator[None]:
+    """Render (mail, calendar text) in this language: Flask-Babel's force_locale with an unknown code as English."""
+    from flask_babel import force_locale
+
+    with force_locale(known(code)):
+        yield

@@ -1,10 +1,12 @@
-"""languages: each registrant's and speaker's language (placeholder: filled in by the work that needs it)
+"""languages: each registrant's and speaker's language (the Babel code their mail is written in)
 
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-03 12:10:00
 
 """
+from alembic import op
+import sqlalchemy as sa
 
 
 revision = '0009'
@@ -14,8 +16,14 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    with op.batch_alter_table('registrations', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('language', sa.String(length=16), server_default='en', nullable=False))
+    with op.batch_alter_table('speakers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('language', sa.String(length=16), server_default='en', nullable=False))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('speakers', schema=None) as batch_op:
+        batch_op.drop_column('language')
+    with op.batch_alter_table('registrations', schema=None) as batch_op:
+        batch_op.drop_column('language')

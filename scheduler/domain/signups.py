@@ -20,10 +20,14 @@ from ..errors import (
     EventCancelled,
     EventFull,
     EventNotOpen,
+    InvalidInput,
     InvalidTransition,
     NotFound,
     SignupClosed,
 )
+from ..languages import DEFAULT as DEFAULT_LANGUAGE
+from ..languages import LANGUAGES
+from ..languages import known as known_language
 from ..models import ACTIVE_STATES, Event, Registration
 from ..text import one_line, strip_controls
 from ..tokens import feed_token, manage_token, new_nonce, token_hash
@@ -56,7 +60,8 @@ def check_open(event: Event, *, now: datetime) -> None:
 
 
 def sign_up(session: Session, event: Event | str, *, name: str, email: str, question: str = "",
-            timezone: str = "", now: datetime, secret: str, hold_hours: float = 24.0) -> SignupResult:
+            timezone: str = "", now: datetime, secret: str, hold_hours: float = 24.0,
+            language: str = DEFAULT_LANGUAGE) -> SignupResult:
     """Register someone: a seat (confirmed, or pending their confirmation), or a waitlist place.
 
     The same address again gets no second seat: outcome "repeat", and the manage link is re-sent.
@@ -74,7 +79,7 @@ def sign_up(session: Session, event: Event | str, *, name: str, email: str, ques
     check_open(event, now=now)
     email_key = email.strip().lower()
     person = dict(name=one_line(name)[:200], email=email.strip()[:320], question=strip_controls(question or "")[:5000],
-                  timezone=timezone or event.timezone, consent_at=now, cancelled_at=None, reminders_opt_out=False,
+                  timezone=timezone or event.timezone, language=known_language(language), consent_at=now, cancelled_at=None, reminders_opt_out=False,
                   email_verified_at=None if event.double_opt_in else now)
     registration = _insert_new(session, event, email_key, person, now=now, secret=secret)
     with session.no_autoflush:  # the tokens are written with the seat, not in a statement of their own
@@ -203,6 +208,15 @@ def expire_holds(session: Session, *, now: datetime, hold_hours: float = 24.0) -
 
 def set_reminders(session: Session, registration: Registration, *, opt_out: bool, now: datetime) -> None:
     registration.reminders_opt_out = opt_out
+    registration.updated_at = now
+    session.flush()
+
+
+def set_language(session: Session, registration: Registration, *, language: str, now: datetime) -> None:
+    """The language of every later mail to this registrant."""
+    if language not in LANGUAGES:
+        raise InvalidInput("Choose one of the languages offered.", field="language")
+    registration.language = language
     registration.updated_at = now
     session.flush()
 

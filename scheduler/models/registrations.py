@@ -36,6 +36,8 @@ class Registration(db.Model):
     question: Mapped[str] = mapped_column(Text, default="")
     #: The attendee's IANA zone: times in their mail are shown in it.
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: The Babel code of the language their mail is written in (scheduler/languages.py).
+    language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
     state: Mapped[str] = mapped_column(String(20), default="pending")
     #: Order in the waitlist; smaller is earlier. Positions shown are ranks among waitlisted.
     waitlist_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)

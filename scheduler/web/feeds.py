@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime as http_date
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -25,13 +27,15 @@ from .. import calendars, clock
 from ..domain import signups as signup_rules
 from ..domain import speaker_feeds
 from ..extensions import db
+from ..languages import speaking
 from ..mail.compose import sender
 from ..models import ACTIVE_STATES, Event, EventSpeaker, Registration, Speaker, Tag
 from ..models.events import event_tags
 from ..services import unit_of_work
 from ..text import one_line
+from ..timefmt import current_locale
 from ..tokens import feed_token, looks_like_token
-from ..urls import event_url, external_url, webcal_url
+from ..urls import door_url, event_url, external_url, speaker_door_url, webcal_url
 from . import freshness, series_feeds
 from .compression import accepts_gzip, encoded_etag, gzip_bytes
 
@@ -122,7 +126,8 @@ class Built:
 def _serve(key, last_modified: datetime | None, build, *, filename: str | None = None) -> Response:
     """Answer from cache or build; 304 when the client's copy (in the encoding it accepts) is current."""
     cache = state().cache
-    full_key = (current_app.config["BASE_URL"], *_organizer()) + key
+    # The texts a feed adds (speakers' roles, "Join online") are in the request's language.
+    full_key = (current_app.config["BASE_URL"], *_organizer(), current_locale()) + key
     built = cache.get(full_key)
     if built is None:
         built = Built(build())
@@ -132,7 +137,7 @@ def _serve(key, last_modified: datetime | None, build, *, filename: str | None =
         cache.put(("bytes", built.etag), built)
     encoding = "gzip" if accepts_gzip() else None
     etag = encoded_etag(built.etag, encoding)
-    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding, Accept-Language, Cookie"}
     if last_modified is not None:
         headers["Last-Modified"] = http_date(last_modified.replace(microsecond=0), usegmt=True)
     if filename:
@@ -177,7 +182,7 @@ def _calendar(name: str | None, *conditions, joins=(), variant=lambda event_id: 
     """
     session = db.session
     prefix = _event_url_prefix()
-    shared = prefix
+    shared = (prefix, current_locale())
     query = select(Event.id, Event.version, Event.series_id)
     for join in joins:
         query = query.join(*join)
@@ -349,7 +354,7 @@ def personal_feed(token: str):
     joins = ((Registration, Registration.event_id == Event.id),)
     places = [Place(*row) for row in db.session.execute(
         select(Registration.event_id, Registration.state, Registration.ics_sequence, Registration.updated_at,
-               Registration.reminders_opt_out, Event.reminder_offsets)
+               Registration.reminders_opt_out, Event.reminder_offsets, Registration.id, Registration.token_nonce)
         .join(Event, Event.id == Registration.event_id).where(*conditions).order_by(Registration.event_id))]
     signature, latest = _signature(db.session, *conditions, joins=joins)
     # Last-Modified comes from the rows the ETag's key is made of: a cancellation moves both.
@@ -358,40 +363,48 @@ def personal_feed(token: str):
 
     def entry(event: FeedEvent, url: str) -> calendars.Entry:
         place = by_event[event.id]
-        return _personal_entry(event, url, place.state, max(place.ics_sequence, event.sequence), place.alarms)
+        door = door_url(place.person) if join_link(place.state, event) else ""
+        return _personal_entry(event, url, place.state, max(place.ics_sequence, event.sequence), place.alarms,
+                               door=door)
 
     def build() -> bytes:
         # What an entry shows besides its event (which Event.version covers): the place and its alarms.
-        return _calendar(f"{_organizer()[0]}: my events", *conditions, joins=joins,
+        return _calendar(_("%(organizer)s: my events", organizer=_organizer()[0]), *conditions, joins=joins,
                          variant=lambda event_id: by_event[event_id].variant, entry=entry,
                          series=series_feeds.personal_follow(db.session, registration.email_key))
 
     key = ("person", registration.id, tuple(p.variant + (_aware(p.updated_at),) for p in places)) + signature
-    return _serve(key, latest, build)
+    with speaking(registration.language):  # their feed speaks the language of their mail
+        return _serve(key, latest, build)
 
 
 class Place:
     """One registration in its person's feed: what its entry shows besides the event itself."""
 
-    __slots__ = ("event_id", "state", "ics_sequence", "updated_at", "alarms", "variant")
+    __slots__ = ("event_id", "state", "ics_sequence", "updated_at", "alarms", "variant", "person")
 
-    def __init__(self, event_id: int, state: str, ics_sequence: int, updated_at, opt_out: bool, offsets):
+    def __init__(self, event_id: int, state: str, ics_sequence: int, updated_at, opt_out: bool, offsets,
+                 registration_id: int, token_nonce: str):
         self.event_id, self.state, self.ics_sequence, self.updated_at = event_id, state, ics_sequence, updated_at
+        #: What their door link (urls.door_url) is made of.
+        self.person = SimpleNamespace(id=registration_id, token_nonce=token_nonce)
         #: The event's reminder offsets (not in Event.version) as alarms, when this person gets reminders.
         self.alarms = tuple(offsets or ()) if state == "confirmed" and not opt_out else ()
         self.variant = ("person", state, ics_sequence, self.alarms)
 
 
 def join_link(state: str, event) -> str:
-    """The join link a registrant's own calendar entries carry: for a confirmed seat at an event that is
-    still on; "" for a held seat, a waitlist place or a cancellation."""
+    """The event's join URL where a registrant's own entries lead to it (through their door: see
+    _personal_entry): for a confirmed seat at an event that is still on; "" for a held seat, a waitlist
+    place or a cancellation."""
     return (event.join_url or "") if state == "confirmed" and event.status != "cancelled" else ""
 
 
-def _personal_entry(event: FeedEvent, url: str, state: str, sequence: int, alarms: tuple[int, ...] = ()
-                    ) -> calendars.Entry:
+def _personal_entry(event: FeedEvent, url: str, state: str, sequence: int, alarms: tuple[int, ...] = (),
+                    door: str = "") -> calendars.Entry:
     if state == "confirmed":
-        join = join_link(state, event)
+        # Their own door link as URL, LOCATION (without a venue) and in DESCRIPTION; never the join URL itself.
+        join = door if join_link(state, event) else ""
         # Alarms as the reminder mails go: for a confirmed seat of someone who kept them, at an event still on.
         return calendars.Entry(event, url, join_url=join, sequence=sequence, link=join,
                                alarms=alarms if event.status != "cancelled" else ())
@@ -414,10 +427,17 @@ def speaker_feed(token: str):
     signature, latest = _fresh(("speaker", speaker.id), lambda: _signature(db.session, *conditions, joins=joins))
 
     def build() -> bytes:
+        # Each entry leads through the speaker's own door to that event, never to the join URL itself.
+        links = {link.event_id: link for link in db.session.scalars(
+            select(EventSpeaker).where(EventSpeaker.speaker_id == speaker.id))}
+
+        def entry(e, url: str) -> calendars.Entry:
+            door = speaker_door_url(links[e.id]) if e.join_url and e.status != "cancelled" and e.id in links else ""
+            return calendars.Entry(e, url, join_url=door)
+
         return _calendar(f"{_organizer()[0]}: {one_line(speaker.name)} speaking", *conditions, joins=joins,
-                         variant=lambda event_id: ("speaker",),
-                         entry=lambda e, url: calendars.Entry(e, url, join_url=e.join_url if e.status != "cancelled"
-                                                              else ""), series=series_feeds.speaker_follow(speaker.id))
+                         variant=lambda event_id: ("speaker",), entry=entry,
+                         series=series_feeds.speaker_follow(speaker.id))
 
     return _serve(("speaker", speaker.id) + signature, latest, build)
 
@@ -443,8 +463,8 @@ def revoke_personal_feed(token: str):
         abort(404)
     with unit_of_work() as uow:
         signup_rules.revoke_feed(uow.session, registration, secret=current_app.config["SECRET_KEY"])
-    flash("Your calendar feed has a new address; the old one no longer works. Subscribe again with the new link.",
-          "success")
+    flash(_("Your calendar feed has a new address; the old one no longer works. Subscribe again with the new "
+            "link."), "success")
     if "signup.manage" in current_app.view_functions:
         return redirect(url_for("signup.manage", token=token), code=303)
     return redirect(url_for("public.index"), code=303)
@@ -454,14 +474,16 @@ def revoke_personal_feed(token: str):
 
 
 def registrant_join_url(registration: Registration) -> str:
-    """The join link for the manage page's calendar links, by the personal feed's rule (join_link)."""
-    return join_link(registration.state, registration.event)
+    """The registrant's own door link for the manage page and its calendar links, by the personal feed's
+    rule (join_link): for a confirmed seat at an event that is still on and has a join URL; else ""."""
+    return door_url(registration) if join_link(registration.state, registration.event) else ""
 
 
 def _link_text(event, join_url: str) -> tuple[str, str]:
     """(details, location) as the feeds write them: the join link after the summary, and as the
     location when there is no venue. Public links pass no join_url, so they never carry it."""
-    parts = (one_line(event.summary or ""), f"Join online: {join_url}" if join_url else "", event_url(event))
+    parts = (one_line(event.summary or ""), _("Join online: %(url)s", url=join_url) if join_url else "",
+             event_url(event))
     return "\n\n".join(p for p in parts if p), one_line(event.venue or "") or join_url
 
 

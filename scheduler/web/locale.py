@@ -1,21 +1,75 @@
-"""Which language a request is answered in: the visitor's choice (a cookie), else Accept-Language."""
+"""Which language a request is answered in: the visitor's choice (a cookie), else Accept-Language.
+
+The choice is made on every page (base.html's language menu, a GET form: cached public pages carry
+no per-visitor token) and kept a year in the `lang` cookie.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Blueprint, Flask, Response, has_request_context, redirect, request, url_for
 
 from ..languages import DEFAULT, LANGUAGES, from_accept_header
+from ..timefmt import bcp47, current_locale
 
 COOKIE = "lang"
+COOKIE_MAX_AGE = 365 * 86400
+
+bp = Blueprint("locale", __name__)
 
 
 def select_locale() -> str:
+    if not has_request_context():  # a job or a command: mail says its own language (force_locale)
+        return DEFAULT
     chosen = request.cookies.get(COOKIE, "")
     if chosen in LANGUAGES:
         return chosen
     return from_accept_header(request.accept_languages) or DEFAULT
+
+
+def safe_next(target: str | None) -> str:
+    """A path on this site to go back to; anything else (another host, a scheme) is the home page."""
+    target = (target or "").strip()
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or parts.scheme or parts.netloc:
+        return url_for("public.index")
+    return target
+
+
+def remember(response: Response, code: str) -> Response:
+    """Keep the language chosen in the cookie the next requests are answered by."""
+    response.set_cookie(COOKIE, code, max_age=COOKIE_MAX_AGE, samesite="Lax", secure=request.is_secure,
+                        httponly=True)
+    return response
+
+
+@bp.get("/language")
+def choose():
+    """Set the visitor's language and go back to the page they were on; an unknown code changes nothing."""
+    code = request.args.get("lang", "")
+    response = redirect(safe_next(request.args.get("next")), code=303)
+    if code in LANGUAGES:
+        remember(response, code)
+    # The answer depends on the query only; never stored by a shared cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def language_context() -> dict:
+    """For every template: the languages, the current one, and the page's lang attribute."""
+    code = current_locale()
+    # The path without its query: a cached page must not carry one visitor's query string to the next.
+    here = request.path if has_request_context() else "/"
+    return {"languages": LANGUAGES, "current_language": code, "html_lang": bcp47(code), "here_path": here}
+
+
+def vary_on_language(response: Response) -> Response:
+    """Pages and the API's messages depend on the cookie and Accept-Language: say so to every cache."""
+    if response.mimetype in ("text/html", "application/json", "text/plain"):
+        response.vary.update(("Accept-Language", "Cookie"))
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -23,3 +77,6 @@ def init_app(app: Flask) -> None:
 
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(Path(__file__).resolve().parents[1] / "translations"))
     Babel(app, locale_selector=select_locale)
+    app.register_blueprint(bp)
+    app.context_processor(language_context)
+    app.after_request(vary_on_language)

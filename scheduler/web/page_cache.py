@@ -30,6 +30,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from ..extensions import cache
+from ..timefmt import current_locale
 from . import freshness
 from .compression import accepts_gzip, encoded_etag, gzip_bytes
 
@@ -90,6 +91,8 @@ def _response(body: bytes, *, status: int = 200, etag: str | None = None, encodi
               no_store: bool = False) -> Response:
     response = Response(body, status=status, content_type=CONTENT_TYPE)
     response.vary.add("Accept-Encoding")
+    # The language comes from the cookie, else Accept-Language: a copy kept for one must not go to another.
+    response.vary.update(("Accept-Language", "Cookie"))
     # Browsers ask again every time (with the ETag: a 304 costs little); a personal page is kept nowhere.
     response.headers["Cache-Control"] = "private, no-store" if no_store else "no-cache"
     if etag:
@@ -101,7 +104,7 @@ def _response(body: bytes, *, status: int = 200, etag: str | None = None, encodi
 
 def _stored_key(key: tuple) -> str:
     """Short and the same in every process: the page's key, plus what else shapes the HTML."""
-    parts = (release(), current_app.config["BASE_URL"], request.script_root, *key)
+    parts = (release(), current_app.config["BASE_URL"], request.script_root, current_locale(), *key)
     return "page:" + hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 
@@ -113,7 +116,8 @@ def release() -> str:
 @lru_cache(maxsize=8)
 def _fingerprint(root: str, templates: str) -> str:
     digest = hashlib.blake2b(digest_size=8)
-    for folder, pattern in ((Path(root, templates), "*.html"), (Path(__file__).resolve().parent.parent, "*.py")):
+    for folder, pattern in ((Path(root, templates), "*.html"), (Path(__file__).resolve().parent.parent, "*.py"),
+                            (Path(__file__).resolve().parent.parent / "translations", "*.mo")):
         for path in sorted(folder.rglob(pattern)):
             digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

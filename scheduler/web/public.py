@@ -7,6 +7,7 @@ what the page shows, and the page is rendered only when no copy for those versio
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import clock
@@ -67,14 +68,14 @@ def _list_page(name: str, rows, page: int, **context):
 def index():
     page = _page()
     rows = page_cache.versions(("upcoming", page), lambda: _listed(_upcoming, page))
-    return _list_page("upcoming", rows, page, heading="Upcoming events", past=False)
+    return _list_page("upcoming", rows, page, heading=_("Upcoming events"), past=False)
 
 
 @bp.get("/past")
 def past():
     page = _page()
     rows = page_cache.versions(("past", page), lambda: _listed(_past, page))
-    return _list_page("past", rows, page, heading="Past events", past=True)
+    return _list_page("past", rows, page, heading=_("Past events"), past=True)
 
 
 @bp.get("/tags/<slug>")
@@ -92,8 +93,8 @@ def tag(slug: str):
     answer = page_cache.versions(("tag", slug, page), compute)
     if answer is None:
         abort(404)
-    (_, tag_slug, name), rows = answer
-    return _list_page("tag", rows, page, heading=f"Upcoming: {name}", past=False, tag_slug=tag_slug)
+    (_tag_id, tag_slug, name), rows = answer
+    return _list_page("tag", rows, page, heading=_("Upcoming: %(name)s", name=name), past=False, tag_slug=tag_slug)
 
 
 @bp.get("/favicon.ico")

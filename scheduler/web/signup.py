@@ -6,16 +6,20 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from .. import clock
 from ..domain import queries, seats, signups
 from ..errors import DomainError
 from ..extensions import csrf, db, limiter
 from ..forms import ConfirmForm, QuestionForm, SignupForm
+from ..languages import LANGUAGES, speaking
 from ..mail.compose import sender
 from ..models import Event, Registration
 from ..services import unit_of_work
+from ..timefmt import current_locale
 from ..tokens import looks_like_token
+from .locale import remember
 from .public import published_event
 from .refusals import attempt, flash_back, status_of
 
@@ -41,7 +45,8 @@ def form(slug: str):
         with attempt(refused=lambda exc: _closed_page(published_event(slug), exc, status_of(exc))) as uow:
             result = signups.sign_up(uow.session, slug, name=form.name.data, email=form.email.data,
                                      question=form.question.data or "", timezone=form.timezone.data, now=uow.now,
-                                     secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
+                                     secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours(),
+                                     language=current_locale())
             # What the page shows, read before the commit expires the event: reading it again after
             # would begin another transaction (on SQLite, one holding the write lock) for a few values.
             shown = _shown(result.event, full=_full_before(result))
@@ -154,9 +159,9 @@ def confirm(token: str):
 
     def do(uow, registration):
         state = signups.confirm_email(uow.session, registration, now=uow.now, hold_hours=_hold_hours())
-        return {"confirmed": "Your place is confirmed. The calendar invitation is on its way.",
-                "waitlisted": "Thanks, your email address is confirmed. You keep your place on the waitlist.",
-                "pending": "Your seat is held until you confirm."}.get(state, "Thanks.")
+        return {"confirmed": _("Your place is confirmed. The calendar invitation is on its way."),
+                "waitlisted": _("Thanks, your email address is confirmed. You keep your place on the waitlist."),
+                "pending": _("Your seat is held until you confirm.")}.get(state, _("Thanks."))
 
     return _change(token, do)
 
@@ -171,7 +176,7 @@ def cancel(token: str):
 
     def do(uow, registration):
         signups.cancel_registration(uow.session, registration, now=uow.now, hold_hours=_hold_hours())
-        return "Your registration is cancelled. Thanks for letting us know."
+        return _("Your registration is cancelled. Thanks for letting us know.")
 
     return _change(token, do)
 
@@ -182,7 +187,7 @@ def reminders(token: str):
 
     def do(uow, registration):
         signups.set_reminders(uow.session, registration, opt_out=opt_out, now=uow.now)
-        return "You will not get reminders for this event." if opt_out else "Reminders are on again."
+        return _("You will not get reminders for this event.") if opt_out else _("Reminders are on again.")
 
     return _change(token, do)
 
@@ -196,8 +201,22 @@ def question(token: str):
     back = _manage_url(token)
     with attempt(refused=flash_back(back)) as uow:
         signups.update_question(uow.session, registration, question=form.question.data or "", now=uow.now)
-    flash("Your question is saved.", "success")
+    flash(_("Your question is saved."), "success")
     return redirect(back, code=303)
+
+
+@bp.post("/r/<token>/language")
+def language(token: str):
+    """The language of their mail from now on; the pages follow it too (the cookie)."""
+    code = request.form.get("language", "")
+
+    def do(uow, registration):
+        signups.set_language(uow.session, registration, language=code, now=uow.now)
+        with speaking(code):
+            return _("Your emails are now in %(language)s.", language=LANGUAGES[code])
+
+    response = _change(token, do)
+    return remember(response, code)
 
 
 @bp.route("/r/<token>/unsubscribe", methods=["GET", "POST"])

@@ -16,6 +16,7 @@ from scheduler.domain import signups
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage, PlannedJob
 from scheduler.tokens import manage_token
+from scheduler.urls import door_url, speaker_door_url
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 START = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
@@ -60,7 +61,7 @@ def test_reminder_email_snapshot(app, create_event):
 
 Thursday 3 December 2026, 18:00–19:00 CET (Europe/Berlin)
 
-Join online: https://meet.example.org/pytorch
+Join online: {door_url(ada)}
 
 Manage your registration (status, cancel):
 {link}
@@ -73,16 +74,17 @@ You get this email because you registered for this event on Townhall.
 
 
 def test_speaker_briefing_email_snapshot(app, create_event):
-    make_event(app, create_event)
+    event, _ada = make_event(app, create_event)
+    door = speaker_door_url(event.speakers[0])
     message = fire(app, "briefing", 3 * 86400)
     assert message.to_addr == "soumith@speakers.test"
     assert message.subject == "Speaker briefing: PyTorch: A Foundation for Open Source AI/ML"
-    assert message.body_text == """Hello Soumith Chintala,
+    assert message.body_text == f"""Hello Soumith Chintala,
 
 Here is your briefing for "PyTorch: A Foundation for Open Source AI/ML", where you are the speaker.
 
 Thursday 3 December 2026, 09:00–10:00 PST (America/Los_Angeles)
-Join link: https://meet.example.org/pytorch
+Join link: {door}
 
 Registrations: 1 confirmed, 0 on the waitlist.
 
@@ -110,7 +112,7 @@ def test_the_time_left_in_a_reminder_is_never_a_wrong_number():
 
     start = datetime(2026, 11, 5, 18, 0, tzinfo=UTC)
     event = SimpleNamespace(starts_at=start)
-    assert starts_in(event, now=start - timedelta(seconds=90), nominal=90) == "90 seconds"
-    assert starts_in(event, now=start - timedelta(seconds=61)) == "1 minute"
-    assert starts_in(event, now=start - timedelta(minutes=2)) == "2 minutes"
-    assert starts_in(event, now=start - timedelta(seconds=20)) == "1 minute"
+    assert starts_in(event, now=start - timedelta(seconds=90), nominal=90) == "in 90 seconds"
+    assert starts_in(event, now=start - timedelta(seconds=61)) == "in 1 minute"
+    assert starts_in(event, now=start - timedelta(minutes=2)) == "in 2 minutes"
+    assert starts_in(event, now=start - timedelta(seconds=20)) == "in 1 minute"
