@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -32,6 +33,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from .domain import door as door_rules
 from .domain.events import is_valid_timezone
 from .domain.offsets import format_offset, format_offsets, parse_offset, parse_offsets
 from .errors import InvalidInput
@@ -112,8 +114,12 @@ class LoginForm(Form):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
 
 
+#: When the door opens by default, in minutes before the start (as Event.door_offset).
+DOOR_MINUTES = 15
+
+
 class EventForm(Form):
-    field_names = {"reminder_offsets": "reminders"}
+    field_names = {"reminder_offsets": "reminders", "door_offset": "door_minutes"}
 
     title = StringField("Title", validators=[DataRequired(), Length(max=200)])
     slug = StringField("Slug", validators=[Optional(), Length(max=120)],
@@ -149,6 +155,12 @@ class EventForm(Form):
         SelectChoice("open", "Open: questions appear at once"),
         SelectChoice("moderated", "Moderated: questions wait for approval")])
     board_public = BooleanField("Visitors who are not registered may read the questions", default=False)
+    door_minutes = IntegerField(
+        _l("Door opens (minutes before the start)"), default=DOOR_MINUTES,
+        validators=[Optional(), NumberRange(min=0, max=door_rules.MAX_OFFSET // 60, message=_l(
+            "The door opens between 0 minutes and 7 days (10080 minutes) before the start."))],
+        description=_l("From then until the end, each person's own join link leads to the join link above; "
+                       "before, it shows a waiting page. Empty for 15."))
 
     def domain_fields(self) -> dict:
         """The form's values as the domain's event fields (UTC datetimes, offsets in seconds)."""
@@ -177,6 +189,7 @@ class EventForm(Form):
             "thanks_offset": parse_offset(self.thanks_offset.data),
             "board_mode": self.board_mode.data,
             "board_public": bool(self.board_public.data),
+            "door_offset": (DOOR_MINUTES if self.door_minutes.data is None else self.door_minutes.data) * 60,
         }
 
     def tag_names(self) -> list[str]:
@@ -195,6 +208,7 @@ class EventForm(Form):
         self.briefing_offset.data = format_offset(event.briefing_offset)
         self.nudge_offset.data = format_offset(event.nudge_offset)
         self.thanks_offset.data = format_offset(event.thanks_offset)
+        self.door_minutes.data = event.door_offset // 60
 
 
 class SpeakerForm(Form):

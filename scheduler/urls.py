@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request, url_for
 
+from .domain import door
 from .tokens import manage_token
 
 
@@ -25,6 +26,18 @@ def event_url(event) -> str:
 def registration_url(endpoint: str, registration) -> str:
     """signup.manage, .confirm or .unsubscribe of one registration, with its private token."""
     return external_url(endpoint, token=manage_token(current_app.config["SECRET_KEY"], registration))
+
+
+def door_url(registration) -> str:
+    """A registrant's own join link on Townhall (domain/door.py): the only join link they are sent."""
+    token = door.registrant_token(current_app.config["SECRET_KEY"], registration)
+    return external_url("door.registrant", registration_id=registration.id, token=token)
+
+
+def speaker_door_url(link) -> str:
+    """A speaker's own join link to one event (`link` is their EventSpeaker row)."""
+    token = door.speaker_token(current_app.config["SECRET_KEY"], link)
+    return external_url("door.speaker", link_id=link.id, token=token)
 
 
 def webcal_url(url: str) -> str:

@@ -13,7 +13,7 @@ from .. import signals
 from ..errors import InvalidInput, InvalidTransition, SlugTaken
 from ..models import BOARD_MODES, EVENT_KINDS, SPEAKER_ROLES, Event, EventSpeaker, Speaker, Tag
 from ..text import one_line, slugify, strip_controls
-from . import reminders
+from . import door, reminders
 from .queries import lock_event
 from .seats import fill_free_seats
 
@@ -26,7 +26,7 @@ PLAN_FIELDS = ("starts_at", "ends_at", "reminder_offsets", "briefing_enabled", "
 EDITABLE = ("slug", "title", "summary", "description", "kind", "starts_at", "ends_at", "timezone", "venue",
             "join_url", "capacity", "signup_opens_at", "signup_closes_at", "reminder_offsets", "double_opt_in",
             "briefing_enabled", "briefing_offset", "nudge_enabled", "nudge_offset", "thanks_enabled",
-            "thanks_offset", "board_mode", "board_public")
+            "thanks_offset", "board_mode", "board_public", "door_offset")
 MAX_DURATION = timedelta(days=31)
 
 
@@ -93,6 +93,8 @@ def validate(fields: dict) -> dict[str, list[str]]:
         value = fields.get(name)
         if value is not None and not 0 <= value <= 60 * 86400:
             bad(name, "Between 0 and 60 days.")
+    if "door_offset" in fields and (message := door.check_offset(fields["door_offset"])):
+        bad("door_offset", message)
     return errors
 
 
