@@ -347,9 +347,9 @@ def merge(session: Session, event: Event, actor: Actor, question_id: int, into_i
           now: datetime) -> Question:
     """Fold a duplicate into another question: its votes move there (nobody's counted twice, nor the
     other question's asker), and it leaves the board. Returns the question kept."""
+    source = _moderated(session, event, actor, question_id, now=now)  # an unknown question is a 404 first
     if question_id == into_id:
         raise InvalidInput("A question cannot be merged with itself.", field="into")
-    source = _moderated(session, event, actor, question_id, now=now)
     try:
         target = _locked_question(session, event, into_id)
     except NotFound:

@@ -14,8 +14,10 @@ from .api_registry import OPERATIONS, Operation
 REF = "#/components/schemas/{model}"
 STATUS_TEXT = {
     200: "OK", 201: "Created", 204: "No content", 400: "Malformed request (JSON, query or cursor)",
-    401: "No token, an unknown one or a revoked one", 403: "The token's scope does not allow this",
-    404: "No such event (or speaker link)", 409: "Conflicts with the event's state (slug taken, closed, cancelled)",
+    401: "No token, an unknown one or a revoked one",
+    403: "The token's scope does not allow this (or the board is for registrants only)",
+    404: "No such event (or speaker link, or question on its board)",
+    409: "Conflicts with the event's state (slug taken, closed, cancelled; the board closed, the question's state)",
     413: "Body too large",
     422: "Some fields are not valid (error.fields names them): against this document, or against a rule between "
          "fields that JSON Schema cannot state and the fields' descriptions do (ends_at after starts_at, ...), "
@@ -121,7 +123,8 @@ def document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Townhall API", "version": "1.0.0",
-                 "description": "Public reads of events; organiser operations with bearer tokens. Errors are "
+                 "description": "Public reads of events and question boards; organiser operations and board "
+                                "moderation with bearer tokens. Errors are "
                                 "always {\"error\": {\"code\", \"message\", \"fields\"}}."},
         "paths": paths,
         "components": {
