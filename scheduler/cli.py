@@ -104,9 +104,10 @@ def seed_board(session, event: Event, *, now: datetime) -> None:
 
 
 def init_app(app: Flask) -> None:
-    from . import cli_tokens
+    from . import cli_series, cli_tokens
 
     cli_tokens.init_app(app)
+    cli_series.init_app(app)
 
     @app.cli.command("seed-demo")
     def seed_demo_command():

@@ -32,6 +32,7 @@ from sqlalchemy import delete, select
 
 from . import clock, dispatch, wakeups
 from .domain import reminders, signups
+from .domain import series as series_rules
 from .extensions import db
 from .mail import outbox
 from .mail import reminders as _reminder_mail  # noqa: F401  (connects the late-registrant receiver)
@@ -42,6 +43,8 @@ from .services import unit_of_work
 log = logging.getLogger(__name__)
 #: Heartbeat rows older than this are removed (processes that stopped long ago).
 FORGET_HEARTBEATS = timedelta(days=1)
+#: How often the series' window is rolled on (occurrences are planned months ahead: an hour is plenty).
+SERIES_PLAN_SECONDS = 3600.0
 _started: dict[int, Runner] = {}
 _started_lock = threading.Lock()
 
@@ -113,6 +116,8 @@ class Runner:
             max_instances=2)  # a tick during a long delivery returns at once instead of being refused
         add(self.expire_holds, "interval", seconds=float(self.app.config["HOLD_SWEEP_SECONDS"]),
             id="expire-holds", next_run_time=now + timedelta(seconds=1))
+        add(self.plan_series, "interval", seconds=SERIES_PLAN_SECONDS, id="plan-series",
+            next_run_time=now + timedelta(seconds=2))
         self.scheduler.start()
         wakeups.subscribe(wakeups.MAIL, self.wake_delivery)
         wakeups.subscribe(wakeups.JOBS, self.wake_load)
@@ -292,6 +297,13 @@ class Runner:
                                            hold_hours=float(self.app.config["HOLD_EXPIRY_HOURS"]))
         if expired:
             log.info("%d pending hold(s) expired", expired)
+
+    def plan_series(self) -> None:
+        """Roll the series' window on: the occurrences it has reached become events."""
+        with self.app.app_context(), unit_of_work() as uow:
+            made = series_rules.plan_all(uow.session, now=uow.now, secret=self.app.config["SECRET_KEY"])
+        if made:
+            log.info("%d series occurrence(s) planned", made)
 
 
 class HeldTransports:

@@ -270,6 +270,8 @@ def plan_occurrences(session: Session, series: Series, *, now: datetime, secret:
     """
     if series.status != "published":
         return []
+    # Two schedulers rolling the window at once: the second waits here, then finds the events made.
+    session.execute(select(Series.id).where(Series.id == series.id).with_for_update())
     before = now + horizon
     made = set(session.scalars(select(Event.recurrence_id).where(Event.series_id == series.id)))
     created = []

@@ -195,3 +195,14 @@ def test_reminders_once_per_occurrence_never_for_cancelled_or_dropped(app, now):
     assert len(sent) == len({key for _, key in sent}) == 4
     assert db.session.scalar(select(Registration.state).where(Registration.id == places[second.id].id)) == \
         "cancelled"
+
+
+def test_cli_plans_the_window(app, now, runner):
+    series = make(app, now, publish=False)
+    series.status = "published"  # published without planning: the command makes the occurrences
+    db.session.commit()
+    result = runner.invoke(args=["series", "plan"])
+    assert result.exit_code == 0, result.output
+    made = len(series_rules.occurrences(db.session, series.id))
+    assert result.output == f"{made} occurrence(s) planned.\n" and made == 26  # Wednesdays from 4 November within 183 days
+    assert runner.invoke(args=["series", "plan"]).output == "0 occurrence(s) planned.\n"
