@@ -1,7 +1,9 @@
 """Pure iCalendar builders: event -> VEVENT, events -> feed bytes, invitations (REQUEST / CANCEL).
 
-Nothing here reads the clock, the database or Flask: every timestamp, URL and address comes in
-as an argument, so the same data always gives the same bytes (and the same ETag).
+Nothing here reads the clock or the database: every timestamp, URL and address comes in as an
+argument, so the same data always gives the same bytes (and the same ETag). The few words Townhall
+adds ("With:", "Join online:", speakers' roles) are in Flask-Babel's current locale (English outside
+an app): callers that keep bytes key them by locale.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext as _
 from icalendar import vDuration
 
+from .labels import role_in_text
 from .text import one_line as _one_line
 from .text import strip_controls as _strip_controls
 
@@ -87,10 +91,10 @@ def _description(event, join_url: str) -> str:
         parts.append(summary)
     speakers = [link for link in getattr(event, "speakers", []) or []]
     if speakers:
-        parts.append("With: " + ", ".join(
-            f"{one_line(link.speaker.name)} ({link.role})" for link in speakers))
+        parts.append(_("With: %(people)s", people=", ".join(
+            f"{one_line(link.speaker.name)} ({role_in_text(link.role)})" for link in speakers)))
     if join_url:
-        parts.append(f"Join online: {join_url}")
+        parts.append(_("Join online: %(url)s", url=join_url))
     description = strip_controls(event.description or "").strip()
     if description:
         parts.append(description)
@@ -454,11 +458,11 @@ def download(entry: Entry) -> bytes:
 
 def invitation(event, *, method: str, attendee_email: str, attendee_name: str, sequence: int,
                organizer_email: str, organizer_name: str, url: str, stamp: datetime, uid: str = "",
-               recurrence_id: datetime | None = None) -> str:
+               recurrence_id: datetime | None = None, join_url: str = "") -> str:
     """An email invitation for one person: METHOD:REQUEST (add / update) or METHOD:CANCEL (remove).
 
-    The join URL (private) is included in a REQUEST: invitations go only to confirmed attendees and
-    speakers. `url` becomes URL and must be the same in a person's first REQUEST, its updates and
+    `join_url`, the person's own door link (never the event's raw join URL), is included in a REQUEST:
+    invitations go only to confirmed attendees and speakers. `url` becomes URL and must be the same in a person's first REQUEST, its updates and
     the CANCEL (a registrant's manage page, a speaker's event page); it must be built from BASE_URL:
     the UID's host is taken from it, so it matches the feeds'.
     """
@@ -466,7 +470,7 @@ def invitation(event, *, method: str, attendee_email: str, attendee_name: str, s
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     # A cancellation removes the event (and may reach someone who only waited): no private link.
-    join = "" if method == "CANCEL" else event.join_url
+    join = "" if method == "CANCEL" else join_url
     # An occurrence of a series someone signed up for whole: the series' UID and this one's RECURRENCE-ID.
     entry = Entry(event, url, join_url=join or "", sequence=sequence,
                   status="CANCELLED" if method == "CANCEL" else None, uid=uid, recurrence_id=recurrence_id)

@@ -31,9 +31,13 @@ def entry(event: Event, **overrides) -> calendars.Entry:
     return calendars.Entry(event, f"http://townhall.test/events/{event.slug}", **overrides)
 
 
+#: A registrant's door link (web/door.py), what an invitation carries instead of the join URL.
+DOOR = "http://townhall.test/door/1/door-token-of-ann-0123456789"
+
+
 def request_for(event: Event, **overrides) -> str:
     args = dict(method="REQUEST", attendee_email="ann@example.org", attendee_name="Ann, B.", sequence=3,
-                url="http://townhall.test/events/talk", stamp=STAMP, **ORGANIZER)
+                url="http://townhall.test/events/talk", stamp=STAMP, join_url=DOOR, **ORGANIZER)
     args.update(overrides)
     return calendars.invitation(event, **args)
 
@@ -57,7 +61,9 @@ def test_invitation_request_has_method_organizer_attendee_and_sequence():
                                                "RSVP": "FALSE"}
     assert vevent.DTSTAMP == STAMP
     assert str(vevent["URL"]) == "http://townhall.test/events/talk"
-    assert "Join online: https://meet.example.org/secret" in str(vevent["DESCRIPTION"])
+    # The person's own door link, never the event's join URL itself.
+    assert f"Join online: {DOOR}" in str(vevent["DESCRIPTION"])
+    assert "meet.example.org" not in cal.to_ical().decode()
 
 
 def test_invitation_cancel_has_method_cancel_and_status_cancelled():
@@ -65,7 +71,7 @@ def test_invitation_cancel_has_method_cancel_and_status_cancelled():
     assert str(cal["METHOD"]) == "CANCEL"
     assert str(cal.events[0]["STATUS"]) == "CANCELLED"
     assert cal.events[0]["SEQUENCE"] == 5
-    assert "secret" not in cal.to_ical().decode()
+    assert "secret" not in cal.to_ical().decode() and "/door/" not in cal.to_ical().decode()
 
 
 def test_invitation_unknown_method_is_refused():

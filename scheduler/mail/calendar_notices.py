@@ -20,10 +20,11 @@ from ..calendars import invitation
 from ..domain import speaker_feeds
 from ..domain.events import CALENDAR_FIELDS
 from ..extensions import db
+from ..languages import speaking
 from ..models import ACTIVE_STATES, Event, OutboxMessage, Registration
 from ..timefmt import format_range
 from ..tokens import feed_token
-from ..urls import event_url, external_url, registration_url, webcal_url
+from ..urls import door_url, event_url, external_url, registration_url, speaker_door_url, webcal_url
 from . import outbox
 from . import series as series_mail
 from .compose import render, sender
@@ -46,6 +47,10 @@ class Recipient:
     invited: bool = True
     #: Their private calendar feed (webcal://), which follows every change on its own.
     feed_url: str | None = None
+    #: Their own door (web/door.py), the only join link they are sent: confirmed registrants and speakers.
+    door_url: str | None = None
+    #: The language their mail is written in.
+    language: str = "en"
 
 
 def recipients(session: Session, event: Event, *, states=("confirmed",)) -> list[Recipient]:
@@ -64,14 +69,17 @@ def recipients(session: Session, event: Event, *, states=("confirmed",)) -> list
             manage_url=registration_url("signup.manage", registration),
             invited=registration.state == "confirmed", feed_url=_webcal("feeds.personal_feed",
                                                                      feed_token(secret, registration)),
+            door_url=door_url(registration) if registration.state == "confirmed" and event.join_url else None,
+            language=registration.language,
         ))
     for link in event.speakers:
         speaker = link.speaker
         if speaker.email:
             found.append(Recipient(key=f"s{speaker.id}", email=speaker.email, name=speaker.name,
-                                   timezone=event.timezone, sequence=event.sequence,
+                                   timezone=event.timezone, sequence=event.sequence, language=speaker.language,
                                    feed_url=_webcal("feeds.speaker_feed",
-                                                    speaker_feeds.feed_token(session, speaker, secret=secret))))
+                                                    speaker_feeds.feed_token(session, speaker, secret=secret)),
+                                   door_url=speaker_door_url(link) if event.join_url else None))
     return found
 
 
@@ -79,19 +87,21 @@ def _webcal(endpoint: str, token: str | None) -> str | None:
     return webcal_url(external_url(endpoint, token=token)) if token else None
 
 
-def invite(event: Event, *, method: str, email: str, name: str, sequence: int, url: str, now: datetime) -> str:
-    """The invitation (REQUEST or CANCEL) emailed to one person, from the configured organiser."""
+def invite(event: Event, *, method: str, email: str, name: str, sequence: int, url: str, now: datetime,
+           join_url: str = "") -> str:
+    """The invitation (REQUEST or CANCEL) emailed to one person, from the configured organiser; `join_url` is
+    their own door link."""
     organizer_name, organizer_email = sender(current_app.config)
     return invitation(event, method=method, attendee_email=email, attendee_name=name, sequence=sequence,
                       organizer_email=organizer_email, organizer_name=organizer_name, url=url, stamp=now,
-                      **series_mail.recurrence(db.session, event, email))
+                      join_url=join_url, **series_mail.recurrence(db.session, event, email))
 
 
 def _invite(event: Event, recipient: Recipient, *, method: str, now: datetime) -> str:
     # URL as in their first REQUEST (notify.compose): a registrant's manage page, where they change or
     # cancel their place; a speaker's, who has none, the event page.
     return invite(event, method=method, email=recipient.email, name=recipient.name, sequence=recipient.sequence,
-                  url=recipient.manage_url or event_url(event), now=now)
+                  url=recipient.manage_url or event_url(event), now=now, join_url=recipient.door_url or "")
 
 
 def _prefix(kind: str, event: Event, recipient: Recipient) -> str:
@@ -106,7 +116,9 @@ def on_event_changed(event: Event, *, session: Session, now: datetime, changed: 
         return
     delay = timedelta(seconds=float(current_app.config["UPDATE_BATCH_SECONDS"]))
     for recipient in recipients(session, event, states=ACTIVE_STATES):
-        _queue_update(session, event, recipient, now=now, send_at=now + delay, changed=changed, previous=previous)
+        with speaking(recipient.language):
+            _queue_update(session, event, recipient, now=now, send_at=now + delay, changed=changed,
+                          previous=previous)
 
 
 def _queue_update(session: Session, event: Event, recipient: Recipient, *, now: datetime, send_at: datetime,
@@ -200,15 +212,16 @@ def on_event_cancelled(event: Event, *, session: Session, now: datetime, reason:
         .execution_options(synchronize_session=False)
     )
     for recipient in recipients(session, event, states=ACTIVE_STATES):
-        ics = _invite(event, recipient, method="CANCEL", now=now) if recipient.invited else None
-        outbox.queue(
-            session, kind=CANCEL, to_addr=recipient.email, to_name=recipient.name,
-            dedupe_key=f"{_prefix(CANCEL, event, recipient)}{recipient.sequence}", now=now, event_id=event.id,
-            registration_id=recipient.registration_id, ics=ics, ics_method="CANCEL" if ics else None,
-            event=event, recipient=recipient, reason=reason, manage_url=recipient.manage_url,
-            event_url=event_url(event),
-            when=format_range(event.starts_at, event.ends_at, recipient.timezone),
-        )
+        with speaking(recipient.language):
+            ics = _invite(event, recipient, method="CANCEL", now=now) if recipient.invited else None
+            outbox.queue(
+                session, kind=CANCEL, to_addr=recipient.email, to_name=recipient.name,
+                dedupe_key=f"{_prefix(CANCEL, event, recipient)}{recipient.sequence}", now=now, event_id=event.id,
+                registration_id=recipient.registration_id, ics=ics, ics_method="CANCEL" if ics else None,
+                event=event, recipient=recipient, reason=reason, manage_url=recipient.manage_url,
+                event_url=event_url(event),
+                when=format_range(event.starts_at, event.ends_at, recipient.timezone),
+            )
 
 
 @signals.registration_cancelled.connect

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from .. import signals
 from ..domain.queries import waitlist_position
 from ..extensions import db
+from ..languages import speaking
 from ..models import Registration, utcnow
 from ..timefmt import format_datetime, format_range
-from ..urls import registration_url
+from ..urls import door_url, registration_url
 from . import outbox
 from .calendar_notices import invite
 from .compose import render
@@ -51,10 +52,16 @@ def _queue(session, registration, *, kind: str, key: str, now: datetime, method:
 
 @outbox.renders("signup_received", "confirmed", "promoted", "waitlisted", "cancelled", "manage_link")
 def compose(row) -> None:
-    """Render a queued signup message from its registration as it is now and the facts queued with it."""
+    """Render a queued signup message from its registration as it is now and the facts queued with it,
+    in the registrant's language as it is now."""
     registration = db.session.get(Registration, row.registration_id) if row.registration_id else None
     if registration is None:
         raise LookupError("the registration no longer exists")
+    with speaking(registration.language):
+        _compose(row, registration)
+
+
+def _compose(row, registration: Registration) -> None:
     event = registration.event
     context = dict(row.context or {})
     method = row.ics_method
@@ -69,11 +76,13 @@ def compose(row) -> None:
     context.setdefault("state", registration.state)
     if row.kind in ("waitlisted", "manage_link"):  # the place in the queue when the mail leaves, not when queued
         context["position"] = waitlist_position(db.session, registration)
+    # Their own door (web/door.py), never the raw join URL: it opens shortly before the start.
+    door = door_url(registration) if event.join_url else ""
     row.subject, row.body_text, row.body_html = render(
-        row.kind, event=event, registration=registration, manage_url=manage_url,
+        row.kind, event=event, registration=registration, manage_url=manage_url, door_url=door,
         when=format_range(event.starts_at, event.ends_at, registration.timezone), **context)
     row.ics = invite(event, method=method, email=registration.email, name=registration.name, url=manage_url,
-                     sequence=sequence, now=utcnow()) if method else None
+                     sequence=sequence, now=utcnow(), join_url=door) if method else None
 
 
 @signals.registration_pending.connect

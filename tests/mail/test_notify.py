@@ -11,6 +11,7 @@ from scheduler.extensions import db
 from scheduler.mail import outbox
 from scheduler.models import OutboxMessage
 from scheduler.tokens import manage_token
+from scheduler.urls import door_url
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 START = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
@@ -37,7 +38,7 @@ def test_confirmed_and_waitlisted_emails_snapshot(app, create_event):
 
 Your place is confirmed. The calendar invitation is attached.
 
-Join online: https://meet.example.org/pytorch
+Join online: {door_url(ada)}
 
 PyTorch: A Foundation for Open Source AI/ML
 Thursday 3 December 2026, 18:00–19:00 CET (Europe/Berlin)

@@ -79,7 +79,9 @@ def test_smtp_every_signup_message_arrives_with_headers_and_both_parts(app, crea
         calendar = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
         if row.kind in ("confirmed", "promoted"):
             assert [p.get_param("method") for p in calendar] == ["REQUEST"]
-            assert event.join_url in text and event.join_url in html
+            # Their own door link (web/door.py), never the join URL itself.
+            assert "http://townhall.test/door/" in text and "http://townhall.test/door/" in html
+            assert event.join_url not in text + html + calendar[0].get_content()
             assert "METHOD:REQUEST" in calendar[0].get_content()
         elif row.kind == "cancelled":
             assert [p.get_param("method") for p in calendar] == ["CANCEL"]
@@ -267,7 +269,9 @@ def test_signup_row_is_deferred_then_composed_and_sent_over_smtp(app, auth, crea
     body_html = message.get_body(("html",)).get_content()
     assert "Hello Ada Lovelace" in text
     assert manage_url in text and manage_url in body_html
-    assert event.join_url in text and event.join_url in body_html  # a confirmed seat gets the join link
+    # A confirmed seat gets its own door link, never the join URL itself.
+    assert "http://townhall.test/door/" in text and "http://townhall.test/door/" in body_html
+    assert event.join_url not in text + body_html
     calendars = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
     assert [p.get_param("method") for p in calendars] == ["REQUEST"]
     ics = _calendar_text(calendars[0])

@@ -104,7 +104,9 @@ def test_tag_feed_has_only_that_series(client, create_event):
     assert client.get("/calendar/unknown.ics").status_code == 404
 
 
-def test_personal_feed_lists_the_persons_events_with_join_link(app, client, create_event, now):
+def test_personal_feed_lists_the_persons_events_with_their_door_link(app, client, create_event, now):
+    from scheduler.urls import door_url
+
     first, second, other = create_event(title="First"), create_event(title="Second"), create_event(title="Other")
     mine = sign_up(app, first, now).registration
     sign_up(app, second, now, email="ANN@example.org")
@@ -114,8 +116,10 @@ def test_personal_feed_lists_the_persons_events_with_join_link(app, client, crea
     assert response.status_code == 200
     found = events_in(response.get_data())
     assert sorted(found) == ["First", "Second"]
-    assert str(found["First"]["URL"]) == first.join_url
-    assert f"Join online: {first.join_url}" in str(found["First"]["DESCRIPTION"])
+    # Their own door (web/door.py), never the join URL itself.
+    assert str(found["First"]["URL"]) == door_url(mine)
+    assert f"Join online: {door_url(mine)}" in str(found["First"]["DESCRIPTION"])
+    assert first.join_url.encode() not in response.get_data()
 
 
 def test_revoked_personal_feed_token_is_404(app, client, create_event, now):
@@ -141,7 +145,8 @@ def test_revoke_without_csrf_token_is_refused(app, client, create_event, now):
     assert client.get(f"/feeds/{old}.ics").status_code == 200
 
 
-def test_speaker_feed_lists_their_events_with_join_link(app, client, create_event, now):
+def test_speaker_feed_lists_their_events_with_their_door_link(app, client, create_event, now):
+    from scheduler.urls import speaker_door_url
     from scheduler.web.feeds import speaker_feed_url
 
     event = create_event(title="Panel", speakers=[("Soumith Chintala", "panelist")])
@@ -152,7 +157,8 @@ def test_speaker_feed_lists_their_events_with_join_link(app, client, create_even
     assert response.status_code == 200
     found = events_in(response.get_data())
     assert list(found) == ["Panel"]
-    assert event.join_url in str(found["Panel"]["DESCRIPTION"])
+    assert speaker_door_url(event.speakers[0]) in str(found["Panel"]["DESCRIPTION"])
+    assert event.join_url.encode() not in response.get_data()
     assert client.get("/speakers/feeds/" + "x" * 43 + ".ics").status_code == 404
 
 

@@ -17,6 +17,7 @@ from scheduler.extensions import db
 from scheduler.mail.compose import build_message
 from scheduler.mail.notify import EPOCH
 from scheduler.models import OutboxMessage, Registration
+from scheduler.urls import door_url
 from tests.support import CSRF_RE, count, csrf_token, nothing_written, outbox, registration, signup, token_for
 
 THANKS = "Thanks — check your email"
@@ -49,7 +50,10 @@ def test_signup_without_opt_in_confirms_and_queues_invitation(app, client, creat
     assert (message.kind, message.to_addr, message.ics_method) == ("confirmed", "ada@example.org", "REQUEST")
     assert message.subject == f"You're registered: {event.title}"
     assert "METHOD:REQUEST" in message.ics and "BEGIN:VEVENT" in message.ics
-    assert event.join_url in message.body_text and event.join_url in message.body_html
+    # Their own door link (web/door.py), never the join URL itself.
+    assert door_url(reg) in message.body_text and door_url(reg) in message.body_html
+    assert door_url(reg) in message.ics.replace("\r\n ", "")  # unfolded
+    assert event.join_url not in message.body_text + message.body_html + message.ics
     assert "JST (Asia/Tokyo)" in message.body_text
     assert f"http://townhall.test/r/{token_for(app, reg)}" in message.body_text
     assert message.dedupe_key == f"confirmed:{reg.id}:{(reg.confirmed_at - EPOCH) // timedelta(microseconds=1)}"
@@ -273,7 +277,7 @@ def test_manage_unknown_or_malformed_token_is_not_found(client):
     assert client.post("/r/" + "A" * 43 + "/unsubscribe").status_code == 404
 
 
-def test_manage_confirmed_shows_status_and_join_link(app, client, create_event):
+def test_manage_confirmed_shows_status_and_door_link(app, client, create_event):
     event = create_event(timezone="Europe/Berlin")
     signup(client, event, timezone="Asia/Tokyo")
     reg = registration("ada@example.org")
@@ -281,7 +285,7 @@ def test_manage_confirmed_shows_status_and_join_link(app, client, create_event):
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "<strong>Confirmed</strong> — you have a seat, Ada Lovelace." in page
-    assert f'href="{event.join_url}"' in page
+    assert f'href="{door_url(reg)}"' in page and event.join_url not in page
     assert "JST (Asia/Tokyo)" in page
     assert '<meta name="robots" content="noindex">' in page
 
@@ -311,7 +315,7 @@ def test_manage_pending_hides_join_link_until_confirmed_by_post(app, client, cre
     assert registration("ada@example.org").state == "confirmed"
     page = client.get(f"/r/{token}").get_data(as_text=True)
     assert "Your place is confirmed. The calendar invitation is on its way." in page
-    assert event.join_url in page
+    assert door_url(registration("ada@example.org")) in page and event.join_url not in page
     assert [m.kind for m in outbox()] == ["signup_received", "confirmed"]
     _post(client, token, "confirm")  # twice is harmless
     assert [m.kind for m in outbox()] == ["signup_received", "confirmed"]

@@ -183,16 +183,20 @@ def test_cancel_page_after_cancelling_has_nothing_to_cancel(app, client, create_
 # --- the manage page's calendar links ------------------------------------------------------------
 
 
-def test_manage_calendar_links_carry_the_join_link_as_the_personal_feed_does(app, client, create_event):
+def test_manage_calendar_links_carry_the_door_link_as_the_personal_feed_does(app, client, create_event):
+    from scheduler.urls import door_url
+
     event = create_event(title="Online only", summary="All about it", venue="")
     signup(client, event)
     page = manage_page(app, client)
+    door = door_url(registration("ada@example.org"))
     google, outlook = link_query(page, GOOGLE), link_query(page, OUTLOOK)
     assert google["details"] == outlook["body"] == (
-        f"All about it\n\nJoin online: {event.join_url}\n\nhttp://townhall.test/events/{event.slug}")
-    assert google["location"] == outlook["location"] == event.join_url
+        f"All about it\n\nJoin online: {door}\n\nhttp://townhall.test/events/{event.slug}")
+    assert google["location"] == outlook["location"] == door
+    assert event.join_url not in page
     feed = personal_feed_event(app, client)
-    assert f"Join online: {event.join_url}" in str(feed["DESCRIPTION"])
+    assert f"Join online: {door}" in str(feed["DESCRIPTION"])
     assert str(feed["LOCATION"]) == google["location"]
 
 
@@ -201,7 +205,7 @@ def test_manage_calendar_links_keep_the_venue_as_location(app, client, create_ev
     signup(client, event)
     google = link_query(manage_page(app, client), GOOGLE)
     assert google["location"] == "Town hall, room 2" == str(personal_feed_event(app, client)["LOCATION"])
-    assert f"Join online: {event.join_url}" in google["details"]
+    assert "Join online: http://townhall.test/door/" in google["details"]
 
 
 def test_manage_calendar_links_without_a_confirmed_seat_have_no_join_link(app, client, create_event, now):
