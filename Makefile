@@ -6,7 +6,17 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app.py
 
-.PHONY: run test lint setup bench clean mailserver
+.PHONY: run test lint setup bench clean mailserver i18n-extract i18n-update i18n-compile
+
+# Translations (issue 21): gettext catalogs in scheduler/translations/<lang>/LC_MESSAGES/messages.po.
+TRANSLATIONS := scheduler/translations
+LANGUAGES := de fr es zh_Hans
+PO_FILES := $(foreach lang,$(LANGUAGES),$(TRANSLATIONS)/$(lang)/LC_MESSAGES/messages.po)
+MO_FILES := $(PO_FILES:.po=.mo)
+# Domain errors are raised with their message (shown translated by web/refusals.py): extracted like _().
+DOMAIN_ERRORS := DomainError NotFound Conflict NotAllowed RateLimited InvalidInput SlugTaken SignupClosed \
+	EventNotOpen EventCancelled EventFull InvalidTransition BoardClosed
+BABEL_KEYWORDS := -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k ApiError:3 $(foreach error,$(DOMAIN_ERRORS),-k $(error))
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +38,7 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 setup: $(VENV)/.installed-test
 
 ## Set up, migrate, seed the demo event and serve Townhall at http://$(HOST):$(PORT) (make run PORT=5100)
-run: $(VENV)/.installed-app
+run: $(VENV)/.installed-app i18n-compile
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo
 	FLASK_RUN_HOST=$(HOST) FLASK_RUN_PORT=$(PORT) $(BIN)/flask run
@@ -43,7 +53,7 @@ $(VENV)/.installed-mailserver: pyproject.toml | $(BIN)/activate
 	touch $@
 
 ## Set up and run the whole test suite (lint, SQLite and PostgreSQL, browser)
-test: $(VENV)/.installed-test tests/js/node_modules/.installed
+test: $(VENV)/.installed-test tests/js/node_modules/.installed i18n-compile
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -52,6 +62,21 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	for script in signup_bench reminder_bench calendar_bench; do $(BIN)/python bench/$$script.py || exit 1; done
+
+## Every marked string of the code and templates into $(TRANSLATIONS)/messages.pot
+i18n-extract: $(VENV)/.installed-app
+	$(BIN)/pybabel extract -F babel.cfg $(BABEL_KEYWORDS) --no-location --sort-output \
+		--project=Townhall --copyright-holder="Townhall contributors" -o $(TRANSLATIONS)/messages.pot .
+
+## Merge the template into every catalog (new strings arrive empty: translate them, tests/test_translations.py checks)
+i18n-update: i18n-extract
+	$(BIN)/pybabel update -q -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete --init-missing
+
+## The compiled catalogs (.mo, committed too) from the .po files
+i18n-compile: $(MO_FILES)
+
+$(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/messages.po | $(VENV)/.installed-app
+	$(BIN)/pybabel compile -q -l $* -i $< -o $@
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
@@ -37,6 +38,7 @@ from .domain import door as door_rules
 from .domain.events import is_valid_timezone
 from .domain.offsets import format_offset, format_offsets, parse_offset, parse_offsets
 from .errors import InvalidInput
+from .labels import KINDS, ROLES
 from .models import EVENT_KINDS, SPEAKER_ROLES
 
 LOCAL_FORMAT = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -44,7 +46,7 @@ LOCAL_FORMAT = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 
 def valid_timezone(_form, field):
     if not is_valid_timezone(field.data or ""):
-        raise ValidationError("Unknown timezone: use an IANA name such as Europe/Berlin.")
+        raise ValidationError(_("Unknown timezone: use an IANA name such as Europe/Berlin."))
 
 
 def offsets_list(_form, field):
@@ -106,12 +108,12 @@ class Form(FlaskForm):
 def printable(_form, field):
     """Refuse control characters (PostgreSQL cannot even compare a text with a NUL byte)."""
     if field.data and not field.data.isprintable():
-        raise ValidationError("Remove the control characters.")
+        raise ValidationError(_("Remove the control characters."))
 
 
 class LoginForm(Form):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320), printable])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=320), printable])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
 
 
 #: When the door opens by default, in minutes before the start (as Event.door_offset).
@@ -121,40 +123,40 @@ DOOR_MINUTES = 15
 class EventForm(Form):
     field_names = {"reminder_offsets": "reminders", "door_offset": "door_minutes"}
 
-    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
-    slug = StringField("Slug", validators=[Optional(), Length(max=120)],
-                       description="Part of the address; made from the title when empty.")
-    summary = StringField("Summary", validators=[Optional(), Length(max=500)])
-    description = TextAreaField("Description", validators=[Optional(), Length(max=50_000)],
-                                description="Markdown.")
-    kind = SelectField("Kind", choices=[SelectChoice(k, k.capitalize()) for k in EVENT_KINDS], default="talk")
-    timezone = StringField("Timezone", validators=[DataRequired(), valid_timezone], default="UTC",
-                           description="IANA name, e.g. America/Los_Angeles. Times below are in this zone.")
-    starts_at = DateTimeLocalField("Starts", format=LOCAL_FORMAT, validators=[InputRequired()])
-    ends_at = DateTimeLocalField("Ends", format=LOCAL_FORMAT, validators=[InputRequired()])
-    venue = StringField("Venue", validators=[Optional(), Length(max=300)], description="A physical place, if any.")
-    join_url = StringField("Join link", validators=[Optional(), URL(require_tld=False), Length(max=500)],
-                           description="Private: only confirmed registrants and speakers see it.")
-    capacity = IntegerField("Capacity", validators=[Optional(), NumberRange(
-        min=0, max=1_000_000, message="Capacity must be between 0 and 1,000,000; leave it empty for unlimited.")],
-                            description="Empty for unlimited.")
-    signup_opens_at = DateTimeLocalField("Signup opens", format=LOCAL_FORMAT, validators=[Optional()])
-    signup_closes_at = DateTimeLocalField("Signup closes", format=LOCAL_FORMAT, validators=[Optional()])
-    tags = StringField("Tags", validators=[Optional(), Length(max=500)], description="Series, comma-separated.")
-    reminders = StringField("Reminders", validators=[Optional(), offsets_list], default="1d, 1h",
-                            description="Before the start, e.g. 7d, 1d, 1h, 10m.")
-    double_opt_in = BooleanField("Ask attendees to confirm their email", default=True)
-    briefing_enabled = BooleanField("Brief speakers before", default=True)
-    briefing_offset = StringField("Briefing", validators=[DataRequired(), single_offset], default="3d")
-    nudge_enabled = BooleanField("Nudge speakers before going live", default=True)
-    nudge_offset = StringField("Go-live nudge", validators=[DataRequired(), single_offset], default="15m")
-    thanks_enabled = BooleanField("Thank speakers after the end", default=True)
-    thanks_offset = StringField("Thank-you after the end", validators=[DataRequired(), single_offset],
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=200)])
+    slug = StringField(_l("Slug"), validators=[Optional(), Length(max=120)],
+                       description=_l("Part of the address; made from the title when empty."))
+    summary = StringField(_l("Summary"), validators=[Optional(), Length(max=500)])
+    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=50_000)],
+                                description=_l("Markdown."))
+    kind = SelectField(_l("Kind"), choices=[SelectChoice(k, KINDS[k]) for k in EVENT_KINDS], default="talk")
+    timezone = StringField(_l("Timezone"), validators=[DataRequired(), valid_timezone], default="UTC",
+                           description=_l("IANA name, e.g. America/Los_Angeles. Times below are in this zone."))
+    starts_at = DateTimeLocalField(_l("Starts"), format=LOCAL_FORMAT, validators=[InputRequired()])
+    ends_at = DateTimeLocalField(_l("Ends"), format=LOCAL_FORMAT, validators=[InputRequired()])
+    venue = StringField(_l("Venue"), validators=[Optional(), Length(max=300)], description=_l("A physical place, if any."))
+    join_url = StringField(_l("Join link"), validators=[Optional(), URL(require_tld=False), Length(max=500)],
+                           description=_l("Private: only confirmed registrants and speakers see it."))
+    capacity = IntegerField(_l("Capacity"), validators=[Optional(), NumberRange(
+        min=0, max=1_000_000, message=_l("Capacity must be between 0 and 1,000,000; leave it empty for unlimited."))],
+                            description=_l("Empty for unlimited."))
+    signup_opens_at = DateTimeLocalField(_l("Signup opens"), format=LOCAL_FORMAT, validators=[Optional()])
+    signup_closes_at = DateTimeLocalField(_l("Signup closes"), format=LOCAL_FORMAT, validators=[Optional()])
+    tags = StringField(_l("Tags"), validators=[Optional(), Length(max=500)], description=_l("Series, comma-separated."))
+    reminders = StringField(_l("Reminders"), validators=[Optional(), offsets_list], default="1d, 1h",
+                            description=_l("Before the start, e.g. 7d, 1d, 1h, 10m."))
+    double_opt_in = BooleanField(_l("Ask attendees to confirm their email"), default=True)
+    briefing_enabled = BooleanField(_l("Brief speakers before"), default=True)
+    briefing_offset = StringField(_l("Briefing"), validators=[DataRequired(), single_offset], default="3d")
+    nudge_enabled = BooleanField(_l("Nudge speakers before going live"), default=True)
+    nudge_offset = StringField(_l("Go-live nudge"), validators=[DataRequired(), single_offset], default="15m")
+    thanks_enabled = BooleanField(_l("Thank speakers after the end"), default=True)
+    thanks_offset = StringField(_l("Thank-you after the end"), validators=[DataRequired(), single_offset],
                                 default="1h")
-    board_mode = SelectField("Question board", default="open", choices=[
-        SelectChoice("open", "Open: questions appear at once"),
-        SelectChoice("moderated", "Moderated: questions wait for approval")])
-    board_public = BooleanField("Visitors who are not registered may read the questions", default=False)
+    board_mode = SelectField(_l("Question board"), default="open", choices=[
+        SelectChoice("open", _l("Open: questions appear at once")),
+        SelectChoice("moderated", _l("Moderated: questions wait for approval"))])
+    board_public = BooleanField(_l("Visitors who are not registered may read the questions"), default=False)
     door_minutes = IntegerField(
         _l("Door opens (minutes before the start)"), default=DOOR_MINUTES,
         validators=[Optional(), NumberRange(min=0, max=door_rules.MAX_OFFSET // 60, message=_l(
@@ -212,12 +214,12 @@ class EventForm(Form):
 
 
 class SpeakerForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    email = EmailField("Email", validators=[Optional(), Email(check_deliverability=False), Length(max=320)])
-    affiliation = StringField("Affiliation", validators=[Optional(), Length(max=200)])
-    bio = TextAreaField("Short bio", validators=[Optional(), Length(max=5000)])
-    photo_url = StringField("Photo URL", validators=[Optional(), URL(), Length(max=500)])
-    role = SelectField("Role", choices=[SelectChoice(r, r.capitalize()) for r in SPEAKER_ROLES], default="speaker")
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    email = EmailField(_l("Email"), validators=[Optional(), Email(check_deliverability=False), Length(max=320)])
+    affiliation = StringField(_l("Affiliation"), validators=[Optional(), Length(max=200)])
+    bio = TextAreaField(_l("Short bio"), validators=[Optional(), Length(max=5000)])
+    photo_url = StringField(_l("Photo URL"), validators=[Optional(), URL(), Length(max=500)])
+    role = SelectField(_l("Role"), choices=[SelectChoice(r, ROLES[r]) for r in SPEAKER_ROLES], default="speaker")
 
 
 class ConfirmForm(Form):
@@ -229,25 +231,25 @@ def normalised_email(_form, field):
     try:
         field.data = validate_email((field.data or "").strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise ValidationError(f"Please enter a valid email address: {exc}") from None
+        raise ValidationError(_("Please enter a valid email address: %(reason)s", reason=exc)) from None
 
 
 class SignupForm(Form):
-    name = StringField("Your name", validators=[DataRequired("Please tell us your name."), Length(max=200)])
-    email = EmailField("Email", validators=[DataRequired("Please enter your email address."), Length(max=320),
+    name = StringField(_l("Your name"), validators=[DataRequired(_l("Please tell us your name.")), Length(max=200)])
+    email = EmailField(_l("Email"), validators=[DataRequired(_l("Please enter your email address.")), Length(max=320),
                                             normalised_email],
-                       description="We send your confirmation and reminders here, nothing else.")
-    question = TextAreaField("A question for the speakers (optional)", validators=[Optional(), Length(max=2000)])
-    timezone = StringField("Your timezone", validators=[DataRequired("Please give your timezone."),
+                       description=_l("We send your confirmation and reminders here, nothing else."))
+    question = TextAreaField(_l("A question for the speakers (optional)"), validators=[Optional(), Length(max=2000)])
+    timezone = StringField(_l("Your timezone"), validators=[DataRequired(_l("Please give your timezone.")),
                                                         Length(max=64), valid_timezone],
-                           description="Times in your emails are shown in this zone.",
+                           description=_l("Times in your emails are shown in this zone."),
                            render_kw={"data-browser-timezone": "replace", "autocomplete": "off"})
-    consent = BooleanField("I agree that Townhall keeps my name and email to run this event and send me its "
-                           "reminders.", validators=[DataRequired("Please agree so we can register you.")])
+    consent = BooleanField(_l("I agree that Townhall keeps my name and email to run this event and send me its "
+                           "reminders."), validators=[DataRequired(_l("Please agree so we can register you."))])
     #: Hidden from people; bots that fill every field get a polite "thanks" and nothing is stored.
-    website = StringField("Leave this empty", validators=[Optional()],
+    website = StringField(_l("Leave this empty"), validators=[Optional()],
                           render_kw={"tabindex": "-1", "autocomplete": "off"})
 
 
 class QuestionForm(Form):
-    question = TextAreaField("Your question for the speakers", validators=[Optional(), Length(max=2000)])
+    question = TextAreaField(_l("Your question for the speakers"), validators=[Optional(), Length(max=2000)])

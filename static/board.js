@@ -11,6 +11,9 @@
   var own = ids(root.dataset.own);
   var voted = ids(root.dataset.voted);
   var questions = new Map(); // id -> {id, body, name, votes, state, pinned, created, merged_into}
+  // The words this script writes, in the page's language (data-words, from the server's catalogs).
+  var words = JSON.parse(root.dataset.words || "{}");
+  var word = function (key) { return words[key] || key; };
 
   // Questions already on the page, so a vote before the first message counts right.
   root.querySelectorAll('[data-list]:not([data-list="own"]) > li.question[data-state]').forEach(function (li) {
@@ -65,12 +68,12 @@
     li.querySelector(".q-body").textContent = q.body;
     li.querySelector(".q-name").textContent = q.name;
     li.querySelector("[data-votes-count]").textContent = q.votes;
-    li.querySelector("[data-votes-word]").textContent = q.votes === 1 ? "vote" : "votes";
+    li.querySelector("[data-votes-word]").textContent = word(q.votes === 1 ? "vote" : "votes");
     li.dataset.state = q.state;
     li.dataset.pinned = q.pinned ? "1" : "0";
     li.dataset.votes = q.votes;
     var merged = li.querySelector(".q-badge-merged");
-    if (merged) merged.textContent = q.merged_into ? "Merged into #" + q.merged_into : "Merged";
+    if (merged) merged.textContent = q.merged_into ? word("merged_into").replace("{id}", q.merged_into) : word("merged");
     var f = flags(q);
     li.querySelectorAll("[data-show]").forEach(function (el) { el.hidden = !shows(el.dataset.show, f); });
     return li;
@@ -144,7 +147,7 @@
       })
       .then(function (result) {
         if (!result.ok) {
-          say(result.body.error ? result.body.error.message : "That did not work. Reload and try again.");
+          say(result.body.error ? result.body.error.message : word("failed"));
           return;
         }
         var answer = result.body;
@@ -156,8 +159,8 @@
         var li = document.getElementById("q" + answer.id);
         var again = li && li.querySelector("[data-vote] button:not([hidden])");
         if (again && e.submitter && e.submitter.hidden) again.focus();
-        say(answer.voted ? "Your vote is counted." : "Your vote is taken back.");
+        say(answer.voted ? word("counted") : word("taken_back"));
       })
-      .catch(function () { say("That did not work. Check your connection and try again."); });
+      .catch(function () { say(word("offline")); });
   });
 })();

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import wraps
 
 from flask import Blueprint, current_app, g, jsonify, request
+from flask_babel import gettext
 from flask_login import current_user
 from pydantic import BaseModel
 from sqlalchemy import and_, or_, select, update
@@ -45,7 +46,7 @@ TOUCH_EVERY = timedelta(minutes=1)
 
 @bp.errorhandler(ApiError)
 def api_error(exc: ApiError):
-    response = json_error(exc.status, exc.code, exc.message, exc.fields)
+    response = json_error(exc.status, exc.code, gettext(exc.message), exc.fields)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="townhall"'
     return response
@@ -59,7 +60,7 @@ def domain_error(exc: DomainError):
 @bp.errorhandler(IntegrityError)
 def raced(_exc: IntegrityError):
     # A concurrent request took the same slug or tag between our check and our insert.
-    return json_error(409, "conflict", "That conflicts with a change made at the same moment; try again.")
+    return json_error(409, "conflict", gettext("That conflicts with a change made at the same moment; try again."))
 
 
 # --- auth -----------------------------------------------------------------------------------------
@@ -387,7 +388,7 @@ def openapi():
 
 # The board's operations (api_board.py) come after the events' in the routes and the document.
 # So do announcements and the after-the-event operations (api_follow_ups.py).
-from . import api_board, api_follow_ups  # noqa: E402, F401
+from . import api_board, api_follow_ups, api_series  # noqa: E402, F401
 
 # --- routes ---------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, has_request_context, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ..languages import DEFAULT, LANGUAGES, from_accept_header
 from ..timefmt import bcp47, current_locale
@@ -57,12 +59,21 @@ def choose():
     return response
 
 
+def board_words() -> dict[str, str]:
+    """What board.js writes on the page itself, in the page's language."""
+    return {"vote": ngettext("vote", "votes", 1), "votes": ngettext("vote", "votes", 2), "merged": _("Merged"),
+            "merged_into": _("Merged into #%(id)s", id="{id}"), "counted": _("Your vote is counted."),
+            "taken_back": _("Your vote is taken back."), "failed": _("That did not work. Reload and try again."),
+            "offline": _("That did not work. Check your connection and try again.")}
+
+
 def language_context() -> dict:
     """For every template: the languages, the current one, and the page's lang attribute."""
     code = current_locale()
     # The path without its query: a cached page must not carry one visitor's query string to the next.
     here = request.path if has_request_context() else "/"
-    return {"languages": LANGUAGES, "current_language": code, "html_lang": bcp47(code), "here_path": here}
+    return {"languages": LANGUAGES, "current_language": code, "html_lang": bcp47(code), "here_path": here,
+            "board_words": board_words}
 
 
 def vary_on_language(response: Response) -> Response:

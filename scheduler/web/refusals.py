@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from flask import Response, abort, flash, jsonify, make_response, redirect
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from ..errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, RateLimited
 from ..services import UnitOfWork, unit_of_work
@@ -27,6 +28,16 @@ STATUSES: dict[type[DomainError], int] = {
 }
 
 Refused = Callable[[DomainError], ResponseReturnValue]
+
+
+def message_of(exc: DomainError) -> str:
+    """The refusal's message in the request's language (a message the catalogs lack stays as written)."""
+    return gettext(exc.message)
+
+
+def fields_of(exc: DomainError) -> dict[str, list[str]]:
+    """The messages per field, in the request's language."""
+    return {name: [gettext(str(message)) for message in messages] for name, messages in exc.fields.items()}
 
 
 def status_of(exc: DomainError) -> int:
@@ -49,7 +60,7 @@ def flash_back(url: str, code: int = 303) -> Refused:
     """Answer a refusal with its message flashed, and a redirect to `url`."""
 
     def answer(exc: DomainError) -> ResponseReturnValue:
-        flash(exc.message, "error")
+        flash(message_of(exc), "error")
         return redirect(url, code=code)
 
     return answer
@@ -60,9 +71,9 @@ def show_on_form(form, page: Callable[[], ResponseReturnValue]) -> Refused:
 
     def answer(exc: DomainError) -> ResponseReturnValue:
         if exc.fields:
-            form.show_errors(exc.fields)
+            form.show_errors(fields_of(exc))
         else:
-            form.form_errors.append(exc.message)
+            form.form_errors.append(message_of(exc))
         return page()
 
     return answer
@@ -77,4 +88,4 @@ def json_error(status: int, code: str, message: str, fields: dict | None = None)
 
 def refusal_json(exc: DomainError) -> Response:
     """A domain error as the API's JSON error."""
-    return json_error(status_of(exc), exc.code, exc.message, exc.fields)
+    return json_error(status_of(exc), exc.code, message_of(exc), fields_of(exc))
