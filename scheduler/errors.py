@@ -86,3 +86,9 @@ class InvalidTransition(Conflict):
     """That change is not possible in the current state."""
 
     code = "invalid_transition"
+
+
+class RuleGivesNothing(Conflict):
+    """This recurrence rule gives no occurrence."""
+
+    code = "rule_gives_nothing"

@@ -15,7 +15,7 @@ Whole-series signups belong to the first series of the chain and follow every pa
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from dateutil import rrule
@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import signals
-from ..errors import Conflict, InvalidInput, InvalidTransition, NotFound, SlugTaken
+from ..errors import Conflict, InvalidInput, InvalidTransition, NotFound, RuleGivesNothing, SlugTaken
 from ..models import (
     ACTIVE_STATES,
     EVENT_KINDS,
@@ -72,6 +72,12 @@ def _byday(text: str) -> list:
         day = WEEKDAYS[match.group(1)]
         days.append(day(int(nth)) if nth else day)
     return days
+
+
+def _day_text(day, *, numbered: bool = True) -> str:
+    """A weekday as BYDAY writes it: "WE", or "3WE" / "-1FR" with its number."""
+    name = list(WEEKDAYS)[day.weekday]
+    return f"{day.n}{name}" if numbered and day.n else name
 
 
 def _zone(series: Series) -> ZoneInfo:
@@ -127,6 +133,60 @@ def rrule_text(series: Series) -> str:
     return ";".join(parts)
 
 
+def first_on_or_after(*, timezone: str, freq: str, interval: int, byday: str, bymonthday: int | None,
+                      day: date, start_time: time, not_before: datetime) -> datetime | None:
+    """The first start the rule gives on or after `day` at `start_time` in `timezone`, and after `not_before`;
+    None when it gives none. The rule's weekday or day of the month defaults to the day's, as RFC 5545's do
+    from DTSTART; a week number on a weekly rule is left out (RFC 5545 allows none there)."""
+    zone = ZoneInfo(timezone)
+    days = _byday(byday)
+    if freq == "weekly":
+        days = [WEEKDAYS[_day_text(d, numbered=False)] for d in days] or [list(WEEKDAYS.values())[day.weekday()]]
+    elif not days and bymonthday is None:
+        bymonthday = day.day
+    probe = rrule.rrule(rrule.WEEKLY if freq == "weekly" else rrule.MONTHLY, interval=interval,
+                        dtstart=datetime.combine(day, start_time), byweekday=days or None, bymonthday=bymonthday)
+    for count, local in enumerate(probe):
+        moment = local.replace(tzinfo=zone).astimezone(not_before.tzinfo)
+        if moment > not_before:
+            return moment
+        if count > MAX_OCCURRENCES * 10:
+            return None
+    return None
+
+
+def rule_fields(*, timezone: str, freq: str, interval: int, byday: str, bymonthday: int | None, day: date,
+                start_time: time, count: int | None, until: date | None, now: datetime) -> dict:
+    """A series' rule fields from a first day, a wall-clock time and an end; RuleGivesNothing when no
+    occurrence is left. Both a count and an end date: whichever ends the series first (as one COUNT)."""
+    weekly = freq == "weekly"
+    if weekly:
+        bymonthday = None  # RFC 5545 has no BYMONTHDAY in a weekly rule
+    days = ",".join(dict.fromkeys(_day_text(d, numbered=not weekly) for d in _byday(byday)))
+    first = first_on_or_after(timezone=timezone, freq=freq, interval=interval, byday=days, bymonthday=bymonthday,
+                              day=day, start_time=start_time, not_before=now)
+    if first is None:
+        raise RuleGivesNothing("This rule gives no occurrence after now.", field="byday")
+    zone = ZoneInfo(timezone)
+    local = first.astimezone(zone)
+    if weekly and not days:
+        days = list(WEEKDAYS)[local.weekday()]
+    if not weekly and not days and bymonthday is None:
+        bymonthday = day.day
+    last = None
+    if until is not None:
+        last = datetime.combine(until, time(23, 59, 59)).replace(tzinfo=zone).astimezone(first.tzinfo)
+        if last < first:
+            raise RuleGivesNothing("The series would end before its first occurrence.", field="until")
+    fields = dict(timezone=timezone, freq=freq, interval=interval, byday=days, bymonthday=bymonthday,
+                  first_start=first, count=count, until=last)
+    if count is not None and last is not None:
+        probe = Series(**fields, duration_minutes=60)
+        probe.count = None
+        fields["count"], fields["until"] = max(1, min(count, len(rule_starts(probe)))), None
+    return fields
+
+
 def validate(fields: dict, *, now: datetime) -> dict[str, list[str]]:
     """Check a series' rule and template; {field: [messages]}, empty when valid."""
     errors: dict[str, list[str]] = {}
@@ -159,8 +219,8 @@ def validate(fields: dict, *, now: datetime) -> dict[str, list[str]]:
     if fields.get("freq") == "monthly":
         if monthday is None and not days:
             bad("byday", "Give the n-th weekday (3WE for the third Wednesday) or a day of the month.")
-        if monthday is not None and days:
-            bad("bymonthday", "Give either a day of the month or a weekday, not both.")
+    elif monthday is not None:
+        bad("bymonthday", "A weekly series repeats on weekdays, not on a day of the month.")
     if monthday is not None and not (1 <= monthday <= 31 or -31 <= monthday <= -1):
         bad("bymonthday", "A day of the month is 1 to 31 (or -1 for the last).")
     first = fields.get("first_start")
@@ -477,7 +537,7 @@ def _split(session: Session, series: Series, split_at: datetime, *, now: datetim
 
 def _series_of(session: Session, event: Event) -> Series:
     if event.series_id is None:
-        raise InvalidInput("This event is not part of a series.")
+        raise NotFound("This event is not part of a series.")
     series = session.get(Series, event.series_id)
     if series is None:
         raise NotFound("No such series.")
