@@ -127,6 +127,7 @@ def _register_blueprints(app: Flask) -> None:
         admin_announcements,
         admin_follow_ups,
         admin_registrations,
+        admin_series,
         admin_tokens,
         api,
         errors,

@@ -162,6 +162,11 @@ def rule_fields(*, timezone: str, freq: str, interval: int, byday: str, bymonthd
     weekly = freq == "weekly"
     if weekly:
         bymonthday = None  # RFC 5545 has no BYMONTHDAY in a weekly rule
+    try:
+        _byday(byday)
+    except ValueError as exc:
+        raise InvalidInput(f"Unknown day {exc}: use MO, TU, WE, TH, FR, SA, SU, with a week number for monthly "
+                           "(3WE, -1FR).", field="byday") from None
     days = ",".join(dict.fromkeys(_day_text(d, numbered=not weekly) for d in _byday(byday)))
     first = first_on_or_after(timezone=timezone, freq=freq, interval=interval, byday=days, bymonthday=bymonthday,
                               day=day, start_time=start_time, not_before=now)

@@ -1,0 +1,70 @@
+"""Admin pages for series: create from a rule, publish, skip or cancel one occurrence, change this and all
+following, and the public series page with its whole-series signup and manage page."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from scheduler.domain import series as series_rules
+from scheduler.extensions import db
+from scheduler.models import Event, Registration, Series, SeriesSubscription
+from tests.support import csrf_token
+
+FORM = {"title": "Community call", "kind": "live discussion", "timezone": "Europe/Berlin", "freq": "monthly",
+        "interval": "1", "byday": "3we", "starts_on": "2026-11-01", "start_time": "17:00",
+        "duration_minutes": "60", "count": "4", "reminders": "1d, 1h", "summary": "", "description": ""}
+
+
+def test_create_publish_skip_cancel_and_following(auth, client):
+    created = auth.post("/admin/series/new", data=FORM)
+    assert created.status_code == 303, created.get_data(as_text=True)[:2000]
+    series = db.session.scalar(select(Series))
+    assert (series.byday, series_rules.rrule_text(series)) == ("3WE", "FREQ=MONTHLY;BYDAY=3WE;COUNT=4")
+    page = client.get(f"/admin/series/{series.id}").get_data(as_text=True)
+    assert "FREQ=MONTHLY;BYDAY=3WE;COUNT=4" in page and "Publish and plan occurrences" in page
+    assert auth.post(f"/admin/series/{series.id}/publish").status_code == 303
+    _first, second, third, fourth = (e.id for e in series_rules.occurrences(db.session, series.id))
+    assert auth.post(f"/admin/series/{series.id}/occurrences/{second}/skip").status_code == 303
+    assert auth.post(f"/admin/series/{series.id}/occurrences/{third}/cancel").status_code == 303
+    moved = auth.post(f"/admin/series/{series.id}/occurrences/{fourth}/following",
+                      data={"start_time": "18:00", "venue": "Room 2"})
+    assert moved.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Event, second) is None
+    assert db.session.get(Event, third).status == "cancelled"
+    fourth = db.session.get(Event, fourth)
+    assert (fourth.venue, fourth.series_id != series.id) == ("Room 2", True)
+    listing = client.get("/admin/series").get_data(as_text=True)
+    # The first part now ends (UNTIL) before the split; the new part is the one occurrence left.
+    assert "Community call" in listing and "UNTIL=" in listing and "COUNT=1" in listing
+
+
+def test_bad_rule_shows_the_form_again_and_writes_nothing(auth):
+    response = auth.post("/admin/series/new", data=dict(FORM, byday="3XX"))
+    assert response.status_code == 422
+    assert "Unknown day" in response.get_data(as_text=True)
+    response = auth.post("/admin/series/new", data=dict(FORM, count="", until="2026-11-10"))
+    assert response.status_code == 422 and "before its first occurrence" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Series)) == 0
+
+
+def test_public_page_signup_for_all_then_drop_one(auth, client, app):
+    auth.post("/admin/series/new", data=dict(FORM, double_opt_in=""))
+    series = db.session.scalar(select(Series))
+    auth.post(f"/admin/series/{series.id}/publish")
+    page = client.get("/series/community-call")
+    assert page.status_code == 200 and "Sign up for all" in page.get_data(as_text=True)
+    token = csrf_token(client, "/series/community-call")
+    done = client.post("/series/community-call/signup", data={
+        "name": "Ann", "email": "ann@example.org", "timezone": "Europe/Paris", "consent": "y", "website": "",
+        "csrf_token": token})
+    assert done.status_code == 200 and "You have a place in each" in done.get_data(as_text=True)
+    subscription = db.session.scalar(select(SeriesSubscription))
+    manage = f"/s/{series_rules.subscription_token(app.config['SECRET_KEY'], subscription)}"
+    places = series_rules.subscription_places(db.session, subscription)
+    assert len(places) == 4
+    dropped = client.post(f"{manage}/drop/{places[1].id}", data={"csrf_token": csrf_token(client, manage)})
+    assert dropped.status_code == 303
+    assert db.session.get(Registration, places[1].id).state == "cancelled"
+    assert "dropped" in client.get(manage).get_data(as_text=True)
+    assert client.get("/s/not-a-real-token-at-all-xxxxxxxx").status_code == 404
