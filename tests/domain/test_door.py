@@ -109,3 +109,31 @@ def test_speakers_attendance_is_per_event(app, create_event, now):
     assert door.attendance(db.session, other) == (0, 0)
     # Attendance is on no public page: the event's cached pages stay valid.
     assert db.session.get(type(event), event.id).version == version
+
+
+def test_two_passes_at_once_write_one_first_pass(app, create_event, now):
+    import threading
+
+    event = create_event(starts_at=now + timedelta(minutes=10))
+    registration_id = join(app, event, "Ada", now).id
+    db.session.commit()
+    barrier, written = threading.Barrier(2), []
+
+    def come_in(moment):
+        with app.app_context():
+            person = db.session.get(Registration, registration_id)
+            db.session.commit()
+            barrier.wait()
+            written.append(door.record_pass(db.session, person, now=moment))
+            db.session.commit()
+            db.session.remove()
+
+    threads = [threading.Thread(target=come_in, args=(now + timedelta(seconds=s),)) for s in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(written) == [False, True]
+    db.session.expire_all()
+    row = db.session.get(Registration, registration_id)
+    assert row.door_first_at == row.door_last_at and row.door_first_at in (now, now + timedelta(seconds=1))

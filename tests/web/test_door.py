@@ -260,6 +260,18 @@ def test_reminder_and_speaker_mails_carry_each_persons_own_door_link(app, event,
     assert JOIN not in speaker.body_text + speaker.body_html
 
 
+def test_starting_soon_mail_carries_the_door_link(app, event, now):
+    from tests.support import outbox
+
+    join(app, event, "Ada", now)
+    fire(event, "reminder", now)  # the 1 hour reminder went out: later signups get "starting soon"
+    at(app, event.starts_at - timedelta(minutes=30))
+    grace = join(app, event, "Grace", event.starts_at - timedelta(minutes=30))
+    [mail] = outbox("starting_soon")
+    assert BASE + door_path(app, grace) in mail.body_text and BASE + door_path(app, grace) in mail.body_html
+    assert JOIN not in mail.body_text + mail.body_html
+
+
 def test_update_mail_carries_the_door_link_when_the_join_url_changes(app, event, now):
     from scheduler.domain.events import update_event
     from tests.support import outbox
