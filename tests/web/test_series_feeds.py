@@ -129,3 +129,4 @@ def test_dropped_occurrence_is_cancelled_in_the_personal_feed_only(app, client, 
     assert ("2027-04-21T15:00:00Z", "CANCELLED") in personal
     assert held(personal) == ["2026-11-18T16:00:00Z", "2027-01-21T17:00:00Z", "2027-03-17T16:00:00Z"]
     assert "2027-04-21T15:00:00Z" in held(expand_python(client.get("/calendar.ics").get_data(as_text=True)))
+
