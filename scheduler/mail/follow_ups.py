@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..domain import follow_ups
 from ..extensions import db
+from ..languages import speaking
 from ..models import Registration
 from ..text import one_line, render_markdown
 from ..timefmt import format_range
@@ -34,7 +35,7 @@ def follow_up_rows(session: Session, event, *, now: datetime) -> list[dict]:
 
 @outbox.renders(follow_ups.ATTENDED, follow_ups.MISSED)
 def compose(row) -> None:
-    """The follow-up with the recording as it is now (a corrected link goes out corrected)."""
+    """The follow-up with the recording as it is now (a corrected link goes out corrected), in their language."""
     registration = db.session.get(Registration, row.registration_id) if row.registration_id else None
     if registration is None:
         raise LookupError("the registration no longer exists")
@@ -43,9 +44,10 @@ def compose(row) -> None:
     if row.kind == follow_ups.ATTENDED:
         questions = [{"name": q.shown_name, "text": q.body, "votes": q.votes}
                      for q in follow_ups.answered_questions(db.session, event.id)]
-    row.subject, row.body_text, row.body_html = render(
-        row.kind, event=event, name=registration.name, recording_url=event.recording_url,
-        summary=event.recording_summary, summary_html=render_markdown(event.recording_summary),
-        questions=questions, feedback_url=registration_url("feedback.form", registration),
-        manage_url=registration_url("signup.manage", registration),
-        when=format_range(event.starts_at, event.ends_at, registration.timezone or event.timezone))
+    with speaking(registration.language):
+        row.subject, row.body_text, row.body_html = render(
+            row.kind, event=event, name=registration.name, recording_url=event.recording_url,
+            summary=event.recording_summary, summary_html=render_markdown(event.recording_summary),
+            questions=questions, feedback_url=registration_url("feedback.form", registration),
+            manage_url=registration_url("signup.manage", registration),
+            when=format_range(event.starts_at, event.ends_at, registration.timezone or event.timezone))
