@@ -116,3 +116,16 @@ def cancel(token: str):
         series_rules.cancel_subscription(uow.session, subscription, now=uow.now)
     flash(_("You left the series: your places in its upcoming occurrences are given up."), "success")
     return redirect(url_for("series.manage", token=token), code=303)
+
+
+def series_of(event) -> Series | None:
+    """The public series an occurrence belongs to (for its event page), or None."""
+    if event.series_id is None:
+        return None
+    series = db.session.get(Series, event.series_id)
+    return series if series is not None and series.status != "draft" else None
+
+
+@bp.record_once
+def _template_helpers(state) -> None:
+    state.app.jinja_env.globals.update(series_of=series_of)

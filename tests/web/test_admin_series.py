@@ -68,3 +68,12 @@ def test_public_page_signup_for_all_then_drop_one(auth, client, app):
     assert db.session.get(Registration, places[1].id).state == "cancelled"
     assert "dropped" in client.get(manage).get_data(as_text=True)
     assert client.get("/s/not-a-real-token-at-all-xxxxxxxx").status_code == 404
+
+
+def test_occurrence_page_links_its_series(auth, client):
+    auth.post("/admin/series/new", data=FORM)
+    series = db.session.scalar(select(Series))
+    auth.post(f"/admin/series/{series.id}/publish")
+    first = series_rules.occurrences(db.session, series.id)[0]
+    page = client.get(f"/events/{first.slug}").get_data(as_text=True)
+    assert 'href="/series/community-call"' in page
