@@ -34,6 +34,10 @@ MAX_SECONDS = 600.0
 RETRY_MS = 1000
 #: A stream this far behind (a stalled client) is ended; it gets a snapshot when it comes back.
 MAX_QUEUED = 256
+#: At most one round of changes per this long: a change after a quiet spell goes out at once, and while
+#: votes keep coming each open board gets one write per round, carrying every change since the last one
+#: (writes per board, not changes, are what a process with many open boards spends its time on).
+ROUND_SECONDS = 0.25
 
 
 def encode(kind: str, data: dict) -> bytes:
@@ -131,11 +135,16 @@ class Hub:
         self.inbox.put((None, frozenset()))
 
     def run(self) -> None:
+        last_round = -ROUND_SECONDS
         while not self.stopping.is_set():
             try:
                 first = self.inbox.get(timeout=0.5)
             except queue.Empty:
                 continue
+            wait = last_round + ROUND_SECONDS - time.monotonic()
+            if wait > 0 and self.stopping.wait(wait):
+                return
+            last_round = time.monotonic()
             changed: dict[int, set[int]] = {}
             resync = False
             item: tuple[int | None, frozenset[int]] | None = first
