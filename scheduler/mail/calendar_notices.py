@@ -211,7 +211,10 @@ def on_event_cancelled(event: Event, *, session: Session, now: datetime, reason:
                                     OutboxMessage.state == "queued")
         .execution_options(synchronize_session=False)
     )
+    told = series_mail.told_by_series(session, event)
     for recipient in recipients(session, event, states=ACTIVE_STATES):
+        if recipient.registration_id in told:
+            continue
         with speaking(recipient.language):
             ics = _invite(event, recipient, method="CANCEL", now=now) if recipient.invited else None
             outbox.queue(

@@ -44,6 +44,18 @@ def recurrence(session: Session, event, email: str) -> dict:
             "recurrence_id": event.recurrence_id}
 
 
+def told_by_series(session: Session, event) -> set[int]:
+    """Registrations held through a whole-series signup of a cancelled series: the series' one CANCEL tells
+    them, not a message per occurrence."""
+    if getattr(event, "series_id", None) is None:
+        return set()
+    series = session.get(Series, event.series_id)
+    if series is None or series.status != "cancelled":
+        return set()
+    return set(session.scalars(select(Registration.id).where(Registration.event_id == event.id,
+                                                             Registration.subscription_id.is_not(None))))
+
+
 def series_invitation(session: Session, series: Series, subscription: SeriesSubscription, *, method: str,
                       now: datetime) -> str | None:
     """One part of the chain as this person holds it: the master with RRULE, EXDATEs for the dates they
@@ -141,6 +153,7 @@ def on_series_changed(series: Series, *, session: Session, now: datetime, **_):
     """The rule, a skipped date or the template changed: every whole-series registrant gets the new invitation."""
     subscriptions = session.scalars(select(SeriesSubscription).where(
         SeriesSubscription.series_id == series.family_id, SeriesSubscription.state == "active"))
+    cancelled = series.status == "cancelled"
     for subscription in subscriptions:
-        _send(session, subscription, series, kind="series_updated", now=now, method="REQUEST",
-              key=str(series.sequence + subscription.ics_sequence))
+        _send(session, subscription, series, kind="series_cancelled" if cancelled else "series_updated", now=now,
+              method="CANCEL" if cancelled else "REQUEST", key=str(series.sequence + subscription.ics_sequence))

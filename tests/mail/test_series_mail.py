@@ -111,3 +111,22 @@ def test_double_opt_in_then_leaving(app, now, client):
     db.session.commit()
     (left,) = mails("series_left")
     assert left.ics_method == "CANCEL" and "STATUS:CANCELLED" in left.ics
+
+
+def test_cancelled_series_is_one_cancel_for_a_whole_series_registrant(app, now):
+    from scheduler.domain import signups
+
+    series = make(app, now)
+    series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+                           secret=app.config["SECRET_KEY"])
+    first = series_rules.occurrences(db.session, series.id)[0]
+    signups.sign_up(db.session, first, name="Bo", email="bo@example.org", now=now, secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    series_rules.cancel_series(db.session, series, now=now)
+    db.session.commit()
+    (cancelled,) = mails("series_cancelled")
+    assert cancelled.ics_method == "CANCEL" and cancelled.to_addr == "ann@example.org"
+    (master,) = Calendar.from_ical(cancelled.ics).events
+    assert str(master["STATUS"]) == "CANCELLED" and "RRULE" in master
+    # Bo, signed up for one occurrence, is told about it; Ann not once per occurrence.
+    assert [m.to_addr for m in mails("event_cancelled")] == ["bo@example.org"]
