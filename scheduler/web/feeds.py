@@ -432,7 +432,9 @@ def speaker_feed(token: str):
             select(EventSpeaker).where(EventSpeaker.speaker_id == speaker.id))}
 
         def entry(e, url: str) -> calendars.Entry:
-            door = speaker_door_url(links[e.id]) if e.join_url and e.status != "cancelled" and e.id in links else ""
+            # A series' master (not a FeedEvent: its id is the series') has no door of its own.
+            door = (speaker_door_url(links[e.id]) if isinstance(e, FeedEvent) and e.join_url
+                    and e.status != "cancelled" and e.id in links else "")
             return calendars.Entry(e, url, join_url=door)
 
         return _calendar(f"{_organizer()[0]}: {one_line(speaker.name)} speaking", *conditions, joins=joins,

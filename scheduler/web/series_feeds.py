@@ -55,8 +55,9 @@ def personal_follow(session: Session, email_key: str) -> Follow:
         if template.status == "cancelled":
             return calendars.Entry(template, url, sequence=sequence)
         alarms = () if subscription.reminders_opt_out else tuple(series.reminder_offsets or ())
-        return calendars.Entry(template, url, join_url=template.join_url, link=template.join_url,
-                               sequence=sequence, alarms=alarms)
+        # No join link on the master: each occurrence carries the person's own door to it (web/door.py), never
+        # the raw join URL.
+        return calendars.Entry(template, url, sequence=sequence, alarms=alarms)
 
     return Follow(lambda series: series.family_id in subscriptions, master)
 

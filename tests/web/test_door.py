@@ -373,3 +373,30 @@ def test_admin_event_page_counts_who_came_through(app, client, auth, event, now)
     client.get(speaker_door_path(app, event.speakers[0]))
     page = client.get(f"/admin/events/{event.id}").get_data(as_text=True)
     assert "<strong>1</strong> came in through their door (and 1 speaker)" in page
+
+
+def test_whole_series_feeds_lead_through_each_occurrences_door(app, client, now):
+    from sqlalchemy import select
+
+    from scheduler.domain import events as event_rules
+    from scheduler.domain import series as series_rules
+    from scheduler.models import Registration
+    from scheduler.tokens import feed_token
+    from scheduler.web.feeds import speaker_feed_url
+
+    secret = app.config["SECRET_KEY"]
+    speaker = event_rules.create_speaker(db.session, now=now, name="Grace Hopper", email="grace@speakers.test")
+    series = series_rules.create_series(
+        db.session, now=now, title="Community call", timezone="Europe/Berlin", freq="weekly", byday="WE",
+        first_start=now + timedelta(days=2), duration_minutes=60, count=3, double_opt_in=False, join_url=JOIN,
+        speakers=[[speaker.id, "host"]])
+    series_rules.publish_series(db.session, series, now=now, secret=secret)
+    subscription, _outcome = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+                                                    timezone="Europe/Paris", now=now, secret=secret)
+    speaker_url = speaker_feed_url(db.session, speaker)
+    db.session.commit()
+    places = list(db.session.scalars(select(Registration).where(Registration.subscription_id == subscription.id)))
+    personal = unfolded(client.get(f"/feeds/{feed_token(secret, places[0])}.ics").get_data(as_text=True))
+    assert JOIN not in personal
+    assert len(places) == 3 and all(BASE + door_path(app, place) in personal for place in places)
+    assert JOIN not in client.get(speaker_url.removeprefix(BASE)).get_data(as_text=True)
