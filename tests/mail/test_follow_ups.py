@@ -36,7 +36,7 @@ def test_thanks_lists_answered_questions_and_the_speaker_gets_the_figures(app, c
     assert "&lt;b&gt;Why&lt;/b&gt; &amp; how?" in mail.body_html
     assert [m.to_addr for m in outbox("follow_up_missed")] == ["cy@example.org"]
     speaker = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "speaker_thanks"))
-    assert "2 people came through the door (66%)" in speaker.body_text
+    assert "2 people came through the door (67%)" in speaker.body_text
     assert "2 questions asked, 1 answered" in speaker.body_text and "- 1 vote" in speaker.body_text
 
 
