@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from babel.dates import format_timedelta
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from .. import clock
@@ -22,7 +21,7 @@ from ..domain import door as rules
 from ..extensions import db
 from ..models import Event
 from ..services import unit_of_work
-from ..timefmt import current_locale, format_datetime, format_range
+from ..timefmt import format_datetime, format_lead, format_range
 from ..urls import door_url, speaker_door_url
 from .feeds import google_calendar_url, outlook_calendar_url
 
@@ -99,11 +98,22 @@ def _waiting(event: Event, *, zone: str, now: datetime, door_url: str):
     page = render_template(
         "door/waiting.html", event=event, opens=format_datetime(opens, zone),
         when=format_range(event.starts_at, event.ends_at, zone), seconds_left=left, clock_left=_clock(left),
-        in_words=format_timedelta(opens - now, add_direction=True, locale=current_locale()),
+        in_words=_in_words(left),
         refresh=min(left, REFRESH_AT_MOST), door_url=door_url, **_links(event),
         google_url=google_calendar_url(event, join_url=door_url),
         outlook_url=outlook_calendar_url(event, join_url=door_url))
     return page
+
+
+def _in_words(seconds: int) -> str:
+    """"in 105 minutes", "in 5 hours", "in 3 days": never more than is left (Babel alone would round 1:45 up
+    to "in 2 hours")."""
+    minutes = -(-seconds // 60)
+    if minutes < 120:
+        return format_lead(minutes * 60)
+    if minutes < 48 * 60:
+        return format_lead(minutes // 60 * 3600)
+    return format_lead(minutes // 1440 * 86400)
 
 
 def _clock(seconds: int) -> str:

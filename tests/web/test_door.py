@@ -63,6 +63,7 @@ def test_before_opening_waiting_page_counts_down_without_the_join_url(app, clien
     page = response.get_data(as_text=True)
     left = int((event.starts_at - timedelta(minutes=15) - now).total_seconds())
     assert f'data-seconds="{left}"' in page and ">01:45:00</time>" in page
+    assert "The door opens in 105 minutes" in page
     assert '<meta http-equiv="refresh" content="3600">' in page  # hourly while far, also without JS
     assert 'src="/static/door.js"' in page
     assert f'href="/events/{event.slug}/questions"' in page  # the board
@@ -88,6 +89,7 @@ def test_waiting_page_long_ahead_reloads_hourly(app, client, create_event, now):
     registration = join(app, event, "Ada", now)
     page = client.get(door_path(app, registration)).get_data(as_text=True)
     assert '<meta http-equiv="refresh" content="3600">' in page and ">2:23:45:00</time>" in page
+    assert "The door opens in 2 days" in page
     assert JOIN not in page
     # The board is not public: no link that would carry the registrant's manage token.
     assert token_for(app, registration) not in page and "/questions" not in page
