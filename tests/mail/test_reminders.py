@@ -16,7 +16,8 @@ from scheduler.domain import signups
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage, PlannedJob
 from scheduler.tokens import manage_token
-from scheduler.urls import door_url, speaker_door_url
+from scheduler.urls import door_url, speaker_door_url, webcal_url
+from scheduler.web.feeds import speaker_feed_url
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 START = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
@@ -77,6 +78,7 @@ def test_speaker_briefing_email_snapshot(app, create_event):
     event, _ada = make_event(app, create_event)
     door = speaker_door_url(event.speakers[0])
     message = fire(app, "briefing", 3 * 86400)
+    feed = webcal_url(speaker_feed_url(db.session, event.speakers[0].speaker))  # issued by the briefing
     assert message.to_addr == "soumith@speakers.test"
     assert message.subject == "Speaker briefing: PyTorch: A Foundation for Open Source AI/ML"
     assert message.body_text == f"""Hello Soumith Chintala,
@@ -98,6 +100,9 @@ Run of show:
 Questions submitted by attendees (1):
 
 - Ada Lovelace: Will PyTorch stay open?
+
+Every event you speak at, in your calendar (subscribe once):
+{feed}
 
 You get this email because you are a speaker at this event on Townhall. Questions? Reply to the organiser.
 """
