@@ -60,11 +60,15 @@ def no_show_filter(event_id: int):
     return (Registration.event_id == event_id, Registration.state == "confirmed", Registration.door_first_at.is_(None))
 
 
-def follow_up_recipients(session: Session, event_id: int) -> list:
-    """Plain rows (id, name, email, attended) of everyone the follow-up goes to, in id order."""
+def follow_up_recipients(session: Session, event_id: int, *, doors: bool = True) -> list:
+    """Plain rows (id, name, email, attended) of everyone the follow-up goes to, in id order.
+
+    Without `doors` (an event with no online join link, so no door to count people at), every
+    confirmed registrant counts as having come: nobody is told they were missed on a guess.
+    """
+    came = Registration.door_first_at.is_not(None) if doors else Registration.state.in_(("confirmed",))
     return list(session.execute(
-        select(Registration.id, Registration.name, Registration.email,
-               Registration.door_first_at.is_not(None).label("attended"))
+        select(Registration.id, Registration.name, Registration.email, came.label("attended"))
         .where(Registration.event_id == event_id,
                (Registration.door_first_at.is_not(None)) | (Registration.state == "confirmed"))
         .order_by(Registration.id)))

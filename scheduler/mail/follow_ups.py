@@ -25,12 +25,13 @@ def dedupe_key(event_id: int, registration_id: int) -> str:
 
 
 def follow_up_rows(session: Session, event, *, now: datetime) -> list[dict]:
-    """One deferred row per attendee and per confirmed no-show; `event` may be a snapshot."""
+    """One deferred row per attendee and per confirmed no-show (everyone confirmed counts as an attendee
+    when the event had no door); `event` may be a snapshot."""
     return [dict(
         dedupe_key=dedupe_key(event.id, person.id), kind=follow_ups.ATTENDED if person.attended else follow_ups.MISSED,
         to_addr=person.email, to_name=one_line(person.name)[:200], event_id=event.id, registration_id=person.id,
         context={}, state="queued", attempts=0, next_attempt_at=now, created_at=now,
-    ) for person in follow_ups.follow_up_recipients(session, event.id)]
+    ) for person in follow_ups.follow_up_recipients(session, event.id, doors=bool(event.join_url))]
 
 
 @outbox.renders(follow_ups.ATTENDED, follow_ups.MISSED)

@@ -119,3 +119,14 @@ def test_attendance_and_question_figures(app, create_event, now):
     seen = follow_ups.attendance(db.session, event.id)
     assert (seen.came, seen.missed, seen.rate) == (3, 2, 0.6)
     assert count(OutboxMessage, OutboxMessage.kind == "follow_up_attended") == 0
+
+
+def test_without_a_door_every_confirmed_registrant_gets_the_thanks(app, create_event, now):
+    event = create_event(starts_at=now - timedelta(hours=2), join_url="", venue="Town hall, room 2")
+    for n in range(2):
+        signups.sign_up(db.session, event, name=f"P{n}", email=f"p{n}@example.org", now=now - timedelta(days=1),
+                        secret=app.config["SECRET_KEY"])
+    follow_ups.set_recording(db.session, event, url="https://video.example.org/r/3", now=now)
+    db.session.commit()
+    assert dispatch.fire(db.session, follow_up_job(event).id, worker="w", clock=lambda: now).queued == 2
+    assert {m.kind for m in outbox() if m.kind.startswith("follow_up")} == {"follow_up_attended"}
