@@ -479,6 +479,9 @@ def edit_following(session: Session, event: Event, *, now: datetime, start_time:
     duration = duration_minutes if duration_minutes is not None else series.duration_minutes
     if not isinstance(duration, int) or not 1 <= duration <= 24 * 60:
         raise InvalidInput("An occurrence lasts 1 minute to 24 hours.", field="duration_minutes")
+    template = {name: value for name, value in template.items() if getattr(series, name) != value}
+    if not template and new_time == old_local.time() and duration == series.duration_minutes:
+        return series  # nothing changes: no split
     split_at = event.recurrence_id
     following = [e for e in occurrences(session, series.id) if e.recurrence_id >= split_at]
     target = series

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scheduler import dispatch
 from scheduler.domain import reminders, signups
@@ -206,3 +206,11 @@ def test_cli_plans_the_window(app, now, runner):
     made = len(series_rules.occurrences(db.session, series.id))
     assert result.output == f"{made} occurrence(s) planned.\n" and made == 26  # Wednesdays from 4 November within 183 days
     assert runner.invoke(args=["series", "plan"]).output == "0 occurrence(s) planned.\n"
+
+
+def test_following_without_a_change_splits_nothing(app, now):
+    series = make(app, now, count=3)
+    third = series_rules.occurrences(db.session, series.id)[2]
+    assert series_rules.edit_following(db.session, third, now=now, start_time=time(17, 0),
+                                       title="Maintainers' sync") is series
+    assert db.session.scalar(select(func.count()).select_from(Series)) == 1
