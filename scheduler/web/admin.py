@@ -18,6 +18,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from markupsafe import Markup
 from sqlalchemy import func, or_, select
@@ -29,6 +30,7 @@ from ..domain import events as event_rules
 from ..domain.offsets import describe_offset
 from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
+from ..labels import role_in_text
 from ..models import Event, Speaker
 from ..services import unit_of_work
 from .admin_figures import after_event, speaker_feed_links
@@ -96,7 +98,7 @@ def login():
             _new_csrf_token()
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
-        form.password.errors = ["Wrong email or password."]
+        form.password.errors = [_("Wrong email or password.")]
         return render_template("admin/login.html", form=form), 401
     return render_template("admin/login.html", form=form), (422 if form.errors else 200)
 
@@ -147,7 +149,7 @@ def event_new():
     if form.validate_on_submit():
         with attempt(refused=show_on_form(form, lambda: _event_form_page(form, None))) as uow:
             event = event_rules.create_event(uow.session, now=uow.now, tags=form.tag_names(), **form.domain_fields())
-            done = f"Draft “{event.title}” created. Add speakers, then publish."
+            done = _("Draft “%(title)s” created. Add speakers, then publish.", title=event.title)
             back = _detail_url(event.id)
         flash(done, "success")
         return redirect(back)
@@ -166,9 +168,9 @@ def event_edit(event_id: int):
                                                hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]),
                                                **form.domain_fields())
             if changed & set(event_rules.CALENDAR_FIELDS) and event.status == "published":
-                done = "Saved. Registrants and speakers will get an updated invitation."
+                done = _("Saved. Registrants and speakers will get an updated invitation.")
             else:
-                done = "Saved." if changed else "Nothing changed."
+                done = _("Saved.") if changed else _("Nothing changed.")
         flash(done, "success")
         return redirect(_detail_url(event_id))
     return _event_form_page(form, event)
@@ -237,7 +239,7 @@ def event_publish(event_id: int):
     _confirmed()
     with attempt(refused=flash_back(_detail_url(event_id))) as uow:
         event_rules.publish_event(uow.session, event, now=uow.now)
-    flash("Published. Reminders and speaker jobs are planned.", "success")
+    flash(_("Published. Reminders and speaker jobs are planned."), "success")
     return redirect(_detail_url(event_id))
 
 
@@ -248,7 +250,7 @@ def event_cancel(event_id: int):
     reason = (request.form.get("reason") or "")[:500]
     with attempt(refused=flash_back(_detail_url(event_id), code=302)) as uow:
         event_rules.cancel_event(uow.session, event, now=uow.now, reason=reason)
-    flash("Cancelled. Everyone registered will be told, and pending jobs are removed.", "success")
+    flash(_("Cancelled. Everyone registered will be told, and pending jobs are removed."), "success")
     return redirect(_detail_url(event_id))
 
 
@@ -268,7 +270,7 @@ def speaker_add(event_id: int):
         form = SpeakerForm()
         if not form.validate_on_submit():
             for field, messages in form.errors.items():
-                flash(f"{form[field].label.text if field in form else field}: {' '.join(messages)}", "error")
+                flash(f"{form[field].label.text if field in form else field}: {' '.join(str(m) for m in messages)}", "error")
             return redirect(back, code=303)
         speaker, role = None, form.role.data
         person = {name: form[name].data for name in ("name", "email", "affiliation", "bio", "photo_url")}
@@ -276,7 +278,7 @@ def speaker_add(event_id: int):
         if speaker is None:
             speaker = event_rules.create_speaker(uow.session, now=uow.now, **person)
         event_rules.add_speaker(uow.session, event, speaker, role=role, now=uow.now)
-        done = f"{speaker.name} added as {role}."
+        done = _("%(name)s added as %(role)s.", name=speaker.name, role=role_in_text(role))
     flash(done, "success")
     return redirect(back)
 
@@ -287,5 +289,5 @@ def speaker_remove(event_id: int, speaker_id: int):
     _confirmed()
     with unit_of_work() as uow:
         event_rules.remove_speaker(uow.session, event, speaker_id, now=uow.now)
-    flash("Speaker removed from this event.", "success")
+    flash(_("Speaker removed from this event."), "success")
     return redirect(_detail_url(event_id))

@@ -17,6 +17,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from ..domain import queries, registrants, signups
@@ -219,7 +220,7 @@ def outbox_retry(message_id: int):
     with unit_of_work() as uow:
         outbox.retry_now(uow.session, message, now=uow.now)
         queued = message.state == "queued"
-    flash("The message is queued again." if queued else "Only failed messages can be retried.",
+    flash(_("The message is queued again.") if queued else _("Only failed messages can be retried."),
           "success" if queued else "error")
     return redirect(url_for("admin.outbox", state=request.args.get("state"), before=request.args.get("before"),
                             after=request.args.get("after")), code=303)

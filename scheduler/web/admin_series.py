@@ -133,7 +133,7 @@ def series_cancel_occurrence(series_id: int, event_id: int):
 def series_following(series_id: int, event_id: int):
     form = FollowingForm()
     if not form.validate_on_submit():
-        flash(" ".join(m for messages in form.errors.values() for m in messages), "error")
+        flash(" ".join(str(m) for messages in form.errors.values() for m in messages), "error")
         return redirect(_detail(series_id), code=303)
     changes = {name: form[name].data for name in ("title", "venue", "join_url", "capacity") if form[name].data}
     with attempt(refused=flash_back(_detail(series_id))) as uow:

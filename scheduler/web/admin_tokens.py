@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from wtforms import SelectField, StringField
@@ -18,10 +20,10 @@ from .refusals import attempt, flash_back, show_on_form
 
 
 class ApiTokenForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)],
-                       description="What uses it, e.g. “website sync”.")
-    scope = SelectField("Scope", choices=[SelectChoice("read", "Read: list events and registrations"),
-                                          SelectChoice("write", "Write: also create, change, cancel and register")],
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)],
+                       description=_l("What uses it, e.g. “website sync”."))
+    scope = SelectField(_l("Scope"), choices=[SelectChoice("read", _l("Read: list events and registrations")),
+                                              SelectChoice("write", _l("Write: also create, change, cancel and register"))],
                         default="read", validators=[DataRequired()])
 
 
@@ -50,6 +52,6 @@ def api_token_revoke(token_id: int):
     back = url_for("admin.api_tokens")
     with attempt(refused=flash_back(back, code=302)) as uow:
         row = token_rules.revoke_token(uow.session, token_id, now=uow.now)
-        done = f"Token “{row.name}” revoked: requests with it now get 401."
+        done = _("Token “%(name)s” revoked: requests with it now get 401.", name=row.name)
     flash(done, "success")
     return redirect(back)

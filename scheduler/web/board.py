@@ -28,6 +28,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from sqlalchemy import select
 from wtforms import IntegerField, RadioField, StringField, TextAreaField
@@ -50,20 +52,20 @@ bp = Blueprint("board", __name__)
 bp.record_once(lambda state: board_stream.install(state.app))
 
 class AskForm(Form):
-    body = TextAreaField("Your question", validators=[
-        DataRequired(message="Write your question first."),
-        Length(max=rules.MAX_LENGTH, message=f"Keep your question to {rules.MAX_LENGTH} characters.")])
-    shown_as = RadioField("Show it under", choices=[SelectChoice("name", "My name"),
-                                                    SelectChoice("anonymous", "Anonymous")], default="name")
+    body = TextAreaField(_l("Your question"), validators=[
+        DataRequired(message=_l("Write your question first.")),
+        Length(max=rules.MAX_LENGTH, message=_l("Keep your question to %(num)s characters.", num=rules.MAX_LENGTH))])
+    shown_as = RadioField(_l("Show it under"), choices=[SelectChoice("name", _l("My name")),
+                                                        SelectChoice("anonymous", _l("Anonymous"))], default="name")
     #: A moderator's question: the name it goes up under ("From the chat"), Anonymous when empty.
-    display_name = StringField("Shown as", validators=[Optional(), Length(max=200)],
-                               description="Such as “From the chat”; Anonymous when empty.")
+    display_name = StringField(_l("Shown as"), validators=[Optional(), Length(max=200)],
+                               description=_l("Such as “From the chat”; Anonymous when empty."))
 
 
 class MergeForm(Form):
-    into = IntegerField("Merge into question number", validators=[
-        InputRequired(message="Give the number of the question to keep."),
-        NumberRange(min=1, message="Give the number of the question to keep.")])
+    into = IntegerField(_l("Merge into question number"), validators=[
+        InputRequired(message=_l("Give the number of the question to keep.")),
+        NumberRange(min=1, message=_l("Give the number of the question to keep."))])
 
 
 @dataclass
@@ -178,8 +180,8 @@ def ask(place: Place):
                              anonymous=form.shown_as.data == "anonymous", display_name=form.display_name.data or "",
                              now=uow.now)
         if question.state == "pending":
-            return "Thanks: your question waits for a moderator's approval."
-        return "Your question is on the board."
+            return _("Thanks: your question waits for a moderator's approval.")
+        return _("Your question is on the board.")
 
     return change(place, act, anchor="#board-ask", ask_form=form)
 
@@ -206,15 +208,15 @@ def moderate(place: Place, question_id: int, action: str):
     form = MergeForm() if action == "merge" else None
     if form is not None and not form.validate_on_submit():
         return board_page(place, merge_form=form, status=422,
-                          message=" ".join(m for messages in form.errors.values() for m in messages))
+                          message=" ".join(str(m) for messages in form.errors.values() for m in messages))
 
     def act(uow):
         if action == "merge":
             kept = rules.merge(uow.session, place.event, place.actor, question_id, form.into.data, now=uow.now)
-            return f"Question {question_id} is merged into question {kept.id}."
+            return _("Question %(merged)s is merged into question %(kept)s.", merged=question_id, kept=kept.id)
         rules.ACTIONS[action](uow.session, place.event, place.actor, question_id, now=uow.now)
-        return {"approve": "Approved.", "hide": "Hidden.", "answered": "Marked answered.", "pin": "Pinned: now answering.",
-                "unpin": "Unpinned."}[action]
+        return {"approve": _("Approved."), "hide": _("Hidden."), "answered": _("Marked answered."),
+                "pin": _("Pinned: now answering."), "unpin": _("Unpinned.")}[action]
 
     return change(place, act, anchor=f"#q{question_id}", merge_form=form)
 
