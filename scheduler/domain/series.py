@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 
 from .. import signals
 from ..errors import Conflict, InvalidInput, InvalidTransition, NotFound, RuleGivesNothing, SlugTaken
+from ..languages import DEFAULT as DEFAULT_LANGUAGE
+from ..languages import known as known_language
 from ..models import (
     ACTIVE_STATES,
     EVENT_KINDS,
@@ -578,7 +580,7 @@ def _subscriptions(session: Session, family_id: int, *, states) -> list[SeriesSu
 
 
 def subscribe(session: Session, series: Series, *, name: str, email: str, timezone: str = "", now: datetime,
-              secret: str, hold_hours: float = 24.0) -> tuple[SeriesSubscription, str]:
+              secret: str, hold_hours: float = 24.0, language: str = DEFAULT_LANGUAGE) -> tuple[SeriesSubscription, str]:
     """Sign someone up for the whole series: (subscription, outcome), outcome "pending" (confirm the address
     first), "active" (a place in each future occurrence) or "repeat" (already signed up; the link is re-sent)."""
     if series.status != "published":
@@ -601,6 +603,7 @@ def subscribe(session: Session, series: Series, *, name: str, email: str, timezo
         session.add(subscription)
     subscription.name, subscription.email = name, email
     subscription.timezone = timezone if event_rules.is_valid_timezone(timezone) else series.timezone
+    subscription.language = known_language(language)
     subscription.state, subscription.cancelled_at, subscription.updated_at = "pending", None, now
     session.flush()
     subscription.token_hash = token_hash(subscription_token(secret, subscription))
@@ -630,7 +633,8 @@ def enrol(session: Session, subscription: SeriesSubscription, *, now: datetime, 
           secret: str, hold_hours: float = 24.0) -> list[Registration]:
     """A place for the subscriber in each of these occurrences that is open and where they have none yet.
 
-    An occurrence they dropped, or one they signed up for on its own, is left as it is.
+    An occurrence they dropped, or one they signed up for on its own, is left as it is: that one keeps its
+    own manage link and its own invitation, and the series' invitation leaves its date out.
     """
     placed = []
     for event in events:
@@ -641,12 +645,11 @@ def enrol(session: Session, subscription: SeriesSubscription, *, now: datetime, 
         registration = session.scalar(select(Registration).where(Registration.event_id == event.id,
                                                                  Registration.email_key == subscription.email_key))
         if registration is not None:
-            if registration.subscription_id is None and registration.state in ACTIVE_STATES:
-                registration.subscription_id = subscription.id  # one manage link covers it from now on
             continue
         registration = Registration(
             event_id=event.id, subscription_id=subscription.id, name=subscription.name, email=subscription.email,
-            email_key=subscription.email_key, timezone=subscription.timezone, state="pending",
+            email_key=subscription.email_key, timezone=subscription.timezone, language=subscription.language,
+            state="pending",
             token_nonce=new_nonce(), feed_nonce=new_nonce(), consent_at=subscription.confirmed_at or now,
             email_verified_at=subscription.confirmed_at or now, reminders_opt_out=subscription.reminders_opt_out,
             ics_sequence=0, created_at=now, updated_at=now)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from scheduler.domain import series as series_rules
 from scheduler.extensions import db
+from scheduler.mail import outbox
 from scheduler.models import OutboxMessage
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -130,3 +131,20 @@ def test_cancelled_series_is_one_cancel_for_a_whole_series_registrant(app, now):
     assert str(master["STATUS"]) == "CANCELLED" and "RRULE" in master
     # Bo, signed up for one occurrence, is told about it; Ann not once per occurrence.
     assert [m.to_addr for m in mails("event_cancelled")] == ["bo@example.org"]
+
+
+def test_an_occurrence_held_on_its_own_stays_out_of_the_series_invitation(app, now):
+    from scheduler.domain import signups
+
+    series = make(app, now)
+    first = series_rules.occurrences(db.session, series.id)[0]
+    signups.sign_up(db.session, first, name="Ann", email="ann@example.org", now=now, secret=app.config["SECRET_KEY"])
+    series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+                           secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    (own,) = mails("confirmed")  # the occurrence's own invitation, with its own UID
+    ics = outbox.fill(own).ics  # composed at delivery
+    assert str(Calendar.from_ical(ics).events[0]["UID"]) == f"event-{first.id}@townhall.test"
+    (welcome,) = mails("series_subscribed")
+    database = [e.starts_at for e in series_rules.occurrences(db.session, series.id)]
+    assert starts(welcome.ics) == database[1:]  # not twice in their calendar
