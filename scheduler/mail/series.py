@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from .. import calendar_series, calendars, signals
 from ..domain import series as series_rules
+from ..languages import speaking
 from ..models import ACTIVE_STATES, Registration, Series, SeriesSubscription
 from ..timefmt import format_range, format_time
 from ..urls import external_url
@@ -107,12 +108,13 @@ def _context(session: Session, subscription: SeriesSubscription, series: Series,
 
 def _send(session: Session, subscription: SeriesSubscription, series: Series, *, kind: str, key: str,
           now: datetime, method: str | None = None, **extra) -> None:
-    ics = series_invitation(session, series, subscription, method=method, now=now) if method else None
-    if method and ics is None:
-        return
-    outbox.queue(session, kind=kind, to_addr=subscription.email, to_name=subscription.name,
-                 dedupe_key=f"{kind}:{subscription.id}:{series.id}:{key}", now=now, ics=ics,
-                 ics_method=method if ics else None, **_context(session, subscription, series, now=now), **extra)
+    with speaking(subscription.language):
+        ics = series_invitation(session, series, subscription, method=method, now=now) if method else None
+        if method and ics is None:
+            return
+        outbox.queue(session, kind=kind, to_addr=subscription.email, to_name=subscription.name,
+                     dedupe_key=f"{kind}:{subscription.id}:{series.id}:{key}", now=now, ics=ics,
+                     ics_method=method if ics else None, **_context(session, subscription, series, now=now), **extra)
 
 
 def _confirm_url(subscription: SeriesSubscription) -> str:

@@ -109,6 +109,8 @@ class SeriesSubscription(db.Model):
     email: Mapped[str] = mapped_column(String(320))
     email_key: Mapped[str] = mapped_column(String(320))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: The Babel code of the language their mail is written in; each place they get takes it too.
+    language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
     #: "pending" until the address is confirmed (double opt-in), "active", or "cancelled".
     state: Mapped[str] = mapped_column(String(20), default="pending")
     #: Manage token = HMAC(SECRET_KEY, id + nonce); only its sha256 is kept.

@@ -13,6 +13,7 @@ from ..domain import signups
 from ..extensions import db, limiter
 from ..forms import ConfirmForm, SignupForm
 from ..models import Registration, Series
+from ..timefmt import current_locale
 from ..tokens import looks_like_token
 from .refusals import attempt, flash_back
 
@@ -57,7 +58,7 @@ def signup(slug: str):
     with attempt(refused=flash_back(url_for("series.page", slug=slug))) as uow:
         _subscription, outcome = series_rules.subscribe(
             uow.session, series, name=form.name.data, email=form.email.data, timezone=form.timezone.data,
-            now=uow.now, secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
+            now=uow.now, secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours(), language=current_locale())
     # A repeat looks like a fresh signup: the page must not tell whether the address was known.
     return render_template("series/thanks.html", series=series,
                            outcome="pending" if outcome == "repeat" else outcome)
