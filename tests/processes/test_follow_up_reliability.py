@@ -199,7 +199,7 @@ def test_follow_ups_of_3_attendees_and_2_no_shows_go_once_each_with_the_schedule
     event = event_rules.create_event(db.session, now=now - timedelta(days=3), title="Held", slug="held",
                                      timezone="Europe/Berlin", starts_at=start, ends_at=start + timedelta(hours=1),
                                      reminder_offsets=[], briefing_enabled=False, nudge_enabled=False,
-                                     thanks_enabled=False, double_opt_in=False)
+                                     thanks_enabled=False, double_opt_in=False, join_url="https://meet.example.org/held")
     event_rules.publish_event(db.session, event, now=now - timedelta(days=3))
     suffix = "@held.example.org"
     for n in range(5):
