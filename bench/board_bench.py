@@ -5,10 +5,16 @@ whose board visitors may read, --questions questions and --voters registrants; t
 README serves it (gevent workers, no --preload) with --workers workers.
 
 Load, all from this process: an asyncio client opens --boards Server-Sent Event streams on the public
-board (/events/<slug>/questions/live), --connect at a time, and reads every message; once all have their
-first snapshot (and a settling moment), voters send votes through the server (POST .../vote with their
-CSRF token, as board.js does) at --rate per second for --seconds, each vote on the question next in
-turn, so votes on one question are --questions / --rate seconds apart.
+board (/events/<slug>/questions/live), --connect at a time, and reads every message (an asyncio Protocol:
+one callback per read, no line splitting); once all have their first snapshot (and a settling moment),
+voters send votes through the server (POST .../vote with their CSRF token, as board.js does) from a pool
+of threads at --rate per second for --seconds, each vote on the question next in turn, so votes on one
+question are --questions / --rate seconds apart.
+
+Printed besides the latency: the vote request's own time, the CPU the server (gunicorn's processes) and
+this client used while voting, how long each was runnable but waiting for a CPU (the kernel's schedstat:
+on a machine shared with other work, the part of the latency that is waiting for a turn), and the load
+average, so that a client or a machine that cannot keep up shows as such.
 
 Measured per vote and per board: from just before the vote's POST was sent to the arrival, on that board,
 of the first message whose count for the question includes the vote. The p99 is over every (vote,
@@ -134,26 +140,37 @@ async def open_board(url: str, path: str, stop: asyncio.Event) -> tuple[asyncio.
     return await loop.create_connection(lambda: Board(request, stop), HOST, int(url.rsplit(":", 1)[1]))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of `pid` and every process under it (the server's master and workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def scheduled(pid: int) -> tuple[float, float]:
+    """Seconds the threads of `pid` spent on a CPU, and runnable but waiting for one (the kernel's schedstat)."""
+    ran = waited = 0.0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            on_cpu, on_queue, _slices = (int(n) for n in task.read_text().split())
+        except (OSError, ValueError):
             continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, list(children.get(pid, []))
+        ran, waited = ran + on_cpu / 1e9, waited + on_queue / 1e9
+    return ran, waited
+
+
+def server_time(pid: int) -> tuple[float, float]:
+    """Seconds every process under `pid` (the server: gunicorn's master and workers) spent on a CPU, and
+    runnable but waiting for one (the kernel's schedstat, summed over their threads)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    ran = waited = 0.0
+    todo = list(children.get(pid, []))
     while todo:
         child = todo.pop()
-        total += times.get(child, 0.0)
         todo.extend(children.get(child, []))
-    return total
+        on_cpu, on_queue = scheduled(child)
+        ran, waited = ran + on_cpu, waited + on_queue
+    return ran, waited
 
 
 def own_cpu() -> float:
@@ -221,7 +238,7 @@ async def load(args, url: str, slug: str, voters, questions: list[int]) -> bool:
     pending = []
     loop.set_default_executor(ThreadPoolExecutor(max_workers=32))  # a slow answer does not hold the next vote back
     load_before = os.getloadavg()
-    cpu_before = (time.monotonic(), own_cpu(), cpu_seconds(os.getpid()) - own_cpu())
+    cpu_before = (time.monotonic(), own_cpu(), *server_time(os.getpid()), scheduled(os.getpid())[1])
     begin = time.monotonic()
     for n, (voter, qid) in enumerate(pairs):
         await asyncio.sleep(max(0.0, begin + n / args.rate - time.monotonic()))
@@ -235,7 +252,9 @@ async def load(args, url: str, slug: str, voters, questions: list[int]) -> bool:
     await asyncio.sleep(2.0)  # the last votes' messages
     elapsed = time.monotonic() - cpu_before[0]
     client_cpu = (own_cpu() - cpu_before[1]) / elapsed
-    server_cpu = (cpu_seconds(os.getpid()) - own_cpu() - cpu_before[2]) / elapsed
+    ran, waited = server_time(os.getpid())
+    server_cpu, server_waited = (ran - cpu_before[2]) / elapsed, (waited - cpu_before[3]) / elapsed
+    client_waited = (scheduled(os.getpid())[1] - cpu_before[4]) / elapsed
     load_after = os.getloadavg()
     stop.set()
     for transport, _board in opened:
@@ -258,8 +277,8 @@ async def load(args, url: str, slug: str, voters, questions: list[int]) -> bool:
         print(f"the vote's own request (POST to its answer): p50 {percentile(answered_in, 0.5) * 1000:.0f} ms, "
               f"p99 {percentile(answered_in, 0.99) * 1000:.0f} ms")
     print(f"CPU while voting, in cores: server {server_cpu:.2f} (gunicorn and its workers), client {client_cpu:.2f} "
-          f"(this process); load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
-          f"({os.cpu_count()} cores)")
+          f"(this process); runnable but waiting for a CPU, in seconds per second: server {server_waited:.2f}, "
+          f"client {client_waited:.2f}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({os.cpu_count()} cores)")
     print(f"vote to arrival on every board: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
           f"max {worst * 1000:.0f} ms (target p99 <= {TARGET_P99 * 1000:.0f} ms) {verdict(ok)}")
     return ok
