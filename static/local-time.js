@@ -6,7 +6,9 @@
     var start = new Date(el.dataset.start);
     // Same zone as the event: the line above already says it.
     if (isNaN(start) || (zone && el.dataset.zone === zone)) return;
-    el.textContent = "Your time: " + start.toLocaleString(undefined, fmt) + (zone ? " (" + zone + ")" : "");
+    // In the page's language (its lang attribute), with the words the page gave (data-label).
+    var lang = document.documentElement.lang || undefined;
+    el.textContent = (el.dataset.label || "Your time:") + " " + start.toLocaleString(lang, fmt) + (zone ? " (" + zone + ")" : "");
     el.hidden = false;
   });
   // Pre-fill timezone inputs marked for it with the browser's zone.
