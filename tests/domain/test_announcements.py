@@ -106,3 +106,14 @@ def test_a_large_audience_is_queued_in_one_transaction(app, create_event, now):
     addresses = db.session.scalars(select(OutboxMessage.to_addr).where(OutboxMessage.kind == "announcement")).all()
     assert sorted(addresses) == sorted(emails)
     assert count(Registration) == 2500
+
+
+def test_a_hostile_event_title_is_escaped_in_the_announcement(app, create_event, now):
+    event = create_event(title="<script>x</script> & co")
+    people(app, event, now, ["Ada"])
+    db.session.commit()
+    announcements.send_announcement(db.session, event, subject="Hi", body="Hello", audience="all", now=now)
+    db.session.commit()
+    mail = outbox("announcement")[0]
+    assert "<script>" not in mail.body_html and "&lt;script&gt;x&lt;/script&gt; &amp; co" in mail.body_html
+    assert "“<script>x</script> & co”" in mail.body_text
