@@ -130,3 +130,23 @@ def test_dropped_occurrence_is_cancelled_in_the_personal_feed_only(app, client, 
     assert held(personal) == ["2026-11-18T16:00:00Z", "2027-01-21T17:00:00Z", "2027-03-17T16:00:00Z"]
     assert "2027-04-21T15:00:00Z" in held(expand_python(client.get("/calendar.ics").get_data(as_text=True)))
 
+
+
+def test_this_and_all_following_is_two_rules_in_every_feed(app, client, community_call, now):
+    from datetime import time
+
+    series, subscription, _url = community_call
+    march = next(e for e in series_rules.occurrences(db.session, series.id)
+                 if e.recurrence_id == berlin(2027, 3, 17, 17))
+    part = series_rules.edit_following(db.session, march, now=now, start_time=time(18, 30))
+    db.session.commit()
+    expected = ["2026-11-18T16:00:00Z", "2027-01-21T17:00:00Z", "2027-03-17T17:30:00Z", "2027-04-21T16:30:00Z"]
+    assert sorted(database_starts(series) + database_starts(part)) == expected
+    public = client.get("/calendar.ics").get_data(as_text=True)
+    assert public.count("RRULE:FREQ=MONTHLY") == 2 and "UNTIL=20270317T155959Z" in public
+    assert held(expand_python(public)) == expected
+    registration = db.session.scalar(select(Registration).where(Registration.subscription_id == subscription.id))
+    personal = client.get(f"/feeds/{feed_token(app.config['SECRET_KEY'], registration)}.ics").get_data(as_text=True)
+    assert held(expand_python(personal)) == expected
+    node = node_or_skip()
+    assert held(expand_js(public, node)) == expected
