@@ -11,6 +11,8 @@ KINDS = {"talk": _l("Talk"), "panel": _l("Panel"), "live discussion": _l("Live d
 ROLES = {"host": _l("Host"), "moderator": _l("Moderator"), "panelist": _l("Panelist"), "speaker": _l("Speaker")}
 ROLES_IN_TEXT = {"host": _l("host"), "moderator": _l("moderator"), "panelist": _l("panelist"),
                  "speaker": _l("speaker")}
+JOBS = {"reminder": _l("Reminder"), "briefing": _l("Briefing"), "nudge": _l("Nudge"), "thanks": _l("Thanks"),
+        "follow_up": _l("Follow-up")}
 STATES = {"pending": _l("Pending"), "confirmed": _l("Confirmed"), "waitlisted": _l("Waitlisted"),
           "cancelled": _l("Cancelled"), "expired": _l("Expired"), "queued": _l("Queued"), "sending": _l("Sending"),
           "sent": _l("Sent"), "failed": _l("Failed"), "all": _l("All")}
@@ -32,6 +34,10 @@ def role_name(role: str) -> str:
 def role_in_text(role: str) -> str:
     found = ROLES_IN_TEXT.get(role)
     return str(found) if found is not None else str(role or "")
+
+
+def job_name(kind: str) -> str:
+    return _named(JOBS, kind)
 
 
 def state_name(state: str) -> str:

@@ -27,12 +27,12 @@ from .. import clock
 from ..charts import TimelineItem, cumulative_bins, signups_svg, timeline_svg
 from ..domain import accounts, door, queries, registrants, reminders
 from ..domain import events as event_rules
-from ..domain.offsets import describe_offset
 from ..extensions import db, limiter, login_manager
 from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
-from ..labels import role_in_text
+from ..labels import job_name, role_in_text
 from ..models import Event, Speaker
 from ..services import unit_of_work
+from ..timefmt import format_duration
 from .admin_figures import after_event, speaker_feed_links
 from .converters import row_id
 from .pages import page_arg, search_arg
@@ -206,6 +206,16 @@ def _speaker_choices(find: str) -> dict:
             "speakers_total": total, "speaker_find": find}
 
 
+def _job_label(job) -> str:
+    """"Reminder 1 day before", in the admin's language."""
+    if job.kind == "follow_up":
+        return _("Follow-up")
+    kind, offset = job_name(job.kind), format_duration(job.offset_seconds)
+    if job.kind == "thanks":
+        return _("%(kind)s %(offset)s after", kind=kind, offset=offset)
+    return _("%(kind)s %(offset)s before", kind=kind, offset=offset)
+
+
 def _event_pictures(event: Event, jobs: list, *, now) -> dict:
     """The signups-over-time chart and the jobs timeline, as inline SVG."""
     # The chart counts whom the page's figures count (confirmed, pending, waitlisted), and the
@@ -215,12 +225,10 @@ def _event_pictures(event: Event, jobs: list, *, now) -> dict:
     bins = registrants.signup_bins(db.session, event.id, start=start, end=end)
     chart = signups_svg(cumulative_bins(bins.registered), confirmed=cumulative_bins(bins.confirmed),
                         zone=event.timezone, start=start, end=end,
-                        title=f"Signups over time for {event.title}") if bins.registered else None
-    items = [TimelineItem(f"{job.kind.capitalize()} {describe_offset(job.offset_seconds)} "
-                          f"{'after' if job.kind == 'thanks' else 'before'}" if job.kind != "follow_up" else "Follow-up",
-                          job.due_at, job.state) for job in jobs]
+                        title=_("Signups over time for %(title)s", title=event.title)) if bins.registered else None
+    items = [TimelineItem(_job_label(job), job.due_at, job.state) for job in jobs]
     timeline = timeline_svg(items, starts_at=event.starts_at, ends_at=event.ends_at, now=now, zone=event.timezone,
-                            title=f"Jobs timeline for {event.title}")
+                            title=_("Jobs timeline for %(title)s", title=event.title))
     return {"signups_chart": Markup(chart) if chart else None, "jobs_timeline": Markup(timeline),
             "signups_left_out": bins.left_out}
 
