@@ -235,8 +235,10 @@ def test_api_board_moderation_reaches_open_boards(app, client, create_event, now
     event, first, _second = board_with_questions(app, create_event, now, board_mode="moderated")
     hub = board_stream.hub_of(app)
     stream = hub.subscribe(event.id, moderator=False)
-    if hub.listener is not None:
+    if hub.listener is not None:  # the whole board, sent when the LISTEN connection came up, comes first
         assert hub.listener.listening.wait(10)
+        while not stream.queue.get(timeout=10).startswith(b"event: snapshot"):
+            pass
     token = make_token()
     started = time.monotonic()
     assert client.post(f"/api/v1/events/{event.slug}/questions/{first}/approve", headers=token).status_code == 200
