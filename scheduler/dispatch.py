@@ -179,7 +179,7 @@ def _snapshot(session: Session, event_id: int) -> SimpleNamespace:
     view = SimpleNamespace(**{attr.key: getattr(event, attr.key) for attr in Event.__mapper__.column_attrs})
     view.speakers = [
         SimpleNamespace(role=link.role, speaker_id=link.speaker_id, speaker=SimpleNamespace(
-            id=link.speaker.id, name=link.speaker.name, email=link.speaker.email))
+            id=link.speaker.id, name=link.speaker.name, email=link.speaker.email, language=link.speaker.language))
         for link in event.speakers
     ]
     return view

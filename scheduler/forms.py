@@ -39,6 +39,8 @@ from .domain.events import is_valid_timezone
 from .domain.offsets import format_offset, format_offsets, parse_offset, parse_offsets
 from .errors import InvalidInput
 from .labels import KINDS, ROLES
+from .languages import DEFAULT as DEFAULT_LANGUAGE
+from .languages import LANGUAGES
 from .models import EVENT_KINDS, SPEAKER_ROLES
 
 LOCAL_FORMAT = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -220,6 +222,8 @@ class SpeakerForm(Form):
     bio = TextAreaField(_l("Short bio"), validators=[Optional(), Length(max=5000)])
     photo_url = StringField(_l("Photo URL"), validators=[Optional(), URL(), Length(max=500)])
     role = SelectField(_l("Role"), choices=[SelectChoice(r, ROLES[r]) for r in SPEAKER_ROLES], default="speaker")
+    language = SelectField(_l("Language of their emails"), choices=[SelectChoice(code, name) for code, name in
+                                                                  LANGUAGES.items()], default=DEFAULT_LANGUAGE)
 
 
 class ConfirmForm(Form):

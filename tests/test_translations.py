@@ -218,3 +218,17 @@ def test_german_mail_has_german_dates(app, create_event):
     assert row.subject == "Sie sind angemeldet: Sprechstunde"
     assert "Donnerstag, 3. Dezember 2026, 18:00–19:00 MEZ (Europe/Berlin)" in row.body_text
     assert '<html lang="de">' in row.body_html
+
+
+def test_a_speakers_mail_is_in_the_speakers_language(app, create_event):
+    event = create_event(title="Panel", timezone="Europe/Paris", starts_at=START, speakers=[("Marie Curie", "host")])
+    event.speakers[0].speaker.language = "fr"
+    db.session.commit()
+    job = db.session.scalar(select(PlannedJob).where(PlannedJob.kind == "briefing"))
+    fired_at = job.due_at + timedelta(seconds=1)
+    db.session.commit()
+    app.config["CLOCK"] = lambda: fired_at
+    assert dispatch.fire(db.session, job.id, worker="test", clock=lambda: fired_at).outcome == "done"
+    row = outbox("speaker_briefing")[-1]
+    assert row.subject == "Briefing intervenant : Panel"
+    assert "où vous êtes hôte" in row.body_text and "jeudi 3 décembre 2026, 18:00–19:00" in row.body_text

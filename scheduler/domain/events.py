@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from .. import signals
 from ..errors import InvalidInput, InvalidTransition, SlugTaken
+from ..languages import known as known_language
 from ..models import BOARD_MODES, EVENT_KINDS, SPEAKER_ROLES, Event, EventSpeaker, Speaker, Tag
 from ..text import one_line, slugify, strip_controls
 from . import door, reminders
@@ -261,6 +262,7 @@ def create_speaker(session: Session, *, now: datetime, **fields) -> Speaker:
         affiliation=one_line(fields.get("affiliation") or "")[:200],
         bio=strip_controls(fields.get("bio") or ""),
         photo_url=one_line(fields.get("photo_url") or "")[:500],
+        language=known_language(fields.get("language")),
         created_at=now,
         updated_at=now,
     )

@@ -281,7 +281,7 @@ def speaker_add(event_id: int):
                 flash(f"{form[field].label.text if field in form else field}: {' '.join(str(m) for m in messages)}", "error")
             return redirect(back, code=303)
         speaker, role = None, form.role.data
-        person = {name: form[name].data for name in ("name", "email", "affiliation", "bio", "photo_url")}
+        person = {name: form[name].data for name in ("name", "email", "affiliation", "bio", "photo_url", "language")}
     with attempt(refused=flash_back(back)) as uow:
         if speaker is None:
             speaker = event_rules.create_speaker(uow.session, now=uow.now, **person)
