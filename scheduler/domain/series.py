@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil import rrule
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import signals
@@ -573,6 +574,11 @@ def subscription_token(secret: str, subscription: SeriesSubscription) -> str:
     return derive(secret, "series", subscription.id, subscription.token_nonce)
 
 
+def _subscription_of(session: Session, family_id: int, email_key: str) -> SeriesSubscription | None:
+    return session.scalar(select(SeriesSubscription).where(
+        SeriesSubscription.series_id == family_id, SeriesSubscription.email_key == email_key))
+
+
 def _subscriptions(session: Session, family_id: int, *, states) -> list[SeriesSubscription]:
     return list(session.scalars(select(SeriesSubscription).where(
         SeriesSubscription.series_id == family_id, SeriesSubscription.state.in_(states))
@@ -592,19 +598,28 @@ def subscribe(session: Session, series: Series, *, name: str, email: str, timezo
         raise InvalidInput("Please give a valid email address.", field="email")
     family_id = series.family_id
     key = email.lower()
-    subscription = session.scalar(select(SeriesSubscription).where(
-        SeriesSubscription.series_id == family_id, SeriesSubscription.email_key == key))
-    if subscription is not None and subscription.state in ("pending", "active"):
+    subscription = _subscription_of(session, family_id, key)
+    created = False
+    if subscription is None:
+        try:
+            # The same address twice at once: the unique (series, address) index lets one row in, and the
+            # other request finds it and answers as for a repeat.
+            with session.begin_nested():
+                subscription = SeriesSubscription(series_id=family_id, email_key=key, token_nonce=new_nonce(),
+                                                  created_at=now, ics_sequence=0, reminders_opt_out=False,
+                                                  name=name, email=email, state="pending", updated_at=now)
+                session.add(subscription)
+            created = True
+        except IntegrityError:
+            subscription = _subscription_of(session, family_id, key)
+    if not created and subscription.state in ("pending", "active"):
         signals.series_subscription_repeated.send(subscription, session=session, now=now)
         return subscription, "repeat"
-    if subscription is None:
-        subscription = SeriesSubscription(series_id=family_id, email_key=key, token_nonce=new_nonce(),
-                                          created_at=now, ics_sequence=0, reminders_opt_out=False)
-        session.add(subscription)
+    # New, or coming back after leaving (the same row, pending or active again).
     subscription.name, subscription.email = name, email
     subscription.timezone = timezone if event_rules.is_valid_timezone(timezone) else series.timezone
     subscription.language = known_language(language)
-    subscription.state, subscription.cancelled_at, subscription.updated_at = "pending", None, now
+    subscription.state, subscription.updated_at = "pending", now  # cancelled_at: see confirm_subscription
     session.flush()
     subscription.token_hash = token_hash(subscription_token(secret, subscription))
     if series.double_opt_in:
@@ -622,19 +637,22 @@ def confirm_subscription(session: Session, subscription: SeriesSubscription, *, 
         raise InvalidTransition("This signup was cancelled. Sign up again to attend.")
     if subscription.state == "active":
         return
+    # Coming back after leaving: the places given up then are taken again (not those dropped one by one).
+    left_at, subscription.cancelled_at = subscription.cancelled_at, None
     subscription.state, subscription.confirmed_at, subscription.updated_at = "active", now, now
     session.flush()
     enrol(session, subscription, now=now, events=family_events(session, subscription.series_id, after=now),
-          secret=secret, hold_hours=hold_hours)
+          secret=secret, hold_hours=hold_hours, rejoin=left_at)
     signals.series_subscription_confirmed.send(subscription, session=session, now=now)
 
 
 def enrol(session: Session, subscription: SeriesSubscription, *, now: datetime, events: list[Event],
-          secret: str, hold_hours: float = 24.0) -> list[Registration]:
+          secret: str, hold_hours: float = 24.0, rejoin: datetime | None = None) -> list[Registration]:
     """A place for the subscriber in each of these occurrences that is open and where they have none yet.
 
     An occurrence they dropped, or one they signed up for on its own, is left as it is: that one keeps its
-    own manage link and its own invitation, and the series' invitation leaves its date out.
+    own manage link and its own invitation, and the series' invitation leaves its date out. Places given up
+    when they left the whole series at `rejoin` are taken again.
     """
     placed = []
     for event in events:
@@ -645,6 +663,13 @@ def enrol(session: Session, subscription: SeriesSubscription, *, now: datetime, 
         registration = session.scalar(select(Registration).where(Registration.event_id == event.id,
                                                                  Registration.email_key == subscription.email_key))
         if registration is not None:
+            if (rejoin is not None and registration.subscription_id == subscription.id
+                    and registration.state == "cancelled" and registration.cancelled_at == rejoin):
+                locked = lock_event(session, event.id)
+                registration.cancelled_at, registration.email_verified_at = None, subscription.confirmed_at
+                registration.name, registration.timezone = subscription.name, subscription.timezone
+                seat_or_waitlist(session, locked, registration, now=now, hold_hours=hold_hours)
+                placed.append(registration)
             continue
         registration = Registration(
             event_id=event.id, subscription_id=subscription.id, name=subscription.name, email=subscription.email,

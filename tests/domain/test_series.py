@@ -15,7 +15,7 @@ from scheduler.domain import reminders, signups
 from scheduler.domain import series as series_rules
 from scheduler.errors import Conflict, InvalidInput
 from scheduler.extensions import db
-from scheduler.models import Event, OutboxMessage, Registration, Series
+from scheduler.models import Event, OutboxMessage, Registration, Series, SeriesSubscription
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -214,3 +214,62 @@ def test_following_without_a_change_splits_nothing(app, now):
     assert series_rules.edit_following(db.session, third, now=now, start_time=time(17, 0),
                                        title="Maintainers' sync") is series
     assert db.session.scalar(select(func.count()).select_from(Series)) == 1
+
+
+def test_the_same_address_twice_at_once_is_one_signup(app, now):
+    import threading
+
+    series = make(app, now, count=2)
+    series_id = series.id
+    db.session.commit()
+    barrier, outcomes, errors = threading.Barrier(2), [], []
+
+    def sign_up():
+        with app.app_context():
+            try:
+                found = db.session.get(Series, series_id)
+                db.session.commit()
+                barrier.wait()
+                outcomes.append(series_rules.subscribe(db.session, found, name="Ann", email="ann@example.org",
+                                                       now=now, secret=app.config["SECRET_KEY"])[1])
+                db.session.commit()
+            except Exception as exc:  # noqa: BLE001  (reported below)
+                errors.append(exc)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=sign_up) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and sorted(outcomes) == ["active", "repeat"]
+    assert db.session.scalar(select(func.count()).select_from(SeriesSubscription)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Registration)) == 2
+
+
+def test_coming_back_after_leaving(app, now):
+    series = make(app, now, count=2)
+    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+                                             secret=app.config["SECRET_KEY"])
+    series_rules.cancel_subscription(db.session, subscription, now=now)
+    again, outcome = series_rules.subscribe(db.session, series, name="Ann B.", email="ann@example.org", now=now,
+                                            secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    assert (again.id, outcome, again.state, again.name) == (subscription.id, "active", "active", "Ann B.")
+    assert [p.state for p in series_rules.subscription_places(db.session, again)] == ["confirmed", "confirmed"]
+
+
+def test_coming_back_keeps_a_single_drop(app, now):
+    series = make(app, now, count=2)
+    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+                                             secret=app.config["SECRET_KEY"])
+    first, _second = series_rules.subscription_places(db.session, subscription)
+    signups.cancel_registration(db.session, first, now=now - timedelta(minutes=5))  # dropped on its own
+    series_rules.cancel_subscription(db.session, subscription, now=now)
+    series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now + timedelta(hours=1),
+                           secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    assert [p.state for p in series_rules.subscription_places(db.session, subscription)] == ["cancelled",
+                                                                                              "confirmed"]
