@@ -25,6 +25,7 @@ from ..extensions import csrf, db
 from ..models import ApiToken, Event, Registration, Speaker, Tag
 from ..services import unit_of_work
 from ..text import render_markdown, slugify
+from ..timefmt import current_locale
 from ..urls import event_url, external_url
 from . import api_schemas as s
 from .api_doc import document
@@ -373,7 +374,7 @@ def registration_create(slug: str):
             raise EventNotOpen("This event is not published yet.")
         result = signups.sign_up(uow.session, found, name=data.name, email=data.email, question=data.question,
                                  timezone=data.timezone or "", now=uow.now, secret=current_app.config["SECRET_KEY"],
-                                 hold_hours=_hold_hours())
+                                 hold_hours=_hold_hours(), language=current_locale())  # from Accept-Language
     registration = result.registration
     body = s.SignupOut(outcome=result.outcome,
                        registration=registration_out(registration, queries.waitlist_position(db.session, registration)))
