@@ -310,7 +310,7 @@ def _public_feed(key, name: str, *conditions, joins=(), series: series_feeds.Fol
 
 @bp.get("/calendar.ics")
 def public_feed():
-    return _public_feed(("all",), f"{_organizer()[0]} events")
+    return _public_feed(("all",), _("%(organizer)s events", organizer=_organizer()[0]))
 
 
 @bp.get("/calendar/<tag>.ics")
@@ -321,6 +321,16 @@ def tag_feed(tag: str):
     return _public_feed(("tag", found.id), f"{_organizer()[0]}: {one_line(found.name)}",
                         event_tags.c.tag_id == found.id, joins=((event_tags, event_tags.c.event_id == Event.id),),
                         series=series_feeds.tag_follow(found.slug))
+
+
+@bp.get("/series/<slug>.ics")
+def series_feed(slug: str):
+    """One series (every part of it after "this and all following" edits): its rules and their overrides."""
+    ids = series_feeds.public_family(db.session, slug)
+    if not ids:
+        abort(404)
+    return _public_feed(("series", *ids), series_feeds.family_name(db.session, ids[0], _organizer()[0]),
+                        Event.series_id.in_(ids))
 
 
 @bp.get("/events/<slug>.ics")
@@ -437,11 +447,13 @@ def speaker_feed(token: str):
                     and e.status != "cancelled" and e.id in links else "")
             return calendars.Entry(e, url, join_url=door)
 
-        return _calendar(f"{_organizer()[0]}: {one_line(speaker.name)} speaking", *conditions, joins=joins,
+        return _calendar(_("%(organizer)s: %(name)s speaking", organizer=_organizer()[0], name=one_line(speaker.name)),
+                         *conditions, joins=joins,
                          variant=lambda event_id: ("speaker",), entry=entry,
                          series=series_feeds.speaker_follow(speaker.id))
 
-    return _serve(("speaker", speaker.id) + signature, latest, build)
+    with speaking(speaker.language):  # their feed speaks the language of their mail
+        return _serve(("speaker", speaker.id) + signature, latest, build)
 
 
 def speaker_feed_url(session: Session, speaker: Speaker) -> str:

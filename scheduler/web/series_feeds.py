@@ -129,3 +129,18 @@ def _speakers(session: Session, series: Series) -> list:
     names = dict(session.execute(select(Speaker.id, Speaker.name).where(Speaker.id.in_([sid for sid, _ in pairs]))
                                  ).all()) if pairs else {}
     return [_Appearance(role, _Named(names[sid])) for sid, role in pairs if sid in names]
+
+
+def public_family(session: Session, slug: str) -> list[int]:
+    """The ids of every part of the public series with this slug (its first part first); [] when none."""
+    series = session.scalar(select(Series).where(Series.slug == slug, Series.status != "draft"))
+    if series is None:
+        return []
+    family_id = series.family_id
+    return list(session.scalars(select(Series.id).where((Series.id == family_id) | (Series.root_id == family_id))
+                                .order_by(Series.id)))
+
+
+def family_name(session: Session, family_id: int, organizer: str) -> str:
+    """A series feed's NAME: the organiser's and the series' own."""
+    return f"{organizer}: {session.get(Series, family_id).title}"

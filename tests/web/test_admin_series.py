@@ -77,3 +77,12 @@ def test_occurrence_page_links_its_series(auth, client):
     first = series_rules.occurrences(db.session, series.id)[0]
     page = client.get(f"/events/{first.slug}").get_data(as_text=True)
     assert 'href="/series/community-call"' in page
+
+
+def test_occurrence_admin_page_links_its_series(auth, client):
+    auth.post("/admin/series/new", data=FORM)
+    series = db.session.scalar(select(Series))
+    auth.post(f"/admin/series/{series.id}/publish")
+    first = series_rules.occurrences(db.session, series.id)[0]
+    page = client.get(f"/admin/events/{first.id}").get_data(as_text=True)
+    assert f'href="/admin/series/{series.id}"' in page

@@ -150,3 +150,15 @@ def test_this_and_all_following_is_two_rules_in_every_feed(app, client, communit
     assert held(expand_python(personal)) == expected
     node = node_or_skip()
     assert held(expand_js(public, node)) == expected
+
+
+def test_series_own_feed(client, community_call):
+    series, _subscription, _url = community_call
+    response = client.get("/series/community-call.ics")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "X-WR-CALNAME:Townhall: Community call\r\n" in text
+    assert held(expand_python(text)) == database_starts(series)
+    assert "webcal://townhall.test/series/community-call.ics" in client.get("/series/community-call").get_data(
+        as_text=True)
+    assert client.get("/series/no-such-series.ics").status_code == 404
