@@ -713,6 +713,16 @@ def cancel_subscription(session: Session, subscription: SeriesSubscription, *, n
     return dropped
 
 
+def set_subscription_reminders(session: Session, subscription: SeriesSubscription, *, opt_out: bool,
+                               now: datetime) -> None:
+    """Reminders on or off for every place of the whole-series signup (and the places it gets later)."""
+    subscription.reminders_opt_out, subscription.updated_at = opt_out, now
+    for registration in subscription_places(session, subscription):
+        if registration.reminders_opt_out != opt_out:
+            registration.reminders_opt_out, registration.updated_at = opt_out, now
+    session.flush()
+
+
 def find_subscription(session: Session, token: str) -> SeriesSubscription | None:
     return session.scalar(select(SeriesSubscription).where(SeriesSubscription.token_hash == token_hash(token))
                           ) if token else None

@@ -108,6 +108,18 @@ def drop(token: str, registration_id: int):
     return redirect(url_for("series.manage", token=token), code=303)
 
 
+@bp.post("/s/<token>/reminders")
+def reminders(token: str):
+    subscription = _subscription(token)
+    if not ConfirmForm().validate():
+        abort(400)
+    opt_out = request.form.get("reminders") == "off"
+    with attempt(refused=flash_back(url_for("series.manage", token=token))) as uow:
+        series_rules.set_subscription_reminders(uow.session, subscription, opt_out=opt_out, now=uow.now)
+    flash(_("No more reminders for this series.") if opt_out else _("You get reminders again."), "success")
+    return redirect(url_for("series.manage", token=token), code=303)
+
+
 @bp.post("/s/<token>/cancel")
 def cancel(token: str):
     subscription = _subscription(token)

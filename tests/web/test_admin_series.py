@@ -86,3 +86,19 @@ def test_occurrence_admin_page_links_its_series(auth, client):
     first = series_rules.occurrences(db.session, series.id)[0]
     page = client.get(f"/admin/events/{first.id}").get_data(as_text=True)
     assert f'href="/admin/series/{series.id}"' in page
+
+
+def test_reminders_off_for_the_whole_series_from_the_manage_page(auth, client, app):
+    auth.post("/admin/series/new", data=dict(FORM, double_opt_in=""))
+    series = db.session.scalar(select(Series))
+    auth.post(f"/admin/series/{series.id}/publish")
+    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+                                             now=series.created_at, secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    manage = f"/s/{series_rules.subscription_token(app.config['SECRET_KEY'], subscription)}"
+    assert "Stop reminders for the whole series" in client.get(manage).get_data(as_text=True)
+    done = client.post(f"{manage}/reminders", data={"reminders": "off", "csrf_token": csrf_token(client, manage)})
+    assert done.status_code == 303
+    db.session.expire_all()
+    assert {p.reminders_opt_out for p in series_rules.subscription_places(db.session, subscription)} == {True}
+    assert "Get reminders again" in client.get(manage).get_data(as_text=True)
