@@ -42,7 +42,7 @@ from scheduler.mail import outbox
 from scheduler.models import OutboxMessage
 from scheduler.text import one_line as stored_line
 from scheduler.tokens import feed_token
-from scheduler.urls import registration_url
+from scheduler.urls import door_url, registration_url, speaker_door_url
 from scheduler.web.feeds import speaker_feed_url
 
 JS = Path(__file__).resolve().parent / "js"
@@ -266,7 +266,10 @@ def test_any_text_reads_back_the_same_in_every_output_and_parser(app, client, no
                   "categories": ["A series", line(tag.name)], "alarms": []}
         public = common | {"description": description(event, speaker.name, ""), "url": f"http://townhall.test/events/"
                            f"{event.slug}", "organizer_cn": None, "attendee_cn": None}
-        private = public | {"description": description(event, speaker.name, join)}
+        # Those who may join get their own door on Townhall (urls.door_url), never the raw join URL.
+        door = door_url(registration)
+        private = public | {"description": description(event, speaker.name, door)}
+        spoken = public | {"description": description(event, speaker.name, speaker_door_url(event.speakers[0]))}
         invited = private | {"url": registration_url("signup.manage", registration),
                              "organizer_cn": organizer, "attendee_cn": line(registration.name.replace("\\", "")) or None,
                              "name": None, "x_wr_calname": None}
@@ -279,8 +282,8 @@ def test_any_text_reads_back_the_same_in_every_output_and_parser(app, client, no
             "public feed": public | named(f"{draw['organizer']} events"),
             "tag feed": public | named(f"{draw['organizer']}: {stored_line(tag.name)}"),
             "personal feed": private | named(f"{draw['organizer']}: my events")
-            | {"url": join, "alarms": [line(event.title)]},
-            "speaker feed": private | named(f"{draw['organizer']}: {stored_line(speaker.name)} speaking"),
+            | {"url": door, "alarms": [line(event.title)]},
+            "speaker feed": spoken | named(f"{draw['organizer']}: {stored_line(speaker.name)} speaking"),
             "confirmation": invited,
             "update": invited,
             "cancel": invited | {"description": public["description"]},

@@ -12,6 +12,7 @@ from scheduler.domain import reminders, signups
 from scheduler.extensions import db
 from scheduler.mail.compose import build_message
 from scheduler.models import OutboxMessage, PlannedJob, Registration
+from scheduler.urls import door_url, speaker_door_url
 from tests.support import beat
 
 
@@ -96,7 +97,10 @@ def test_reminder_queues_one_message_per_confirmed_registration_not_opted_out(cr
                                             f"reminder:{event.id}:3600:{stamp}:{people[2].id}"]
     assert rows[0].subject == f"Reminder: {event.title} starts in 1 hour"
     assert "(America/New_York)" in rows[0].body_text
-    assert event.join_url in rows[0].body_text and event.join_url in rows[0].body_html
+    # Each person's own door, never the raw join URL (it is shown only through an open door).
+    door = door_url(people[0])
+    assert door in rows[0].body_text and door in rows[0].body_html
+    assert event.join_url not in rows[0].body_text + rows[0].body_html
     job = jobs_of(event)[("reminder", 3600)]
     assert (job.state, job.messages_queued, job.claimed_by) == ("done", 2, None)
     # Firing again (a second process, or APScheduler firing twice) is a no-op.
@@ -215,7 +219,7 @@ def test_speaker_briefing_has_counts_questions_and_run_of_show(create_event, now
     assert "Attendees get their 1 hour reminder" in text
     assert "Live: Soumith Chintala (speaker), Ibrahim Haddad (host)" in text
     assert "Will &lt;b&gt;governance&lt;/b&gt; change?" in rows[0].body_html
-    assert event.join_url in text
+    assert speaker_door_url(event.speakers[0]) in text and event.join_url not in text
 
 
 def test_speaker_nudge_and_thanks(create_event, now):
@@ -225,7 +229,8 @@ def test_speaker_nudge_and_thanks(create_event, now):
     fire(jobs[("nudge", 900)], jobs[("nudge", 900)].due_at)
     nudge = outbox("speaker_nudge")[0]
     assert nudge.subject == f"Going live in 15 minutes: {event.title}"
-    assert f"Join now: {event.join_url}" in nudge.body_text
+    assert f"Join now: {speaker_door_url(event.speakers[0])}" in nudge.body_text
+    assert event.join_url not in nudge.body_text
     thanks_job = jobs[("thanks", 3600)]
     assert fire(thanks_job, thanks_job.due_at).outcome == "done"
     thanks = outbox("speaker_thanks")[0]
@@ -269,7 +274,7 @@ def test_reminder_rendered_per_zone_equals_rendering_each_message(create_event, 
         expected = outbox_module.message_row(
             kind="reminder", to_addr=reg.email, dedupe_key="k", now=now, unsubscribe_url=unsubscribe_url,
             event=event, name=reg.name, when=format_range(event.starts_at, event.ends_at, reg.timezone),
-            starts_in="1 hour", manage_url=manage_url)
+            starts_in="in 1 hour", manage_url=manage_url, door_url=door_url(reg))
         assert (row.subject, row.body_text, row.body_html) == (expected["subject"], expected["body_text"],
                                                                expected["body_html"])
         assert row.unsubscribe_url == unsubscribe_url and unsubscribe_url in row.body_text

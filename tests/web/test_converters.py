@@ -42,7 +42,9 @@ def test_every_route_with_an_id_refuses_one_beyond_the_column(app, auth, create_
     for method, rule in routes:
         for number in TOO_BIG:
             path = re.sub(r"<int:\w+>", number, rule)
-            response = auth.post(path) if method == "POST" else auth.client.open(path, method=method)
+            # A form POST carries a CSRF token; the API's POSTs need none (the id is refused before any token check).
+            form = method == "POST" and not path.startswith("/api/")
+            response = auth.post(path) if form else auth.client.open(path, method=method)
             assert response.status_code == 404, (method, path[:80], response.status_code)
 
 
