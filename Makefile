@@ -70,13 +70,13 @@ i18n-extract: $(VENV)/.installed-app
 
 ## Merge the template into every catalog (new strings arrive empty: translate them, tests/test_translations.py checks)
 i18n-update: i18n-extract
-	$(BIN)/pybabel update -q -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete --init-missing
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete --init-missing
 
 ## The compiled catalogs (.mo, committed too) from the .po files
 i18n-compile: $(MO_FILES)
 
 $(TRANSLATIONS)/%/LC_MESSAGES/messages.mo: $(TRANSLATIONS)/%/LC_MESSAGES/messages.po | $(VENV)/.installed-app
-	$(BIN)/pybabel compile -q -l $* -i $< -o $@
+	$(BIN)/pybabel compile -l $* -i $< -o $@
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules .pytest_cache .ruff_cache
