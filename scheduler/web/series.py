@@ -13,6 +13,7 @@ from ..domain import signups
 from ..extensions import db, limiter
 from ..forms import ConfirmForm, SignupForm
 from ..models import Registration, Series
+from ..text import render_markdown
 from ..timefmt import current_locale
 from ..tokens import looks_like_token
 from .refusals import attempt, flash_back
@@ -42,7 +43,7 @@ def _upcoming(series: Series) -> list:
 def page(slug: str):
     series = _published(slug)
     return render_template("series/page.html", series=series, events=_upcoming(series), form=SignupForm(),
-                           rule=series_rules.rrule_text(series))
+                           rule=series_rules.rrule_text(series), description=render_markdown(series.description))
 
 
 @bp.post("/series/<slug>/signup")
@@ -54,7 +55,8 @@ def signup(slug: str):
         return render_template("series/thanks.html", series=series, outcome="pending")
     if not form.validate():
         return render_template("series/page.html", series=series, events=_upcoming(series), form=form,
-                               rule=series_rules.rrule_text(series)), 422
+                               rule=series_rules.rrule_text(series),
+                               description=render_markdown(series.description)), 422
     with attempt(refused=flash_back(url_for("series.page", slug=slug))) as uow:
         _subscription, outcome = series_rules.subscribe(
             uow.session, series, name=form.name.data, email=form.email.data, timezone=form.timezone.data,

@@ -102,3 +102,11 @@ def test_reminders_off_for_the_whole_series_from_the_manage_page(auth, client, a
     db.session.expire_all()
     assert {p.reminders_opt_out for p in series_rules.subscription_places(db.session, subscription)} == {True}
     assert "Get reminders again" in client.get(manage).get_data(as_text=True)
+
+
+def test_series_page_shows_its_description_cleaned(auth, client):
+    auth.post("/admin/series/new", data=dict(FORM, description="**Bring questions** <script>alert(1)</script>"))
+    series = db.session.scalar(select(Series))
+    auth.post(f"/admin/series/{series.id}/publish")
+    page = client.get("/series/community-call").get_data(as_text=True)
+    assert "<strong>Bring questions</strong>" in page and "<script>alert" not in page
