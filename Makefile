@@ -70,7 +70,7 @@ i18n-extract: $(VENV)/.installed-app
 
 ## Merge the template into every catalog (new strings arrive empty: translate them, tests/test_translations.py checks)
 i18n-update: i18n-extract
-	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete --init-missing
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete
 
 ## The compiled catalogs (.mo, committed too) from the .po files
 i18n-compile: $(MO_FILES)
