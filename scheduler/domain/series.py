@@ -3,8 +3,8 @@ dates, edits of one occurrence or of all following ones, and whole-series signup
 
 Each occurrence is an ordinary Event row (series_id, recurrence_id), so capacity, signups, waitlist,
 reminders and speaker jobs work per occurrence as they do for any event. Only the occurrences that
-start within HORIZON are made; `plan_occurrences` (run by the scheduler's daily job, the CLI and on
-every save) makes the next ones as time goes on, so the job table stays small.
+start within HORIZON are made; `plan_occurrences` (on publishing, then hourly by the scheduler, or by
+`flask series plan`) makes the next ones as time goes on, so the job table stays small.
 
 "This and all following" splits the series (RFC 5545's own way, and the one every calendar client
 reads: RANGE=THISANDFUTURE is widely ignored): the old rule ends with UNTIL before the occurrence,
