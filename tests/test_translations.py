@@ -136,6 +136,34 @@ def test_a_page_is_in_the_browsers_language_then_in_the_one_chosen(client, creat
     assert '<html lang="zh-Hans">' in page and "2026年11月9日星期一" in page
 
 
+def test_the_signup_forms_messages_are_in_the_visitors_language(client, create_event):
+    """Townhall's own messages and WTForms' (through Flask-WTF's I18N) alike."""
+    from tests.support import signup
+
+    event = create_event(title="Formular")
+    client.set_cookie("lang", "de")
+    page = signup(client, event, name="x" * 201, consent="").get_data(as_text=True)
+    assert "Feld kann nicht länger als 200 Zeichen sein." in page
+    assert "Bitte stimmen Sie zu, damit wir Sie anmelden können." in page
+    assert "Bitte korrigieren Sie die unten markierten Felder." in page
+
+
+def test_the_manage_page_changes_the_language_of_later_mail(app, client, create_event):
+    from tests.support import csrf_token, registration, token_for
+
+    event = create_event(title="Umzug")
+    signups.sign_up(db.session, event, name="Ada", email="ada@example.org", now=NOW,
+                    secret=app.config["SECRET_KEY"], language="de")
+    db.session.commit()
+    token = token_for(app, registration("ada@example.org"))
+    refused = client.post(f"/r/{token}/language", data={"language": "xx", "csrf_token": csrf_token(client, f"/r/{token}")})
+    assert refused.status_code == 303 and registration("ada@example.org").language == "de"
+    answer = client.post(f"/r/{token}/language", data={"language": "es", "csrf_token": csrf_token(client, f"/r/{token}")})
+    assert answer.status_code == 303 and "lang=es" in answer.headers["Set-Cookie"]
+    assert registration("ada@example.org").language == "es"
+    assert "Tus correos están ahora en Español." in client.get(f"/r/{token}").get_data(as_text=True)
+
+
 def test_the_language_menu_goes_back_only_to_this_site(client):
     for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
         response = client.get("/language", query_string={"lang": "fr", "next": target})
