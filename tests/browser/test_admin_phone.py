@@ -147,7 +147,7 @@ def test_admin_event_page_on_a_phone_shows_cards_and_whole_charts(page, live_ser
         assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"]
     # The chart counts whom the figures above it count: 5 confirmed (one promoted when a seat was freed)
     # and 1 waitlisted; the cancelled one is left out, and the caption says so.
-    expect(page.locator(".stats")).to_contain_text("5 confirmed")
+    expect(page.locator("section[aria-labelledby=counts-heading] .stats")).to_contain_text("5 confirmed")
     expect(chart.locator("desc")).to_contain_text("(5 of them confirmed; cancelled and expired signups are not")
     expect(chart.locator("desc")).to_contain_text("6 signups between")
     expect(page.locator("figure.chart figcaption")).to_contain_text("not counted (1)")
