@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime as babel_datetime
+from flask_babel import gettext, ngettext
 from markupsafe import escape
+
+from .timefmt import current_locale
 
 # Tick spacings an axis may use, smallest first; the first giving at most max_ticks wins.
 TICK_STEPS = [timedelta(minutes=m) for m in (10, 30)] + [timedelta(hours=h) for h in (1, 3, 6, 12)] + [
@@ -97,7 +101,8 @@ def time_ticks(start: datetime, end: datetime, zone: str, max_ticks: int = MAX_T
         if moment >= start:
             # Midnight shows the date, so a span across days says which day each stretch is.
             by_day = step >= timedelta(days=1) or (tick.hour, tick.minute) == (0, 0)
-            label = f"{tick.day} {tick:%b}" if by_day else f"{tick:%H:%M}"
+            label = babel_datetime(tick, "d MMM", tzinfo=tick.tzinfo, locale=current_locale()) if by_day \
+                else f"{tick:%H:%M}"
             ticks.append((moment, label))
         tick += step
     return ticks
@@ -157,12 +162,9 @@ def _open_svg(width: int, height: int, title: str, desc: str, css_class: str) ->
 
 
 def _when(moment: datetime, zone: str) -> str:
+    """"1 Dec 2026 09:00 UTC", month in the current language."""
     local = moment.astimezone(ZoneInfo(zone))
-    return f"{local.day} {local:%b %Y %H:%M} {local.tzname()}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{babel_datetime(local, 'd MMM y HH:mm', tzinfo=local.tzinfo, locale=current_locale())} {local.tzname()}"
 
 
 def _steps(points: Sequence[tuple[datetime, int]], x, y, start: datetime, end: datetime) -> str:
@@ -185,8 +187,8 @@ def signups_svg(points: Sequence[tuple[datetime, int]], *, confirmed: Sequence[t
     split = confirmed is not None
     confirmed = sorted(confirmed or [])
     if not points:
-        out = _open_svg(width, 60, title, "No signups yet.", "chart-signups")
-        out.append(f'<text x="{width // 2}" y="34" text-anchor="middle" fill="{MUTED}">No signups yet</text>')
+        out = _open_svg(width, 60, title, gettext("No signups yet."), "chart-signups")
+        out.append(f'<text x="{width // 2}" y="34" text-anchor="middle" fill="{MUTED}">{escape(gettext("No signups yet"))}</text>')
         return "\n".join(out + ["</svg>"])
     moments = [moment for moment, _ in points + confirmed]
     start = min([start or points[0][0]] + moments)
@@ -207,10 +209,12 @@ def signups_svg(points: Sequence[tuple[datetime, int]], *, confirmed: Sequence[t
         return round(upper + plot_h * (1 - value / top), 1)
 
     confirmed_total = confirmed[-1][1] if confirmed else 0
-    counted = (f" ({confirmed_total} of them confirmed; cancelled and expired signups are not counted)"
+    counted = (gettext(" (%(num)s of them confirmed; cancelled and expired signups are not counted)", num=confirmed_total)
                if split else "")
-    desc = (f"{_plural(total, 'signup')} between {_when(start, zone)} and {_when(end, zone)}{counted}; "
-            f"the first at {_when(points[0][0], zone)}, the latest at {_when(points[-1][0], zone)}.")
+    desc = ngettext("%(num)d signup between %(start)s and %(end)s%(counted)s; the first at %(first)s, the latest "
+                    "at %(last)s.", "%(num)d signups between %(start)s and %(end)s%(counted)s; the first at "
+                    "%(first)s, the latest at %(last)s.", total, start=_when(start, zone), end=_when(end, zone),
+                    counted=counted, first=_when(points[0][0], zone), last=_when(points[-1][0], zone))
     out = _open_svg(width, height, title, desc, "chart-signups")
     for value in levels:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value)}" y2="{y(value)}" stroke="{LINE}"/>')
@@ -253,15 +257,17 @@ def timeline_svg(items: Sequence[TimelineItem], *, starts_at: datetime, ends_at:
         return round(left + plot_w * ((moment - start) / (end - start)), 1)
 
     # "Event" over its band and "now" over its line; when they would touch, one moves up a line.
-    markers = [("Event", (x(starts_at) + x(ends_at)) / 2, ' font-weight="600"'), ("now", x(now), "")]
+    markers = [(gettext("Event"), (x(starts_at) + x(ends_at)) / 2, ' font-weight="600"'), (gettext("now"), x(now), "")]
     placed = [(label, _centred(mx, label, 0, width), weight) for label, mx, weight in markers]
     marker_rows = _rows([(c - text_width(label) / 2, c + text_width(label) / 2) for label, c, _ in placed])
     upper = 10 + line_h * (max(marker_rows) + 1)
     axis_y = upper + row_h * max(len(items), 1) + 4
     height = axis_y + 24
 
-    states = ", ".join(f"{i.label}: {i.state}, due {_when(i.due, zone)}" for i in items) or "no jobs planned"
-    desc = f"Event from {_when(starts_at, zone)} to {_when(ends_at, zone)}. {states}."
+    states = ", ".join(gettext("%(label)s: %(state)s, due %(when)s", label=i.label, state=i.state, when=_when(i.due, zone))
+                       for i in items) or gettext("no jobs planned")
+    desc = gettext("Event from %(start)s to %(end)s. %(states)s.", start=_when(starts_at, zone), end=_when(ends_at, zone),
+             states=states)
     out = _open_svg(width, height, title, desc, "chart-timeline")
     out.append(f'<rect x="{x(starts_at)}" y="{upper - 4}" width="{max(x(ends_at) - x(starts_at), 2)}" '
                f'height="{axis_y - upper + 4}" fill="{FILL}"/>')
@@ -269,7 +275,7 @@ def timeline_svg(items: Sequence[TimelineItem], *, starts_at: datetime, ends_at:
                f'stroke-dasharray="4 3"/>')
     for (label, centre, weight), row in zip(placed, marker_rows, strict=True):
         out.append(f'<text class="marker" x="{centre}" y="{upper - 8 - line_h * row}" text-anchor="middle" '
-                   f'fill="{INK}"{weight}>{label}</text>')
+                   f'fill="{INK}"{weight}>{escape(label)}</text>')
     for row, item in enumerate(items):
         top = upper + row_h * row
         cy = top + 25
