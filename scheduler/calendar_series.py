@@ -7,7 +7,7 @@ Pure like calendars.py: the caller says which occurrences the reader sees and ho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from . import calendars
@@ -18,35 +18,14 @@ _OWN_LINES = ("UID:", "DTSTAMP:", "SEQUENCE:", "DTSTART", "DTEND", "RECURRENCE-I
               "URL:", "RRULE:", "EXDATE")
 
 
-@dataclass(slots=True)
-class Template:
-    """The series as one event: what every occurrence looks like unless changed (a VEVENT's columns)."""
-
-    id: int
-    slug: str
-    title: str
-    summary: str
-    description: str
-    timezone: str
-    starts_at: datetime
-    ends_at: datetime
-    venue: str
-    join_url: str
-    status: str
-    sequence: int
-    created_at: datetime
-    updated_at: datetime
-    tags: list = field(default_factory=list)
-    speakers: list = field(default_factory=list)
-
-
-def template(series, *, starts_at: datetime, tags: list, speakers: list) -> Template:
-    """The series' master event starting at `starts_at` (its DTSTART); tags and speakers as the feeds load them."""
-    return Template(series.id, series.slug, series.title, series.summary or "", series.description or "",
-                    series.timezone, starts_at, starts_at + timedelta(minutes=series.duration_minutes),
-                    series.venue or "", series.join_url or "",
-                    "cancelled" if series.status == "cancelled" else "published", series.sequence,
-                    series.created_at, series.updated_at, tags, speakers)
+def template(series, *, starts_at: datetime, tags: list, speakers: list) -> calendars.Columns:
+    """The series as one event, its master starting at `starts_at` (its DTSTART): what every occurrence looks
+    like unless changed. Tags and speakers as the feeds load them."""
+    return calendars.Columns(series.id, series.slug, series.title, series.summary or "", series.description or "",
+                             series.timezone, starts_at, starts_at + timedelta(minutes=series.duration_minutes),
+                             series.venue or "", series.join_url or "",
+                             "cancelled" if series.status == "cancelled" else "published", series.sequence,
+                             series.created_at, series.updated_at, tags=tags, speakers=speakers)
 
 
 def _content(body: bytes) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar as _gregorian
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -31,6 +31,44 @@ METHODS = ("REQUEST", "CANCEL")
 #: C1 control characters, which text.strip_controls leaves alone (NEL among them, which some readers take
 #: for a line break).
 _C1 = re.compile("[\x80-\x9f]")
+
+
+@dataclass(slots=True)
+class Named:
+    """A tag or a speaker, by the name a VEVENT shows."""
+
+    name: str
+
+
+@dataclass(slots=True)
+class Appearance:
+    """A speaker at an event, in their role."""
+
+    role: str
+    speaker: Named
+
+
+@dataclass(slots=True)
+class Columns:
+    """The columns a VEVENT needs, as plain rows (a feed's events, a series' master): no ORM objects."""
+
+    id: int
+    slug: str
+    title: str
+    summary: str
+    description: str
+    timezone: str
+    starts_at: datetime
+    ends_at: datetime
+    venue: str
+    join_url: str
+    status: str
+    sequence: int
+    created_at: datetime
+    updated_at: datetime
+    #: Keyword-only, so a subclass's own columns still come positionally after the ones above.
+    tags: list = field(default_factory=list, kw_only=True)
+    speakers: list = field(default_factory=list, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime as http_date
 from email.utils import parsedate_to_datetime
@@ -239,39 +239,12 @@ def _signature(session: Session, *conditions, joins=()):
 
 
 @dataclass(slots=True)
-class FeedEvent:
-    """The columns a VEVENT needs, as plain rows: building ORM objects would take most of a long feed's time."""
+class FeedEvent(calendars.Columns):
+    """An event's VEVENT columns as a plain row: building ORM objects would take most of a long feed's time."""
 
-    id: int
-    slug: str
-    title: str
-    summary: str
-    description: str
-    timezone: str
-    starts_at: datetime
-    ends_at: datetime
-    venue: str
-    join_url: str
-    status: str
-    sequence: int
-    created_at: datetime
-    updated_at: datetime
     version: int
     #: The start a series' rule gave this occurrence (web/series_feeds.py); None for a single event.
     recurrence_id: datetime | None
-    tags: list = field(default_factory=list)
-    speakers: list = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Named:
-    name: str
-
-
-@dataclass(slots=True)
-class _Appearance:
-    role: str
-    speaker: _Named
 
 
 FEED_COLUMNS = [getattr(Event, f.name) for f in fields(FeedEvent) if f.name not in ("tags", "speakers")]
@@ -291,12 +264,12 @@ def load_events(session: Session, *conditions, joins=()) -> list[FeedEvent]:
             select(event_tags.c.event_id, Tag.name).join(Tag, Tag.id == event_tags.c.tag_id)
             .where(event_tags.c.event_id.in_(ids)).order_by(Tag.slug))
         for event_id, name in tags:
-            found[event_id].tags.append(_Named(name))
+            found[event_id].tags.append(calendars.Named(name))
         speakers = session.execute(
             select(EventSpeaker.event_id, EventSpeaker.role, Speaker.name).join(Speaker)
             .where(EventSpeaker.event_id.in_(ids)).order_by(EventSpeaker.position, EventSpeaker.id))
         for event_id, role, name in speakers:
-            found[event_id].speakers.append(_Appearance(role, _Named(name)))
+            found[event_id].speakers.append(calendars.Appearance(role, calendars.Named(name)))
     return list(found.values())
 
 

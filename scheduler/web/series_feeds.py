@@ -62,17 +62,6 @@ def personal_follow(session: Session, email_key: str) -> Follow:
     return Follow(lambda series: series.family_id in subscriptions, master)
 
 
-@dataclass(slots=True)
-class _Named:
-    name: str
-
-
-@dataclass(slots=True)
-class _Appearance:
-    role: str
-    speaker: _Named
-
-
 def series_url(series: Series) -> str:
     return external_url("series.page", slug=series.slug)
 
@@ -121,14 +110,14 @@ def _series_parts(session: Session, series: Series, event_ids: list[int], follow
 
 
 def _tags(series: Series) -> list:
-    return [_Named(name) for name in sorted(series.tags or [], key=slugify)]
+    return [calendars.Named(name) for name in sorted(series.tags or [], key=slugify)]
 
 
 def _speakers(session: Session, series: Series) -> list:
     pairs = [(int(sid), role) for sid, role in series.speakers or []]
     names = dict(session.execute(select(Speaker.id, Speaker.name).where(Speaker.id.in_([sid for sid, _ in pairs]))
                                  ).all()) if pairs else {}
-    return [_Appearance(role, _Named(names[sid])) for sid, role in pairs if sid in names]
+    return [calendars.Appearance(role, calendars.Named(names[sid])) for sid, role in pairs if sid in names]
 
 
 def public_family(session: Session, slug: str) -> list[int]:
