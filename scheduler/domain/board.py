@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from .. import live, signals
 from ..errors import Conflict, InvalidInput, NotAllowed, NotFound, RateLimited
 from ..models import ACTIVE_STATES, Event, EventSpeaker, Question, Registration, Speaker, Vote
 from ..text import one_line, strip_controls
-from ..tokens import derive, looks_like_token
+from ..tokens import derive, looks_like_token, token_hash
 from .queries import lock_event
 
 #: The longest question, in characters.
@@ -112,6 +112,20 @@ def _check_registrant(event: Event, actor: Actor, doing: str) -> Registration:
     if not actor.registrant:
         raise NotAllowed(f"Your registration is {registration.state}: only registered people can {doing}.")
     return registration
+
+
+# --- registrants' private links ----------------------------------------------------------------
+
+def find_registrant(session: Session, token: str) -> Registration | None:
+    """The registration behind a private board link (or None), with its event but not the event's tags and speakers.
+
+    Every vote and question starts here: the event's tags and speakers (eager elsewhere: two more queries
+    and most of a vote's time) load only if a page reads them.
+    """
+    if not looks_like_token(token):
+        return None
+    return session.scalar(select(Registration).where(Registration.token_hash == token_hash(token)).options(
+        joinedload(Registration.event).options(lazyload(Event.tags), lazyload(Event.speakers))))
 
 
 # --- speakers' private links --------------------------------------------------------------------

@@ -45,7 +45,6 @@ from ..models import Event
 from ..services import UnitOfWork, unit_of_work
 from . import board_stream
 from .refusals import refusal_json, status_of
-from .signup import registration_for
 
 bp = Blueprint("board", __name__)
 # The hub is made with the app (its thread starts with the first open board): it needs the app itself.
@@ -100,7 +99,9 @@ def public_place(slug: str) -> Place:
 
 
 def registrant_place(token: str) -> Place:
-    registration = registration_for(token)  # 404 for a wrong or revoked link
+    registration = rules.find_registrant(db.session, token)
+    if registration is None:  # a wrong or revoked link
+        abort(404)
     place = Place(registration.event, rules.Actor(registration=registration), "registrant", {"token": token})
     if not rules.can_read(place.event, place.actor):
         abort(make_response(render_template("board/members_only.html", event=place.event,

@@ -4,9 +4,12 @@ nothing changed, private links, hostile text escaped, the moderation and present
 from __future__ import annotations
 
 import json
+import re
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from scheduler.domain import board as rules
@@ -179,6 +182,56 @@ def test_cancelled_registrant_reads_a_403_page(app, client, create_event, now):
     response = client.get(f"/r/{token}/questions")
     assert response.status_code == 403
     assert "Your registration is cancelled" in response.get_data(as_text=True)
+
+
+@contextmanager
+def statements():
+    """What each SQL statement run on the app's engine inside the block does, as "VERB table"."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        words = " ".join(statement.split())
+        table = re.search(r"^(?:INSERT INTO|UPDATE|DELETE FROM) (\w+)|\bFROM (\w+)|^SELECT (pg_notify)", words)
+        seen.append(f"{words.split()[0]} {next((t for t in table.groups() if t), '') if table else ''}".strip())
+
+    sa_event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", note)
+
+
+def plumbing() -> list[str]:
+    """The transaction's own statements: SQLite's BEGIN IMMEDIATE, PostgreSQL's NOTIFY to the open boards."""
+    return ["BEGIN"] if db.engine.dialect.name == "sqlite" else ["SELECT pg_notify"]
+
+
+def test_a_vote_and_a_question_cost_a_fixed_few_statements(app, client, create_event, now):
+    """The registrant is found with their event in one statement (not the event's tags and speakers, which a
+    vote does not read); a vote then reads the question and the registrant's vote and writes both. A vote is
+    most of a busy board's requests: a statement more each is a change to make on purpose, here."""
+    event = create_event(tags=["python", "data"], speakers=[("Hal Host", "host"), ("Sue Speaker", "speaker")])
+    ada_registration, ada = join(app, event, "Ada", now)
+    _, bob = join(app, event, "Bob", now)
+    question = rules.ask(db.session, event, rules.Actor(registration=ada_registration), body="Q?", now=now)
+    db.session.commit()
+    page, vote = f"/r/{bob}/questions", f"/r/{bob}/questions/{question.id}/vote"
+    token = csrf_token(client, page)
+    db.session.remove()  # nothing already in the session: the request loads what it needs
+    for up, votes in (("1", 1), ("0", 0)):
+        with statements() as seen:
+            response = client.post(vote, data={"csrf_token": token, "up": up},
+                                   headers={"Accept": "application/json"})
+        assert (response.status_code, response.get_json()["votes"]) == (200, votes)
+        change = "INSERT question_votes" if up == "1" else "DELETE question_votes"
+        assert sorted(seen) == sorted([*plumbing(), "SELECT registrations", "SELECT questions",
+                                       "SELECT question_votes", change, "UPDATE questions"]), seen
+    db.session.remove()
+    with statements() as seen:
+        response = client.post(page, data={"csrf_token": token, "body": "Mine?", "shown_as": "name"})
+    assert response.status_code == 303
+    assert sorted(seen) == sorted([*plumbing(), "SELECT registrations", "SELECT registrations",
+                                   "SELECT questions", "INSERT questions"]), seen
 
 
 # --- the closed board --------------------------------------------------------------------------
