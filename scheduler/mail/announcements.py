@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import current_app
-from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,7 +21,7 @@ from ..text import one_line
 from ..timefmt import format_range
 from . import outbox
 from .compose import render
-from .reminders import attendee_links
+from .reminders import MANAGE, NAME, UNSUBSCRIBE, attendee_links, put_in, reader_zone
 
 KIND = "announcement"
 #: Recipients read and rows written per round trip; all of them in the one transaction.
@@ -51,9 +49,6 @@ def on_announcement(announcement: Announcement, *, session: Session, now: dateti
     announcement.recipients = queued
 
 
-#: Stand-ins rendered once per (announcement, zone, language) and replaced per recipient. Control characters
-#: never occur in names (one_line strips them) nor in URLs, so a recipient's own text cannot contain one.
-NAME, MANAGE, UNSUBSCRIBE = "\x1eN\x1e", "\x1eM\x1e", "\x1eU\x1e"
 #: Rendered announcements kept per process; a few are live at any time.
 KEEP = 32
 _rendered: dict[tuple, tuple[str, str, str]] = {}
@@ -95,20 +90,10 @@ def compose(row) -> None:
         .join(Event, Event.id == Registration.event_id).where(Registration.id == row.registration_id)).first()
     if person is None:
         raise LookupError("the registration no longer exists")
-    subject, text, html = _template((row.context or {}).get("announcement_id"), _zone(person.timezone, person.event_zone),
-                                    known(person.language), person.version)
+    subject, text, html = _template((row.context or {}).get("announcement_id"),
+                                    reader_zone(person.timezone, person.event_zone), known(person.language),
+                                    person.version)
     secret = current_app.config["SECRET_KEY"]
     manage_url, unsubscribe_url = attendee_links(secret, person)
-    for mark, value in ((NAME, person.name), (MANAGE, manage_url), (UNSUBSCRIBE, unsubscribe_url)):
-        text = text.replace(mark, value)
-        html = html.replace(mark, escape(value))
+    text, html = put_in(text, html, ((NAME, person.name), (MANAGE, manage_url), (UNSUBSCRIBE, unsubscribe_url)))
     row.subject, row.body_text, row.body_html, row.unsubscribe_url = subject, text, html, unsubscribe_url
-
-
-def _zone(name: str | None, fallback: str) -> str:
-    """The recipient's zone when it is a real one, else the event's."""
-    try:
-        ZoneInfo(name or fallback)
-    except (KeyError, ValueError):
-        return fallback
-    return name or fallback

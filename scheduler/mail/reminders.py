@@ -53,11 +53,19 @@ def attendee_links(secret: str, registration) -> tuple[str, str]:
     return external_url("signup.manage", token=token), external_url("signup.unsubscribe", token=token)
 
 
-#: Stand-ins rendered once per zone and replaced per recipient. Control characters never occur in
-#: names (one_line strips them) nor in URLs, so a recipient's own text cannot contain one.
-_NAME, _MANAGE, _UNSUBSCRIBE = "\x1eN\x1e", "\x1eM\x1e", "\x1eU\x1e"
+#: Stand-ins rendered once per zone and replaced per recipient (here and in announcements). Control characters
+#: never occur in names (one_line strips them) nor in URLs, so a recipient's own text cannot contain one.
+NAME, MANAGE, UNSUBSCRIBE = "\x1eN\x1e", "\x1eM\x1e", "\x1eU\x1e"
 #: The recipient's own door link (urls.door_url), the only join link a reminder carries.
 _DOOR = "\x1eD\x1e"
+
+
+def put_in(text: str, html: str, values) -> tuple[str, str]:
+    """A rendering's stand-ins replaced by the recipient's (mark, value) pairs, escaped in the HTML."""
+    for mark, value in values:
+        text = text.replace(mark, value)
+        html = html.replace(mark, escape(value))
+    return text, html
 
 
 def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: datetime) -> list[dict]:
@@ -72,20 +80,17 @@ def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: d
     rendered: dict[tuple[str, str], dict] = {}
     rows = []
     for person in recipients:
-        zone, language = _zone(person.timezone, event.timezone), known(getattr(person, "language", None))
+        zone, language = reader_zone(person.timezone, event.timezone), known(getattr(person, "language", None))
         template = rendered.get((zone, language))
         if template is None:
             with speaking(language):
                 template = rendered[zone, language] = outbox.message_row(
                     kind="reminder", to_addr="", dedupe_key="", now=now, event_id=event.id, event=event,
-                    name=_NAME, when=format_range(event.starts_at, event.ends_at, zone), starts_in=format_lead(lead),
-                    manage_url=_MANAGE, unsubscribe_url=_UNSUBSCRIBE, door_url=_DOOR if event.join_url else "")
+                    name=NAME, when=format_range(event.starts_at, event.ends_at, zone), starts_in=format_lead(lead),
+                    manage_url=MANAGE, unsubscribe_url=UNSUBSCRIBE, door_url=_DOOR if event.join_url else "")
         manage_url, unsubscribe_url = attendee_links(secret, person)
-        text, html = template["body_text"], template["body_html"]
-        for mark, value in ((_NAME, person.name), (_MANAGE, manage_url), (_UNSUBSCRIBE, unsubscribe_url),
-                            (_DOOR, door_url(person))):
-            text = text.replace(mark, value)
-            html = html.replace(mark, escape(value))
+        text, html = put_in(template["body_text"], template["body_html"], (
+            (NAME, person.name), (MANAGE, manage_url), (UNSUBSCRIBE, unsubscribe_url), (_DOOR, door_url(person))))
         rows.append(template | dict(
             dedupe_key=f"{job_key}:{person.id}"[:200], to_addr=person.email, to_name=one_line(person.name)[:200],
             registration_id=person.id, unsubscribe_url=unsubscribe_url, body_text=text, body_html=html))
@@ -175,7 +180,8 @@ def run_of_show(event: Event) -> list[dict]:
     return [{"time": format_short(moment, event.timezone), "what": what} for moment, what in items]
 
 
-def _zone(name: str | None, fallback: str) -> str:
+def reader_zone(name: str | None, fallback: str) -> str:
+    """The recipient's zone when it is a real one, else the event's."""
     try:
         ZoneInfo(name or fallback)
     except (KeyError, ValueError):
@@ -197,7 +203,7 @@ def on_late_registration(registration: Registration, *, session: Session, now: d
             dedupe_key=f"starting-soon:{event.id}:{int(event.starts_at.timestamp())}:{registration.id}", now=now,
             event_id=event.id, registration_id=registration.id, unsubscribe_url=unsubscribe_url, event=event,
             name=registration.name, when=format_range(event.starts_at, event.ends_at,
-                                                      _zone(registration.timezone, event.timezone)),
+                                                      reader_zone(registration.timezone, event.timezone)),
             starts_in=starts_in(event, now=now), manage_url=manage_url,
             door_url=door_url(registration) if event.join_url else "",
         )
