@@ -51,6 +51,27 @@ def _zones() -> set[str]:
     return _ZONES
 
 
+def check_heading(fields: dict, bad, *, slug_max: int = 120,
+                  slug_message: str = "Use lower-case letters, digits and single hyphens.") -> None:
+    """Title, slug, kind and zone, checked alike for an event and a series; `bad(field, message)` per fault."""
+    if not one_line(fields.get("title") or ""):
+        bad("title", "A title is required.")
+    slug = fields.get("slug") or ""
+    if not SLUG_RE.match(slug) or len(slug) > slug_max:
+        bad("slug", slug_message)
+    if fields.get("kind") not in EVENT_KINDS:
+        bad("kind", "Choose one of: " + ", ".join(EVENT_KINDS) + ".")
+    if not is_valid_timezone(fields.get("timezone") or ""):
+        bad("timezone", "Unknown timezone: use an IANA name such as Europe/Berlin.")
+
+
+def check_join_url(fields: dict, bad) -> None:
+    """The join link, for an event and a series alike."""
+    join_url = fields.get("join_url") or ""
+    if join_url and not re.match(r"^https?://[^\s]+$", join_url):
+        bad("join_url", "The join link must be an http(s) URL.")
+
+
 def validate(fields: dict) -> dict[str, list[str]]:
     """Check a complete set of event fields; return {field: [messages]} (empty when valid)."""
     errors: dict[str, list[str]] = {}
@@ -58,15 +79,7 @@ def validate(fields: dict) -> dict[str, list[str]]:
     def bad(field, message):
         errors.setdefault(field, []).append(message)
 
-    if not one_line(fields.get("title") or ""):
-        bad("title", "A title is required.")
-    slug = fields.get("slug") or ""
-    if not SLUG_RE.match(slug) or len(slug) > 120:
-        bad("slug", "Use lower-case letters, digits and single hyphens.")
-    if fields.get("kind") not in EVENT_KINDS:
-        bad("kind", "Choose one of: " + ", ".join(EVENT_KINDS) + ".")
-    if not is_valid_timezone(fields.get("timezone") or ""):
-        bad("timezone", "Unknown timezone: use an IANA name such as Europe/Berlin.")
+    check_heading(fields, bad)
     starts, ends = fields.get("starts_at"), fields.get("ends_at")
     if starts is None:
         bad("starts_at", "A start time is required.")
@@ -85,9 +98,7 @@ def validate(fields: dict) -> dict[str, list[str]]:
         bad("signup_closes_at", "Signup must close after it opens.")
     if closes and ends and closes > ends:
         bad("signup_closes_at", "Signup cannot close after the event ends.")
-    join_url = fields.get("join_url") or ""
-    if join_url and not re.match(r"^https?://[^\s]+$", join_url):
-        bad("join_url", "The join link must be an http(s) URL.")
+    check_join_url(fields, bad)
     if fields.get("board_mode", "open") not in BOARD_MODES:
         bad("board_mode", "Choose one of: " + ", ".join(BOARD_MODES) + ".")
     for name in ("briefing_offset", "nudge_offset", "thanks_offset"):

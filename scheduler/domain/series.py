@@ -29,7 +29,6 @@ from ..languages import DEFAULT as DEFAULT_LANGUAGE
 from ..languages import known as known_language
 from ..models import (
     ACTIVE_STATES,
-    EVENT_KINDS,
     SERIES_FREQUENCIES,
     Event,
     Registration,
@@ -202,15 +201,8 @@ def validate(fields: dict, *, now: datetime) -> dict[str, list[str]]:
     def bad(field, message):
         errors.setdefault(field, []).append(message)
 
-    if not one_line(fields.get("title") or ""):
-        bad("title", "A title is required.")
-    slug = fields.get("slug") or ""
-    if not event_rules.SLUG_RE.match(slug) or len(slug) > 100:
-        bad("slug", "Use lower-case letters, digits and single hyphens (at most 100).")
-    if fields.get("kind") not in EVENT_KINDS:
-        bad("kind", "Choose one of: " + ", ".join(EVENT_KINDS) + ".")
-    if not event_rules.is_valid_timezone(fields.get("timezone") or ""):
-        bad("timezone", "Unknown timezone: use an IANA name such as Europe/Berlin.")
+    event_rules.check_heading(fields, bad, slug_max=100,
+                              slug_message="Use lower-case letters, digits and single hyphens (at most 100).")
     if fields.get("freq") not in SERIES_FREQUENCIES:
         bad("freq", "Choose weekly or monthly.")
     interval = fields.get("interval")
@@ -249,9 +241,7 @@ def validate(fields: dict, *, now: datetime) -> dict[str, list[str]]:
     capacity = fields.get("capacity")
     if capacity is not None and capacity < 0:
         bad("capacity", "Capacity cannot be negative; leave it empty for unlimited.")
-    join_url = fields.get("join_url") or ""
-    if join_url and not re.match(r"^https?://[^\s]+$", join_url):
-        bad("join_url", "The join link must be an http(s) URL.")
+    event_rules.check_join_url(fields, bad)
     if not errors:
         probe = Series(**{k: fields[k] for k in RULE_FIELDS})
         probe.skips = []
