@@ -4,6 +4,9 @@ One occurrence is edited on its own event page, like any event. Routes on admin.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, select
@@ -15,6 +18,7 @@ from ..extensions import db
 from ..forms import ConfirmForm
 from ..models import Event, Series, SeriesSubscription
 from ..series_forms import FollowingForm, SeriesForm
+from ..services import UnitOfWork
 from .admin import bp
 from .refusals import attempt, flash_back, show_on_form
 
@@ -40,6 +44,19 @@ def _confirmed() -> None:
 
 def _detail(series_id: int) -> str:
     return url_for("admin.series_detail", series_id=series_id)
+
+
+@contextmanager
+def _button(series_id: int) -> Iterator[UnitOfWork]:
+    """A confirmed button of the series page: its unit of work, a refusal flashed back on that page."""
+    _confirmed()
+    with attempt(refused=flash_back(_detail(series_id))) as uow:
+        yield uow
+
+
+def _done(series_id: int, message: str):
+    flash(message, "success")
+    return redirect(_detail(series_id), code=303)
 
 
 @bp.get("/series")
@@ -93,40 +110,32 @@ def series_detail(series_id: int):
 
 @bp.post("/series/<int:series_id>/publish")
 def series_publish(series_id: int):
-    _confirmed()
-    with attempt(refused=flash_back(_detail(series_id))) as uow:
+    with _button(series_id) as uow:
         made = series_rules.publish_series(uow.session, _series(series_id), now=uow.now,
                                            secret=current_app.config["SECRET_KEY"])
-    flash(_("Published: %(n)d occurrences planned.", n=len(made)), "success")
-    return redirect(_detail(series_id), code=303)
+    return _done(series_id, _("Published: %(n)d occurrences planned.", n=len(made)))
 
 
 @bp.post("/series/<int:series_id>/cancel")
 def series_cancel(series_id: int):
-    _confirmed()
-    with attempt(refused=flash_back(_detail(series_id))) as uow:
+    with _button(series_id) as uow:
         series_rules.cancel_series(uow.session, _series(series_id), now=uow.now,
                                    reason=request.form.get("reason", ""))
-    flash(_("Series cancelled: every occurrence still to come is cancelled, and everyone is told."), "success")
-    return redirect(_detail(series_id), code=303)
+    return _done(series_id, _("Series cancelled: every occurrence still to come is cancelled, and everyone is told."))
 
 
 @bp.post("/series/<int:series_id>/occurrences/<int:event_id>/skip")
 def series_skip(series_id: int, event_id: int):
-    _confirmed()
-    with attempt(refused=flash_back(_detail(series_id))) as uow:
+    with _button(series_id) as uow:
         series_rules.skip_occurrence(uow.session, _occurrence(_series(series_id), event_id), now=uow.now)
-    flash(_("Date skipped: it is left out of the series."), "success")
-    return redirect(_detail(series_id), code=303)
+    return _done(series_id, _("Date skipped: it is left out of the series."))
 
 
 @bp.post("/series/<int:series_id>/occurrences/<int:event_id>/cancel")
 def series_cancel_occurrence(series_id: int, event_id: int):
-    _confirmed()
-    with attempt(refused=flash_back(_detail(series_id))) as uow:
+    with _button(series_id) as uow:
         series_rules.cancel_occurrence(uow.session, _occurrence(_series(series_id), event_id), now=uow.now)
-    flash(_("Occurrence cancelled: everyone registered is told."), "success")
-    return redirect(_detail(series_id), code=303)
+    return _done(series_id, _("Occurrence cancelled: everyone registered is told."))
 
 
 @bp.post("/series/<int:series_id>/occurrences/<int:event_id>/following")

@@ -15,6 +15,14 @@ FORM = {"title": "Community call", "kind": "live discussion", "timezone": "Europ
         "duration_minutes": "60", "count": "4", "reminders": "1d, 1h", "summary": "", "description": ""}
 
 
+def published(auth, **changes) -> Series:
+    """A series created from FORM with `changes` and published, both through the admin."""
+    auth.post("/admin/series/new", data=dict(FORM, **changes))
+    series = db.session.scalar(select(Series))
+    auth.post(f"/admin/series/{series.id}/publish")
+    return series
+
+
 def test_create_publish_skip_cancel_and_following(auth, client):
     created = auth.post("/admin/series/new", data=FORM)
     assert created.status_code == 303, created.get_data(as_text=True)[:2000]
@@ -49,9 +57,7 @@ def test_bad_rule_shows_the_form_again_and_writes_nothing(auth):
 
 
 def test_public_page_signup_for_all_then_drop_one(auth, client, app):
-    auth.post("/admin/series/new", data=dict(FORM, double_opt_in=""))
-    series = db.session.scalar(select(Series))
-    auth.post(f"/admin/series/{series.id}/publish")
+    published(auth, double_opt_in="")
     page = client.get("/series/community-call")
     assert page.status_code == 200 and "Sign up for all" in page.get_data(as_text=True)
     token = csrf_token(client, "/series/community-call")
@@ -71,27 +77,21 @@ def test_public_page_signup_for_all_then_drop_one(auth, client, app):
 
 
 def test_occurrence_page_links_its_series(auth, client):
-    auth.post("/admin/series/new", data=FORM)
-    series = db.session.scalar(select(Series))
-    auth.post(f"/admin/series/{series.id}/publish")
+    series = published(auth)
     first = series_rules.occurrences(db.session, series.id)[0]
     page = client.get(f"/events/{first.slug}").get_data(as_text=True)
     assert 'href="/series/community-call"' in page
 
 
 def test_occurrence_admin_page_links_its_series(auth, client):
-    auth.post("/admin/series/new", data=FORM)
-    series = db.session.scalar(select(Series))
-    auth.post(f"/admin/series/{series.id}/publish")
+    series = published(auth)
     first = series_rules.occurrences(db.session, series.id)[0]
     page = client.get(f"/admin/events/{first.id}").get_data(as_text=True)
     assert f'href="/admin/series/{series.id}"' in page
 
 
 def test_reminders_off_for_the_whole_series_from_the_manage_page(auth, client, app):
-    auth.post("/admin/series/new", data=dict(FORM, double_opt_in=""))
-    series = db.session.scalar(select(Series))
-    auth.post(f"/admin/series/{series.id}/publish")
+    series = published(auth, double_opt_in="")
     subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
                                              now=series.created_at, secret=app.config["SECRET_KEY"])
     db.session.commit()
@@ -105,8 +105,6 @@ def test_reminders_off_for_the_whole_series_from_the_manage_page(auth, client, a
 
 
 def test_series_page_shows_its_description_cleaned(auth, client):
-    auth.post("/admin/series/new", data=dict(FORM, description="**Bring questions** <script>alert(1)</script>"))
-    series = db.session.scalar(select(Series))
-    auth.post(f"/admin/series/{series.id}/publish")
+    published(auth, description="**Bring questions** <script>alert(1)</script>")
     page = client.get("/series/community-call").get_data(as_text=True)
     assert "<strong>Bring questions</strong>" in page and "<script>alert" not in page
