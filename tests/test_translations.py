@@ -201,6 +201,8 @@ def _shown(row: OutboxMessage) -> str:
 
 def _check(name: str, row: OutboxMessage) -> None:
     path = SNAPSHOTS / f"{name}.txt"
+    # The greeting names them in every language (a reminder's stand-in for the name was once lost in Chinese).
+    assert "Ada Lovelace" in row.body_text and "Ada Lovelace" in row.body_html, name
     shown = _shown(row)
     if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -55,9 +55,11 @@ def attendee_links(secret: str, registration) -> tuple[str, str]:
 
 #: Stand-ins rendered once per zone and replaced per recipient (here and in announcements). Control characters
 #: never occur in names (one_line strips them) nor in URLs, so a recipient's own text cannot contain one.
-NAME, MANAGE, UNSUBSCRIBE = "\x1eN\x1e", "\x1eM\x1e", "\x1eU\x1e"
+#: SUB (\x1a), not \x1c-\x1f, which str.strip() takes for whitespace: a body that begins with the name
+#: (Chinese puts it before the greeting) keeps its stand-in whole.
+NAME, MANAGE, UNSUBSCRIBE = "\x1aN\x1a", "\x1aM\x1a", "\x1aU\x1a"
 #: The recipient's own door link (urls.door_url), the only join link a reminder carries.
-_DOOR = "\x1eD\x1e"
+_DOOR = "\x1aD\x1a"
 
 
 def put_in(text: str, html: str, values) -> tuple[str, str]:
