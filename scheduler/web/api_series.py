@@ -17,6 +17,7 @@ from ..errors import NotFound
 from ..extensions import db
 from ..models import Series
 from ..services import unit_of_work
+from ..timefmt import current_locale
 from ..urls import event_url, external_url
 from . import api_schemas as s
 from .api_input import find_event, parse_body
@@ -242,7 +243,7 @@ def series_subscribe(slug: str):
         subscription, outcome = series_rules.subscribe(
             uow.session, _find(slug), name=data.name, email=data.email, timezone=data.timezone or "",
             now=uow.now, secret=current_app.config["SECRET_KEY"],
-            hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]))
+            hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]), language=current_locale())  # Accept-Language
         places = len([p for p in series_rules.subscription_places(uow.session, subscription)
                       if p.state in ("pending", "confirmed", "waitlisted")])
         body = SubscriptionOut(outcome=outcome, state=subscription.state, places=places)
