@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +23,9 @@ from scheduler.domain import announcements, follow_ups, signups
 from scheduler.domain import events as event_rules
 from scheduler.extensions import db
 from scheduler.mail.outbox import MARK_EVERY
-from scheduler.models import OutboxMessage, SchedulerHeartbeat
-from tests.support import TimedSink, add_confirmed, flask_process, wait_for, write_instance
+from scheduler.models import OutboxMessage
+from tests.processes.support import Schedulers, arrived, committed, copies, scheduler_instance
+from tests.support import TimedSink, add_confirmed, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 CONNECTIONS = 2
@@ -60,41 +60,8 @@ def sink():
 
 @pytest.fixture
 def instance(app, tmp_path, sink) -> Path:
-    return write_instance(
-        tmp_path / "instance", DATABASE_URL=app.config["DATABASE_URL"], MAIL_URL=sink.url, SECRET_KEY="test-secret-key",
-        BASE_URL="http://townhall.test", MAIL_FROM="Townhall <events@townhall.test>", SCHEDULER_MODE="off",
-        SCHEDULER_POLL_SECONDS=1.0, RATELIMIT_ENABLED=False, DOUBLE_OPT_IN_DEFAULT=False,
-        MAIL_CONNECTIONS=CONNECTIONS)
-
-
-class Schedulers:
-    """`flask scheduler run` processes on one instance folder; kills what is left at the end."""
-
-    def __init__(self, instance: Path, logs: Path):
-        self.instance, self.logs, self.started = instance, logs, []
-
-    def start(self) -> subprocess.Popen:
-        process = flask_process(self.instance, "scheduler", "run", log=self.logs / f"scheduler-{len(self.started)}.log")
-        self.started.append(process)
-        assert wait_for(lambda: beating(process.pid) or process.poll() is not None, 30), self.log_tail()
-        assert process.poll() is None, self.log_tail()
-        return process
-
-    def log_tail(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("scheduler-*.log")))
-
-    def drain(self) -> None:
-        running = [p for p in self.started if p.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
-        for process in running:
-            assert process.wait(30) == 0, self.log_tail()
-
-    def kill_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+    return scheduler_instance(tmp_path / "instance", database_url=app.config["DATABASE_URL"], mail_url=sink.url,
+                              MAIL_CONNECTIONS=CONNECTIONS)
 
 
 @pytest.fixture
@@ -102,19 +69,6 @@ def schedulers(instance, tmp_path):
     processes = Schedulers(instance, tmp_path)
     yield processes
     processes.kill_all()
-
-
-def committed(statement):
-    """One query, its transaction ended at once: never hold one open while the schedulers work."""
-    try:
-        return db.session.scalar(statement)
-    finally:
-        db.session.commit()
-
-
-def beating(pid: int) -> bool:
-    return committed(select(func.count()).select_from(SchedulerHeartbeat)
-                     .where(SchedulerHeartbeat.id.like(f"%:{pid}:%"))) > 0
 
 
 def unsent(event_id: int) -> int:
@@ -130,22 +84,6 @@ def outbox_states() -> list:
                                   ).all()
     finally:
         db.session.commit()
-
-
-def copies(sink: TimedSink, suffix: str) -> dict[str, list[tuple[str, str]]]:
-    """Each address's (subject, Message-ID) per copy that arrived."""
-    found: dict[str, list[tuple[str, str]]] = {}
-    with sink.lock:
-        for message in sink.messages:
-            address = message["To"].addresses[0].addr_spec
-            if address.endswith(suffix):
-                found.setdefault(address, []).append((str(message["Subject"]), message["Message-ID"]))
-    return found
-
-
-def arrived(sink: TimedSink, suffix: str) -> int:
-    """Copies that reached the sink for these addresses (read from the addresses it notes, not the messages)."""
-    return sum(sink.recipients(suffix).values())
 
 
 def kill_mid_delivery(schedulers: Schedulers, sink: TimedSink, suffix: str, *, after: int, total: int) -> int:

@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 
 from scheduler.domain import events as event_rules
 from scheduler.extensions import db
-from scheduler.models import OutboxMessage, PlannedJob, SchedulerHeartbeat
-from tests.support import TimedSink, add_confirmed, flask_process, gunicorn, wait_for, write_instance
+from scheduler.models import OutboxMessage, PlannedJob
+from tests.processes.support import Schedulers, arrived, committed, copies, scheduler_instance
+from tests.support import TimedSink, add_confirmed, gunicorn, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 OFFSET = 600  # the reminder's offset: "starts in 10 minutes", so no event starts during a test
@@ -46,69 +47,16 @@ def sink():
     server.stop()
 
 
-class Cluster:
-    """Scheduler processes on one instance folder (the default claim settings); kills what is left at the end."""
-
-    def __init__(self, instance: Path, logs: Path):
-        self.instance, self.logs = instance, logs
-        self.started: list[subprocess.Popen] = []
-
-    def scheduler(self, *, wait: bool = True) -> subprocess.Popen:
-        process = flask_process(self.instance, "scheduler", "run", log=self.logs / f"scheduler-{len(self.started)}.log")
-        self.started.append(process)
-        if wait:
-            self.wait_started(process)
-        return process
-
-    def wait_started(self, process: subprocess.Popen) -> None:
-        """Until the process's first heartbeat is in the database."""
-        assert wait_for(lambda: beating(process.pid) or process.poll() is not None, 30), self.log_tail()
-        assert process.poll() is None, self.log_tail()
-
-    def log_tail(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("scheduler-*.log")))
-
-    def drain(self) -> None:
-        """SIGTERM every running scheduler and wait for it: nothing it sent can still be on its way."""
-        running = [p for p in self.started if p.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
-        for process in running:
-            assert process.wait(30) == 0, self.log_tail()
-
-    def kill_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-
-
 @pytest.fixture
 def instance(app, tmp_path, sink) -> Path:
-    return write_instance(
-        tmp_path / "instance", DATABASE_URL=app.config["DATABASE_URL"], MAIL_URL=sink.url, SECRET_KEY="test-secret-key",
-        BASE_URL="http://townhall.test", MAIL_FROM="Townhall <events@townhall.test>", SCHEDULER_MODE="off",
-        SCHEDULER_POLL_SECONDS=1.0, RATELIMIT_ENABLED=False, DOUBLE_OPT_IN_DEFAULT=False)
+    return scheduler_instance(tmp_path / "instance", database_url=app.config["DATABASE_URL"], mail_url=sink.url)
 
 
 @pytest.fixture
 def cluster(instance, tmp_path):
-    processes = Cluster(instance, tmp_path)
+    processes = Schedulers(instance, tmp_path)
     yield processes
     processes.kill_all()
-
-
-def committed(statement):
-    """One query, its transaction ended at once: never hold one open while the schedulers work."""
-    try:
-        return db.session.scalar(statement)
-    finally:
-        db.session.commit()
-
-
-def beating(pid: int) -> bool:
-    return committed(select(func.count()).select_from(SchedulerHeartbeat)
-                     .where(SchedulerHeartbeat.id.like(f"%:{pid}:%"))) > 0
 
 
 def unsent(event_id: int) -> int:
@@ -146,10 +94,6 @@ def reminder_event(recipients: int, *, due_in: float, n: int) -> tuple[int, list
     return event.id, emails, f"@e{event.id}.example.org"
 
 
-def arrived(sink: TimedSink, suffix: str) -> int:
-    return sum(sink.recipients(suffix).values())
-
-
 def delivered(event_id: int) -> bool:
     """The event's reminder job has finished and none of its rows is left to send."""
     return job_state(event_id) in ("done", "skipped") and unsent(event_id) == 0
@@ -158,17 +102,6 @@ def delivered(event_id: int) -> bool:
 def settled(sink: TimedSink, event_id: int, emails: list[str], suffix: str) -> bool:
     """Everyone has a reminder, no row of the event is left to send, and its job has finished."""
     return set(emails) <= set(sink.recipients(suffix)) and delivered(event_id)
-
-
-def message_ids(sink: TimedSink, suffix: str) -> dict[str, list[str]]:
-    """Each address's Message-IDs, in the order its copies arrived."""
-    found: dict[str, list[str]] = {}
-    with sink.lock:
-        for message in sink.messages:
-            address = message["To"].addresses[0].addr_spec
-            if address.endswith(suffix):
-                found.setdefault(address, []).append(message["Message-ID"])
-    return found
 
 
 def ignores_sigterm(pid: int) -> bool:
@@ -182,7 +115,7 @@ def ignores_sigterm(pid: int) -> bool:
 
 
 def test_sigterm_mid_fan_out_exits_within_5_s_and_the_next_process_sends_each_reminder_once(app, cluster, sink):
-    current = cluster.scheduler()
+    current = cluster.start()
     event = reminder_event(300, due_in=2, n=0)
     for n in range(1, 4):
         this = event
@@ -205,7 +138,7 @@ def test_sigterm_mid_fan_out_exits_within_5_s_and_the_next_process_sends_each_re
         # The next round's event is due while the next process also finishes this one.
         if n < 3:
             event = reminder_event(300, due_in=3, n=n)
-        current = cluster.scheduler()
+        current = cluster.start()
         assert wait_for(lambda e=this: settled(sink, *e), 30), (
             f"round {n}: {unsent(event_id)} row(s) unsent, job {job_state(event_id)}\n{cluster.log_tail()}")
         print(f"\nround {n}: exited {took:.2f} s after SIGTERM with {at_exit} of 300 reminders delivered")
@@ -214,7 +147,7 @@ def test_sigterm_mid_fan_out_exits_within_5_s_and_the_next_process_sends_each_re
 
 
 def test_sigkill_mid_delivery_loses_nothing_and_a_copy_sent_twice_keeps_its_message_id(app, cluster, sink):
-    first, second = cluster.scheduler(wait=False), cluster.scheduler(wait=False)
+    first, second = cluster.start(wait=False), cluster.start(wait=False)
     cluster.wait_started(first)
     cluster.wait_started(second)
     event_id, emails, suffix = reminder_event(300, due_in=2, n=0)
@@ -230,7 +163,7 @@ def test_sigkill_mid_delivery_loses_nothing_and_a_copy_sent_twice_keeps_its_mess
         f"job {job_state(event_id)}; {len(sink.recipients(suffix))} of 300 addresses reached\n{cluster.log_tail()}")
     took = time.monotonic() - killed
     cluster.drain()
-    ids = message_ids(sink, suffix)
+    ids = {address: [mid for _s, mid in found] for address, found in copies(sink, suffix).items()}
     repeated = {address: found for address, found in ids.items() if len(found) > 1}
     duplicates = sum(len(found) - 1 for found in repeated.values())
     print(f"\nkilled with {held[victim.pid]} message(s) claimed and {at_kill} of 300 delivered; settled {took:.1f} s "
@@ -242,7 +175,7 @@ def test_sigkill_mid_delivery_loses_nothing_and_a_copy_sent_twice_keeps_its_mess
 
 
 def test_signups_during_a_fan_out_get_the_reminder_or_starting_soon_exactly_once(app, instance, cluster, sink):
-    scheduler = cluster.scheduler(wait=False)
+    scheduler = cluster.start(wait=False)
     with gunicorn(instance, workers=2) as base:
         cluster.wait_started(scheduler)
         event_id, emails, suffix = reminder_event(1000, due_in=2, n=0)
