@@ -17,7 +17,7 @@ import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from .. import live, signals
@@ -124,8 +124,13 @@ def find_registrant(session: Session, token: str) -> Registration | None:
     """
     if not looks_like_token(token):
         return None
-    return session.scalar(select(Registration).where(Registration.token_hash == token_hash(token)).options(
-        joinedload(Registration.event).options(lazyload(Event.tags), lazyload(Event.speakers))))
+    return session.scalar(REGISTRANT_BY_TOKEN, {"token_hash": token_hash(token)})
+
+
+#: The hot path's statements are built once: building one (its loader options above all) costs more than
+#: running it, and a vote is most of a busy board's requests.
+REGISTRANT_BY_TOKEN = select(Registration).where(Registration.token_hash == bindparam("token_hash")).options(
+    joinedload(Registration.event).options(lazyload(Event.tags), lazyload(Event.speakers)))
 
 
 # --- speakers' private links --------------------------------------------------------------------
@@ -256,9 +261,15 @@ def on_question_changed(registration: Registration, *, session: Session, now: da
 
 # --- voting ------------------------------------------------------------------------------------
 
+QUESTION_LOCKED = (select(Question).where(Question.id == bindparam("question_id"),
+                                          Question.event_id == bindparam("event_id"))
+                   .with_for_update().execution_options(populate_existing=True))
+VOTE_OF = select(Vote.question_id).where(Vote.question_id == bindparam("question_id"),
+                                         Vote.registration_id == bindparam("registration_id"))
+
+
 def _locked_question(session: Session, event: Event, question_id: int) -> Question:
-    question = session.scalar(select(Question).where(Question.id == question_id, Question.event_id == event.id)
-                              .with_for_update().execution_options(populate_existing=True))
+    question = session.scalar(QUESTION_LOCKED, {"question_id": question_id, "event_id": event.id})
     if question is None:
         raise NotFound("No such question on this board.")
     return question
@@ -282,8 +293,7 @@ def vote(session: Session, event: Event, actor: Actor, question_id: int, *, up: 
         raise NotAllowed("That is your own question: votes are for other people's.")
     if question.state != "visible":
         raise Conflict("That question has been answered: votes are for the ones still open.")
-    has = session.scalar(select(Vote.question_id).where(
-        Vote.question_id == question.id, Vote.registration_id == registration.id)) is not None
+    has = session.scalar(VOTE_OF, {"question_id": question.id, "registration_id": registration.id}) is not None
     wanted = (not has) if up is None else up
     if wanted and not has:
         session.execute(insert(Vote).values(question_id=question.id, registration_id=registration.id, created_at=now))
