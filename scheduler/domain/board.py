@@ -261,6 +261,7 @@ def on_question_changed(registration: Registration, *, session: Session, now: da
 
 # --- voting ------------------------------------------------------------------------------------
 
+#: Built once too, like REGISTRANT_BY_TOKEN: every vote runs them.
 QUESTION_LOCKED = (select(Question).where(Question.id == bindparam("question_id"),
                                           Question.event_id == bindparam("event_id"))
                    .with_for_update().execution_options(populate_existing=True))
