@@ -186,7 +186,7 @@ def _register_compression(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask) -> None:
     from .domain.offsets import format_offsets
-    from .labels import kind_name, role_in_text, role_name, state_name
+    from .labels import job_name, kind_name, role_in_text, role_name, state_name
     from .text import plural, render_markdown
     from .timefmt import format_datetime, format_duration, format_range, format_time, format_words
 
@@ -202,6 +202,7 @@ def _register_template_helpers(app: Flask) -> None:
         role_name=role_name,
         role_in_text=role_in_text,
         state_name=state_name,
+        job_name=job_name,
         plural=plural,
     )
 

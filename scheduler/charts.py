@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime as babel_datetime
 from flask_babel import gettext, ngettext
 from markupsafe import escape
 
-from .timefmt import current_locale
+from .timefmt import format_day_month
 
 # Tick spacings an axis may use, smallest first; the first giving at most max_ticks wins.
 TICK_STEPS = [timedelta(minutes=m) for m in (10, 30)] + [timedelta(hours=h) for h in (1, 3, 6, 12)] + [
@@ -101,8 +100,7 @@ def time_ticks(start: datetime, end: datetime, zone: str, max_ticks: int = MAX_T
         if moment >= start:
             # Midnight shows the date, so a span across days says which day each stretch is.
             by_day = step >= timedelta(days=1) or (tick.hour, tick.minute) == (0, 0)
-            label = babel_datetime(tick, "d MMM", tzinfo=tick.tzinfo, locale=current_locale()) if by_day \
-                else f"{tick:%H:%M}"
+            label = format_day_month(tick) if by_day else f"{tick:%H:%M}"
             ticks.append((moment, label))
         tick += step
     return ticks
@@ -164,7 +162,7 @@ def _open_svg(width: int, height: int, title: str, desc: str, css_class: str) ->
 def _when(moment: datetime, zone: str) -> str:
     """"1 Dec 2026 09:00 UTC", month in the current language."""
     local = moment.astimezone(ZoneInfo(zone))
-    return f"{babel_datetime(local, 'd MMM y HH:mm', tzinfo=local.tzinfo, locale=current_locale())} {local.tzname()}"
+    return f"{format_day_month(local, year=True)} {local:%H:%M} {local.tzname()}"
 
 
 def _steps(points: Sequence[tuple[datetime, int]], x, y, start: datetime, end: datetime) -> str:

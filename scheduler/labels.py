@@ -13,7 +13,8 @@ ROLES_IN_TEXT = {"host": _l("host"), "moderator": _l("moderator"), "panelist": _
                  "speaker": _l("speaker")}
 JOBS = {"reminder": _l("Reminder"), "briefing": _l("Briefing"), "nudge": _l("Nudge"), "thanks": _l("Thanks"),
         "follow_up": _l("Follow-up")}
-STATES = {"pending": _l("Pending"), "confirmed": _l("Confirmed"), "waitlisted": _l("Waitlisted"),
+STATES = {"draft": _l("Draft"), "published": _l("Published"), "planned": _l("Planned"), "running": _l("Running"),
+          "done": _l("Done"), "skipped": _l("Skipped"), "pending": _l("Pending"), "confirmed": _l("Confirmed"), "waitlisted": _l("Waitlisted"),
           "cancelled": _l("Cancelled"), "expired": _l("Expired"), "queued": _l("Queued"), "sending": _l("Sending"),
           "sent": _l("Sent"), "failed": _l("Failed"), "all": _l("All")}
 

@@ -95,6 +95,18 @@ def format_short(moment: datetime, zone: str, locale: str | None = None) -> str:
     return f"{babel_datetime(local, pattern, tzinfo=local.tzinfo, locale=locale)} {zone_label(local, locale)}"
 
 
+#: Day and month, short ("2 Nov", "2. Nov.", "11月2日"), with the year where asked.
+_DAY_MONTH = {"de": "d. MMM", "zh_Hans": "M月d日"}
+_DAY_MONTH_YEAR = {"de": "d. MMM y", "zh_Hans": "y年M月d日"}
+
+
+def format_day_month(local: datetime, *, year: bool = False, locale: str | None = None) -> str:
+    """"2 Nov", "2 Nov 2027" (with `year`): a local date short enough for a table cell or a chart's axis."""
+    locale = _locale(locale)
+    pattern = (_DAY_MONTH_YEAR if year else _DAY_MONTH).get(locale, "d MMM y" if year else "d MMM")
+    return babel_datetime(local, pattern, tzinfo=local.tzinfo, locale=locale)
+
+
 def _unit_count(seconds: int) -> int:
     """How many of the unit describe_offset would name: weeks, days, hours, minutes, else seconds."""
     for size in (7 * 86400, 86400, 3600, 60):

@@ -32,7 +32,7 @@ from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
 from ..labels import job_name, role_in_text
 from ..models import Event, Speaker
 from ..services import unit_of_work
-from ..timefmt import format_duration
+from ..timefmt import format_day_month, format_duration
 from .admin_figures import after_event, speaker_feed_links
 from .converters import row_id
 from .pages import page_arg, search_arg
@@ -237,8 +237,8 @@ def _event_pictures(event: Event, jobs: list, *, now) -> dict:
 def short_when(moment: datetime, zone: str = "UTC", with_zone: bool = False) -> str:
     """"2 Nov 12:00" in the zone (and "CET" after it if asked), with the year only when it is not this one."""
     local = moment.astimezone(ZoneInfo(zone))
-    year = f" {local.year}" if local.year != clock.now().astimezone(ZoneInfo(zone)).year else ""
-    return f"{local.day} {local:%b}{year} {local:%H:%M}" + (f" {local.tzname()}" if with_zone else "")
+    year = local.year != clock.now().astimezone(ZoneInfo(zone)).year
+    return f"{format_day_month(local, year=year)} {local:%H:%M}" + (f" {local.tzname()}" if with_zone else "")
 
 
 @bp.post("/events/<int:event_id>/publish")
