@@ -3,6 +3,9 @@ private manage page of a whole-series signup (drop single occurrences, leave the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -13,6 +16,7 @@ from ..domain import signups
 from ..extensions import db, limiter
 from ..forms import ConfirmForm, SignupForm
 from ..models import Registration, Series
+from ..services import UnitOfWork
 from ..text import render_markdown
 from ..timefmt import current_locale
 from ..tokens import looks_like_token
@@ -73,6 +77,24 @@ def _subscription(token: str):
     return found
 
 
+def _confirmed() -> None:
+    """A button's CSRF-protected form, or 400."""
+    if not ConfirmForm().validate():
+        abort(400)
+
+
+@contextmanager
+def _manage_button(token: str) -> Iterator[UnitOfWork]:
+    """A button of the manage page: its unit of work, a refusal flashed back on that page."""
+    with attempt(refused=flash_back(url_for("series.manage", token=token))) as uow:
+        yield uow
+
+
+def _done(token: str, message: str):
+    flash(message, "success")
+    return redirect(url_for("series.manage", token=token), code=303)
+
+
 @bp.get("/s/<token>")
 def manage(token: str):
     subscription = _subscription(token)
@@ -87,50 +109,42 @@ def confirm(token: str):
     if request.method == "GET":  # a link scanner's GET changes nothing: the page asks for a click
         return render_template("series/confirm.html", subscription=subscription, token=token,
                                action_form=ConfirmForm())
-    if not ConfirmForm().validate():
-        abort(400)
-    with attempt(refused=flash_back(url_for("series.manage", token=token))) as uow:
+    _confirmed()
+    with _manage_button(token) as uow:
         series_rules.confirm_subscription(uow.session, subscription, now=uow.now,
                                           secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
-    flash(_("Confirmed: you have a place in each upcoming occurrence."), "success")
-    return redirect(url_for("series.manage", token=token), code=303)
+    return _done(token, _("Confirmed: you have a place in each upcoming occurrence."))
 
 
 @bp.post("/s/<token>/drop/<int:registration_id>")
 def drop(token: str, registration_id: int):
     subscription = _subscription(token)
-    if not ConfirmForm().validate():
-        abort(400)
+    _confirmed()
     registration = db.session.get(Registration, registration_id)
     if registration is None or registration.subscription_id != subscription.id:
         abort(404)
-    with attempt(refused=flash_back(url_for("series.manage", token=token))) as uow:
+    with _manage_button(token) as uow:
         signups.cancel_registration(uow.session, registration, now=uow.now, hold_hours=_hold_hours())
-    flash(_("You gave up your place in this occurrence; the others stay."), "success")
-    return redirect(url_for("series.manage", token=token), code=303)
+    return _done(token, _("You gave up your place in this occurrence; the others stay."))
 
 
 @bp.post("/s/<token>/reminders")
 def reminders(token: str):
     subscription = _subscription(token)
-    if not ConfirmForm().validate():
-        abort(400)
+    _confirmed()
     opt_out = request.form.get("reminders") == "off"
-    with attempt(refused=flash_back(url_for("series.manage", token=token))) as uow:
+    with _manage_button(token) as uow:
         series_rules.set_subscription_reminders(uow.session, subscription, opt_out=opt_out, now=uow.now)
-    flash(_("No more reminders for this series.") if opt_out else _("You get reminders again."), "success")
-    return redirect(url_for("series.manage", token=token), code=303)
+    return _done(token, _("No more reminders for this series.") if opt_out else _("You get reminders again."))
 
 
 @bp.post("/s/<token>/cancel")
 def cancel(token: str):
     subscription = _subscription(token)
-    if not ConfirmForm().validate():
-        abort(400)
-    with attempt(refused=flash_back(url_for("series.manage", token=token))) as uow:
+    _confirmed()
+    with _manage_button(token) as uow:
         series_rules.cancel_subscription(uow.session, subscription, now=uow.now)
-    flash(_("You left the series: your places in its upcoming occurrences are given up."), "success")
-    return redirect(url_for("series.manage", token=token), code=303)
+    return _done(token, _("You left the series: your places in its upcoming occurrences are given up."))
 
 
 def series_of(event) -> Series | None:

@@ -108,3 +108,25 @@ def test_series_page_shows_its_description_cleaned(auth, client):
     published(auth, description="**Bring questions** <script>alert(1)</script>")
     page = client.get("/series/community-call").get_data(as_text=True)
     assert "<strong>Bring questions</strong>" in page and "<script>alert" not in page
+
+
+def test_confirm_then_leave_the_whole_series_from_the_manage_page(auth, client, app):
+    series = published(auth, double_opt_in="y")
+    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+                                             now=series.created_at, secret=app.config["SECRET_KEY"])
+    db.session.commit()
+    assert subscription.state == "pending"
+    manage = f"/s/{series_rules.subscription_token(app.config['SECRET_KEY'], subscription)}"
+    assert client.post(f"{manage}/confirm").status_code == 400
+    confirmed = client.post(f"{manage}/confirm", data={"csrf_token": csrf_token(client, manage)})
+    assert (confirmed.status_code, confirmed.headers["Location"]) == (303, manage)
+    assert "Confirmed: you have a place in each upcoming occurrence." in client.get(manage).get_data(as_text=True)
+    db.session.expire_all()
+    assert subscription.state == "active"
+    assert {p.state for p in series_rules.subscription_places(db.session, subscription)} == {"confirmed"}
+    left = client.post(f"{manage}/cancel", data={"csrf_token": csrf_token(client, manage)})
+    assert (left.status_code, left.headers["Location"]) == (303, manage)
+    assert "You left the series" in client.get(manage).get_data(as_text=True)
+    db.session.expire_all()
+    assert subscription.state == "cancelled"
+    assert {p.state for p in series_rules.subscription_places(db.session, subscription)} == {"cancelled"}
