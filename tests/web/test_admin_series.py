@@ -118,15 +118,11 @@ def test_confirm_then_leave_the_whole_series_from_the_manage_page(auth, client, 
     assert subscription.state == "pending"
     manage = f"/s/{series_rules.subscription_token(app.config['SECRET_KEY'], subscription)}"
     assert client.post(f"{manage}/confirm").status_code == 400
-    confirmed = client.post(f"{manage}/confirm", data={"csrf_token": csrf_token(client, manage)})
-    assert (confirmed.status_code, confirmed.headers["Location"]) == (303, manage)
-    assert "Confirmed: you have a place in each upcoming occurrence." in client.get(manage).get_data(as_text=True)
-    db.session.expire_all()
-    assert subscription.state == "active"
-    assert {p.state for p in series_rules.subscription_places(db.session, subscription)} == {"confirmed"}
-    left = client.post(f"{manage}/cancel", data={"csrf_token": csrf_token(client, manage)})
-    assert (left.status_code, left.headers["Location"]) == (303, manage)
-    assert "You left the series" in client.get(manage).get_data(as_text=True)
-    db.session.expire_all()
-    assert subscription.state == "cancelled"
-    assert {p.state for p in series_rules.subscription_places(db.session, subscription)} == {"cancelled"}
+    for action, state, places, said in (("confirm", "active", "confirmed", "Confirmed: you have a place in each"),
+                                        ("cancel", "cancelled", "cancelled", "You left the series")):
+        done = client.post(f"{manage}/{action}", data={"csrf_token": csrf_token(client, manage)})
+        assert (done.status_code, done.headers["Location"]) == (303, manage), action
+        assert said in client.get(manage).get_data(as_text=True)
+        db.session.expire_all()
+        assert subscription.state == state
+        assert {p.state for p in series_rules.subscription_places(db.session, subscription)} == {places}
