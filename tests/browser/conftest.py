@@ -130,16 +130,29 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server):
-    # axe-core goes in as an inline script, which the site's CSP refuses: these pages skip the policy, and
-    # test_content_security_policy.py walks the pages under it.
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900},
-                                  timezone_id="Europe/Berlin", locale="en-GB", accept_downloads=True,
-                                  bypass_csp=True)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
+def open_page(browser, live_server):
+    """open_page(**options): a page in a new browser context (1280×900, Europe/Berlin, `options` on top), closed at
+    the end; the test fails on any JavaScript error such a page logged."""
+    contexts: list = []
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
+
+    def open_(**options):
+        # axe-core goes in as an inline script, which the site's CSP refuses: these pages skip the policy, and
+        # test_content_security_policy.py walks the pages under it.
+        context = browser.new_context(**{"base_url": live_server.url, "viewport": {"width": 1280, "height": 900},
+                                         "timezone_id": "Europe/Berlin", "bypass_csp": True, **options})
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
     assert errors == [], f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def page(open_page):
+    return open_page(locale="en-GB", accept_downloads=True)

@@ -20,17 +20,9 @@ GERMAN_DAYS = ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samst
 
 
 @pytest.fixture
-def german_page(browser, live_server):
+def german_page(open_page):
     """A Chromium whose language is German: it sends Accept-Language: de-DE."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900},
-                                  timezone_id="Europe/Berlin", locale="de-DE", bypass_csp=True)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
+    return open_page(locale="de-DE")
 
 
 def fire_reminder(live_server, slug: str) -> list:
