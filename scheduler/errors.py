@@ -9,9 +9,12 @@ from __future__ import annotations
 class DomainError(Exception):
     code = "invalid"
 
-    def __init__(self, message: str | None = None, *, field: str | None = None):
+    def __init__(self, message: str | None = None, *, field: str | None = None, params: dict | None = None):
         super().__init__(message or self.__doc__ or self.code)
-        self.message = message or (self.__doc__ or self.code).strip()
+        #: The message as written, "%(name)s" placeholders and all: what the catalogs translate (web/refusals.py).
+        self.template = message or (self.__doc__ or self.code).strip()
+        self.params = params or {}
+        self.message = self.template % self.params if self.params else self.template
         self.field = field
         #: Messages per field name, for a form or the API's `fields`; empty when no field is at fault.
         self.fields: dict[str, list[str]] = {field: [self.message]} if field else {}
@@ -46,8 +49,9 @@ class InvalidInput(DomainError):
 
     code = "invalid"
 
-    def __init__(self, message: str | None = None, *, field: str | None = None, fields: dict | None = None):
-        super().__init__(message, field=field)
+    def __init__(self, message: str | None = None, *, field: str | None = None, fields: dict | None = None,
+                 params: dict | None = None):
+        super().__init__(message, field=field, params=params)
         if fields:
             self.fields = fields
 

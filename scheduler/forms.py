@@ -38,7 +38,7 @@ from .domain import door as door_rules
 from .domain.events import is_valid_timezone
 from .domain.offsets import format_offset, format_offsets, parse_offset, parse_offsets
 from .errors import InvalidInput
-from .labels import KINDS, ROLES
+from .labels import KINDS, ROLES, refusal_text
 from .languages import DEFAULT as DEFAULT_LANGUAGE
 from .languages import LANGUAGES
 from .models import EVENT_KINDS, SPEAKER_ROLES
@@ -55,14 +55,14 @@ def offsets_list(_form, field):
     try:
         parse_offsets(field.data or "")
     except InvalidInput as exc:
-        raise ValidationError(exc.message) from None
+        raise ValidationError(refusal_text(exc)) from None
 
 
 def single_offset(_form, field):
     try:
         parse_offset(field.data or "")
     except InvalidInput as exc:
-        raise ValidationError(exc.message) from None
+        raise ValidationError(refusal_text(exc)) from None
 
 
 def to_utc(local: datetime | None, zone: str) -> datetime | None:

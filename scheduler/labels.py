@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
 #: Stored value -> its name in the reader's language (capitalised, as a label).
@@ -43,3 +44,9 @@ def job_name(kind: str) -> str:
 
 def state_name(state: str) -> str:
     return _named(STATES, state)
+
+
+def refusal_text(exc) -> str:
+    """A domain error's message in the current language (as written where the catalogs lack it)."""
+    params = getattr(exc, "params", None)
+    return gettext(exc.template, **params) if params else gettext(exc.message)

@@ -262,3 +262,20 @@ def test_a_speakers_mail_is_in_the_speakers_language(app, create_event):
     row = outbox("speaker_briefing")[-1]
     assert row.subject == "Briefing intervenant : Panel"
     assert "où vous êtes hôte" in row.body_text and "jeudi 3 décembre 2026, 18:00–19:00" in row.body_text
+
+
+def test_a_domain_refusal_is_translated_with_its_values(app):
+    """A domain error carries its message as written and its values apart: the web shows it translated."""
+    from flask_babel import force_locale
+
+    from scheduler.domain.offsets import parse_offset
+    from scheduler.errors import InvalidInput
+    from scheduler.labels import refusal_text
+
+    with pytest.raises(InvalidInput) as refused:
+        parse_offset("soon")
+    assert refused.value.message == "“soon” is not an offset like 1d, 2h or 10m."
+    with force_locale("de"):
+        assert refusal_text(refused.value) == "„soon“ ist kein Abstand wie 1d, 2h oder 10m."
+    with force_locale("fr"):
+        assert refusal_text(InvalidInput()) == "Certains champs ne sont pas valides."

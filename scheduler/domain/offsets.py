@@ -15,7 +15,8 @@ MAX_OFFSET = 60 * 86400
 def parse_offset(text: str, *, field: str = "reminders") -> int:
     match = _PART.match(text or "")
     if not match:
-        raise InvalidInput(f"“{text.strip()}” is not an offset like 1d, 2h or 10m.", field=field)
+        raise InvalidInput("“%(text)s” is not an offset like 1d, 2h or 10m.", field=field,
+                           params={"text": (text or "").strip()})
     seconds = int(match.group(1)) * UNITS[match.group(2).lower()]
     if not 0 < seconds <= MAX_OFFSET:
         raise InvalidInput("Offsets must be between 1 minute and 60 days.", field=field)

@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
 from ..errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, RateLimited
+from ..labels import refusal_text
 from ..services import UnitOfWork, unit_of_work
 
 #: The status of a refusal is that of its nearest class here (SignupClosed, EventFull, ... are Conflicts).
@@ -32,12 +33,13 @@ Refused = Callable[[DomainError], ResponseReturnValue]
 
 def message_of(exc: DomainError) -> str:
     """The refusal's message in the request's language (a message the catalogs lack stays as written)."""
-    return gettext(exc.message)
+    return refusal_text(exc)
 
 
 def fields_of(exc: DomainError) -> dict[str, list[str]]:
     """The messages per field, in the request's language."""
-    return {name: [gettext(str(message)) for message in messages] for name, messages in exc.fields.items()}
+    return {name: [message_of(exc) if message == exc.message else gettext(str(message)) for message in messages]
+            for name, messages in exc.fields.items()}
 
 
 def status_of(exc: DomainError) -> int:
