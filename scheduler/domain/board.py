@@ -106,11 +106,17 @@ def _check_moderator(event: Event, actor: Actor) -> None:
 
 
 def _check_registrant(event: Event, actor: Actor, doing: str) -> Registration:
+    """The actor's registration when it may `doing` ("ask" or "vote"); each refusal a whole sentence to translate."""
     registration = actor.registration
     if registration is None or registration.event_id != event.id:
-        raise NotAllowed(f"Only people registered for this event can {doing}.")
+        if doing == "vote":
+            raise NotAllowed("Only people registered for this event can vote.")
+        raise NotAllowed("Only people registered for this event can ask questions.")
     if not actor.registrant:
-        raise NotAllowed(f"Your registration is {registration.state}: only registered people can {doing}.")
+        state = {"state": registration.state}
+        if doing == "vote":
+            raise NotAllowed("Your registration is %(state)s: only registered people can vote.", params=state)
+        raise NotAllowed("Your registration is %(state)s: only registered people can ask questions.", params=state)
     return registration
 
 
@@ -167,8 +173,8 @@ def check_body(body: str) -> str:
     if not text:
         raise InvalidInput("Write your question first.", field="body")
     if len(text) > MAX_LENGTH:
-        raise InvalidInput(f"Keep your question to {MAX_LENGTH} characters (this one has {len(text)}).",
-                           field="body")
+        raise InvalidInput("Keep your question to %(max)s characters (this one has %(length)s).",
+                           field="body", params={"max": MAX_LENGTH, "length": len(text)})
     return text
 
 
@@ -185,14 +191,14 @@ def ask(session: Session, event: Event, actor: Actor, *, body: str, anonymous: b
         _check_moderator(event, actor)
         question = _add(session, event, None, text, one_line(display_name)[:200], "visible", now)
     else:
-        registration = _check_registrant(event, actor, "ask questions")
+        registration = _check_registrant(event, actor, "ask")
         # Locked, so two questions sent at once are counted one after the other.
         session.scalar(select(Registration.id).where(Registration.id == registration.id).with_for_update())
         recent = session.scalar(select(func.count()).select_from(Question).where(
             Question.registration_id == registration.id, Question.created_at > now - RATE_WINDOW)) or 0
         if recent >= RATE_LIMIT:
-            raise RateLimited(f"You asked {recent} questions in the last {RATE_WINDOW.seconds // 60} minutes: "
-                              "wait a few minutes before asking another.")
+            raise RateLimited("You asked %(count)s questions in the last %(minutes)s minutes: wait a few minutes "
+                              "before asking another.", params={"count": recent, "minutes": RATE_WINDOW.seconds // 60})
         name = "" if anonymous else one_line(registration.name)[:200]
         state = "pending" if event.board_mode == "moderated" else "visible"
         question = _add(session, event, registration.id, text, name, state, now)

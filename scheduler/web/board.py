@@ -44,7 +44,7 @@ from ..forms import ConfirmForm, Form
 from ..models import Event
 from ..services import UnitOfWork, unit_of_work
 from . import board_stream
-from .refusals import refusal_json, status_of
+from .refusals import fields_of, message_of, refusal_json, status_of
 
 bp = Blueprint("board", __name__)
 # The hub is made with the app (its thread starts with the first open board): it needs the app itself.
@@ -159,11 +159,11 @@ def change(place: Place, action: Callable[[UnitOfWork], str | dict | None], *, a
         if wants_json():
             return refusal_json(exc)
         if ask_form is not None and exc.fields:
-            ask_form.show_errors(exc.fields)
+            ask_form.show_errors(fields_of(exc))
         elif merge_form is not None and exc.fields:
-            merge_form.show_errors(exc.fields)
+            merge_form.show_errors(fields_of(exc))
         return board_page(place, ask_form=ask_form, merge_form=merge_form, status=status_of(exc),
-                          message=exc.message)
+                          message=message_of(exc))
     if isinstance(done, dict):  # a vote sent by board.js
         return jsonify(done)
     if done:

@@ -10,7 +10,7 @@ from ..extensions import db
 from ..follow_up_forms import FeedbackForm
 from ..models import Registration
 from ..tokens import looks_like_token
-from .refusals import attempt, status_of
+from .refusals import attempt, fields_of, message_of, status_of
 
 bp = Blueprint("feedback", __name__)
 
@@ -44,9 +44,9 @@ def form(token: str):
 
     def refused(exc):
         if exc.fields:
-            form.show_errors(exc.fields)
+            form.show_errors(fields_of(exc))
             return _page(registration, form, status=status_of(exc))
-        return _page(registration, form, message=exc.message, status=status_of(exc))
+        return _page(registration, form, message=message_of(exc), status=status_of(exc))
 
     with attempt(refused=refused) as uow:
         feedback.give_feedback(uow.session, registration, rating=form.rating.data, comment=form.comment.data or "",

@@ -21,7 +21,7 @@ from ..timefmt import current_locale
 from ..tokens import looks_like_token
 from .locale import remember
 from .public import published_event
-from .refusals import attempt, flash_back, status_of
+from .refusals import attempt, flash_back, message_of, status_of
 
 bp = Blueprint("signup", __name__)
 
@@ -103,7 +103,7 @@ def _thanks_page(event: SimpleNamespace, *, email: str, zone: str, now: datetime
 
 
 def _closed_page(event: Event, exc: DomainError, status: int):
-    return render_template("signup/closed.html", event=event, message=exc.message), status
+    return render_template("signup/closed.html", event=event, message=message_of(exc)), status
 
 
 def _form_page(event: Event, form: SignupForm) -> str:
