@@ -78,8 +78,8 @@ def send_announcement(session: Session, event: Event, *, subject: str, body: str
         raise Conflict("This announcement was already sent to the same people a moment ago.")
     wanted, _opted_out = count_recipients(session, event, audience)
     if not wanted:
-        raise Conflict(f"Nobody to send to: no one in “{audience_label(audience)}” gets mail for this event.",
-                       field="audience")
+        raise Conflict("Nobody to send to: no one in “%(audience)s” gets mail for this event.", field="audience",
+                       params={"audience": audience_label(audience)})
     announcement = Announcement(event_id=event.id, subject=subject, body=body, body_html=render_markdown(body),
                                 audience=audience, sent_by=one_line(sent_by)[:320], created_at=now, recipients=0)
     session.add(announcement)

@@ -167,8 +167,8 @@ def rule_fields(*, timezone: str, freq: str, interval: int, byday: str, bymonthd
     try:
         _byday(byday)
     except ValueError as exc:
-        raise InvalidInput(f"Unknown day {exc}: use MO, TU, WE, TH, FR, SA, SU, with a week number for monthly "
-                           "(3WE, -1FR).", field="byday") from None
+        raise InvalidInput("Unknown day %(day)s: use MO, TU, WE, TH, FR, SA, SU, with a week number for monthly "
+                           "(3WE, -1FR).", field="byday", params={"day": str(exc)}) from None
     days = ",".join(dict.fromkeys(_day_text(d, numbered=not weekly) for d in _byday(byday)))
     first = first_on_or_after(timezone=timezone, freq=freq, interval=interval, byday=days, bymonthday=bymonthday,
                               day=day, start_time=start_time, not_before=now)
@@ -291,7 +291,7 @@ def create_series(session: Session, *, now: datetime, **fields) -> Series:
     speakers = [[int(speaker_id), role] for speaker_id, role in fields.pop("speakers", None) or []]
     for speaker_id, _role in speakers:
         if session.get(Speaker, speaker_id) is None:
-            raise InvalidInput(f"No speaker with id {speaker_id}.", field="speakers")
+            raise InvalidInput("No speaker with id %(id)s.", field="speakers", params={"id": speaker_id})
     tags = [one_line(name)[:120] for name in fields.pop("tags", None) or [] if one_line(name)]
     series = Series(**fields, tags=tags, speakers=speakers, status="draft", created_at=now, updated_at=now)
     series.skips = []
