@@ -38,7 +38,7 @@ def give_feedback(session: Session, registration: Registration, *, rating: int, 
     if rating not in RATINGS:
         raise InvalidInput("Choose a rating from 1 to 5.", field="rating")
     if len(comment) > MAX_COMMENT:
-        raise InvalidInput("Keep the comment to %(num)s characters.", field="comment", params={"num": f"{MAX_COMMENT:,}"})
+        raise InvalidInput("Keep the comment to %(num)s characters.", field="comment", params={"num": format(MAX_COMMENT, ",")})
     reason = closed_reason(registration, now=now)
     if reason:
         raise Conflict(reason)
