@@ -32,7 +32,7 @@ def add_speaker(page, name: str, email: str, role: str) -> None:
         details.locator("summary").click()
     form = page.locator("form", has=page.get_by_role("button", name="Add speaker"))
     form.get_by_label("Name").fill(name)
-    form.get_by_label("Email").fill(email)
+    form.get_by_label("Email", exact=True).fill(email)
     form.get_by_label("Role").select_option(role)
     form.get_by_role("button", name="Add speaker").click()
     expect(page.locator(".flash-success")).to_have_text(f"{name} added as {role}.")
