@@ -28,7 +28,9 @@ def test_preview_then_send_queues_one_message_per_recipient(auth, create_event):
     assert count(Announcement) == 1
     assert sorted(m.to_addr for m in outbox("announcement")) == ["ada@example.org", "bob@example.org"]
     listing = auth.client.get(path).get_data(as_text=True)
-    assert "Slides &lt;b&gt;ready&lt;/b&gt;" in listing
+    assert "Slides &lt;b&gt;ready&lt;/b&gt;" in listing and ">Confirmed</td>" in listing
+    german = auth.client.get(path, headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert ">Bestätigt</td>" in german  # the audience named in the organiser's language, not its stored code
     again = auth.post(path, {**fields, "action": "send"})  # a double click
     assert again.status_code == 409 and "already sent" in again.get_data(as_text=True)
     assert count(OutboxMessage, OutboxMessage.kind == "announcement") == 2
