@@ -15,8 +15,9 @@ PO_FILES := $(foreach lang,$(LANGUAGES),$(TRANSLATIONS)/$(lang)/LC_MESSAGES/mess
 MO_FILES := $(PO_FILES:.po=.mo)
 # Domain errors are raised with their message (shown translated by web/refusals.py): extracted like _().
 DOMAIN_ERRORS := DomainError NotFound Conflict NotAllowed RateLimited InvalidInput SlugTaken SignupClosed \
-	EventNotOpen EventCancelled EventFull InvalidTransition BoardClosed
-BABEL_KEYWORDS := -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k ApiError:3 $(foreach error,$(DOMAIN_ERRORS),-k $(error))
+	EventNotOpen EventCancelled EventFull InvalidTransition RuleGivesNothing BoardClosed
+# bad(field, message): the domain's validation (domain/events.py, domain/series.py), shown translated by refusals.fields_of.
+BABEL_KEYWORDS := -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k ApiError:3 -k bad:2 $(foreach error,$(DOMAIN_ERRORS),-k $(error))
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)

@@ -279,3 +279,24 @@ def test_a_domain_refusal_is_translated_with_its_values(app):
         assert refusal_text(refused.value) == "„soon“ ist kein Abstand wie 1d, 2h oder 10m."
     with force_locale("fr"):
         assert refusal_text(InvalidInput()) == "Certains champs ne sont pas valides."
+
+
+def test_the_domains_field_checks_are_translated(app, now):
+    """validate()'s messages (domain/events.py, domain/series.py) are in the catalogs: the web shows them translated."""
+    from flask_babel import force_locale
+
+    from scheduler.domain import events as event_rules
+    from scheduler.domain import series as series_rules
+    from scheduler.errors import InvalidInput
+    from scheduler.web.refusals import fields_of
+
+    event = event_rules.validate({"title": "", "slug": "a", "kind": "talk", "timezone": "UTC",
+                                  "starts_at": now, "ends_at": now})
+    refused = InvalidInput(fields={**event, **series_rules.validate({"freq": "daily"}, now=now)})
+    with force_locale("de"):
+        fields = fields_of(refused)
+    assert fields["title"] == ["Ein Titel ist erforderlich."]
+    assert fields["ends_at"] == ["Das Ende muss nach dem Beginn liegen."]
+    assert fields["freq"] == ["Wählen Sie wöchentlich oder monatlich."]
+    with force_locale("zh_Hans"):
+        assert fields_of(refused)["ends_at"] == ["结束时间必须晚于开始时间。"]

@@ -48,7 +48,7 @@ from .signups import check_open
 #: Occurrences starting within this of now exist as events.
 HORIZON = timedelta(days=183)
 #: A rule gives at most this many occurrences (a guard against a rule without end read too far).
-MAX_OCCURRENCES = 1000
+MAX_OCCURRENCES = 1000  # validate() names it in a message: change both together
 BYDAY_RE = re.compile(r"^(?:[+-]?[1-5])?(MO|TU|WE|TH|FR|SA|SU)$")
 WEEKDAYS = {name: getattr(rrule, name) for name in ("MO", "TU", "WE", "TH", "FR", "SA", "SU")}
 #: Fields of the template an edit of "this and all following" may change, as on each of those events.
@@ -210,9 +210,9 @@ def validate(fields: dict, *, now: datetime) -> dict[str, list[str]]:
         bad("interval", "Repeat every 1 to 52 weeks or months.")
     try:
         days = _byday(fields.get("byday") or "")
-    except ValueError as exc:
+    except ValueError:
         days = []
-        bad("byday", f"Unknown day {exc}: use MO, TU, WE, TH, FR, SA, SU, with a week number for monthly (3WE).")
+        bad("byday", "Unknown day: use MO, TU, WE, TH, FR, SA, SU, with a week number for monthly (3WE).")
     monthday = fields.get("bymonthday")
     if fields.get("freq") == "weekly" and any(getattr(day, "n", None) for day in days):
         bad("byday", "A weekly series repeats on weekdays without a number (WE, not 3WE).")
@@ -235,7 +235,7 @@ def validate(fields: dict, *, now: datetime) -> dict[str, list[str]]:
     if count is not None and until is not None:
         bad("count", "End the series after a number of occurrences or on a date, not both.")
     if count is not None and not 1 <= count <= MAX_OCCURRENCES:
-        bad("count", f"Between 1 and {MAX_OCCURRENCES} occurrences.")
+        bad("count", "Between 1 and 1000 occurrences.")  # MAX_OCCURRENCES, written out for the catalogs
     if until is not None and first is not None and until < first:
         bad("until", "The series cannot end before its first occurrence.")
     capacity = fields.get("capacity")
