@@ -35,13 +35,23 @@ def reset_write_intent(token) -> None:
 
 
 @contextmanager
-def read_only():
-    """Transactions begun inside this block only read: on SQLite they take no write lock."""
-    token = _write_intent.set(False)
+def _intent(value: bool):
+    token = _write_intent.set(value)
     try:
         yield
     finally:
         _write_intent.reset(token)
+
+
+def read_only():
+    """Transactions begun inside this block only read: on SQLite they take no write lock."""
+    return _intent(False)
+
+
+def writing():
+    """Transactions begun inside this block write from their start (BEGIN IMMEDIATE on SQLite), also
+    within a GET, whose own transactions only read."""
+    return _intent(True)
 
 
 def configure_sqlite(engine: Engine) -> None:

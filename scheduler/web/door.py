@@ -16,7 +16,7 @@ from datetime import datetime
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from .. import clock
-from ..database import reset_write_intent, set_write_intent
+from ..database import writing
 from ..domain import door as rules
 from ..extensions import db
 from ..models import Event
@@ -84,12 +84,8 @@ def _door(event: Event, person, *, zone: str, shut: str | None, door_url: str):
 def _record(person, *, now: datetime) -> None:
     """Attendance, in a transaction of its own that writes from its start (BEGIN IMMEDIATE on SQLite)."""
     db.session.rollback()  # end the GET's read transaction: it cannot turn into a write on SQLite
-    token = set_write_intent(True)
-    try:
-        with unit_of_work() as uow:
-            rules.record_pass(uow.session, person, now=now)
-    finally:
-        reset_write_intent(token)
+    with writing(), unit_of_work() as uow:
+        rules.record_pass(uow.session, person, now=now)
 
 
 def _waiting(event: Event, *, zone: str, now: datetime, door_url: str):
