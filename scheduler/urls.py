@@ -11,6 +11,16 @@ from .domain import door
 from .tokens import manage_token
 
 
+def local_path(target: str | None, fallback: str) -> str:
+    """A path on this site to go back to (a `next` parameter); anything else (another host, a scheme, `//` or
+    `/\\`, which browsers read as another host) gives `fallback`."""
+    target = (target or "").strip()
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or parts.scheme or parts.netloc:
+        return fallback
+    return target
+
+
 def external_url(endpoint: str, **values) -> str:
     """Like url_for(_external=True), but based on BASE_URL so it works outside requests too."""
     base = urlsplit(current_app.config["BASE_URL"])

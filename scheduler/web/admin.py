@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -33,6 +32,7 @@ from ..labels import job_name, role_in_text
 from ..models import Event, Speaker
 from ..services import unit_of_work
 from ..timefmt import format_day_month, format_duration
+from ..urls import local_path
 from .admin_figures import after_event, speaker_feed_links
 from .converters import row_id
 from .pages import page_arg, search_arg
@@ -68,9 +68,7 @@ def _detail_url(event_id: int) -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("admin.dashboard")
+    return local_path(target, url_for("admin.dashboard"))
 
 
 def _login_limit() -> str:

@@ -7,7 +7,6 @@ no per-visitor token) and kept a year in the `lang` cookie.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, has_request_context, redirect, request, url_for
 from flask_babel import gettext as _
@@ -15,6 +14,7 @@ from flask_babel import ngettext
 
 from ..languages import DEFAULT, LANGUAGES, from_accept_header
 from ..timefmt import bcp47, current_locale
+from ..urls import local_path
 
 COOKIE = "lang"
 COOKIE_MAX_AGE = 365 * 86400
@@ -32,12 +32,8 @@ def select_locale() -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """A path on this site to go back to; anything else (another host, a scheme) is the home page."""
-    target = (target or "").strip()
-    parts = urlsplit(target)
-    if not target.startswith("/") or target.startswith(("//", "/\\")) or parts.scheme or parts.netloc:
-        return url_for("public.index")
-    return target
+    """Where the language menu goes back to: a path on this site, else the home page."""
+    return local_path(target, url_for("public.index"))
 
 
 def remember(response: Response, code: str) -> Response:
