@@ -53,10 +53,14 @@ $(VENV)/.installed-mailserver: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q -e '.[mailserver]'
 	touch $@
 
-## Set up and run the whole test suite (lint, SQLite and PostgreSQL, browser)
+## Set up and run the whole test suite (lint, SQLite and PostgreSQL, browser): first the tests that start
+## no process, measure no time and drive no browser, $(PYTEST_WORKERS) at a time; then the others one by one,
+## so that no other test competes with them for the machine. (Exit 5: a part had no test to run.)
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-test tests/js/node_modules/.installed i18n-compile
 	$(BIN)/ruff check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow and not browser and not timing" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -m "slow or browser or timing" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +13,7 @@ from flask.testing import FlaskClient
 
 from scheduler import create_app
 from scheduler.extensions import db
+from scheduler.web import board_stream
 from tests.support import (
     PG_ADMIN_URL,
     Auth,
@@ -21,6 +24,14 @@ from tests.support import (
     postgres_available,
     require,
 )
+
+if os.environ.get("TEST_SLEEP_ON_EVENT"):
+    # .ci/run's year-ahead step runs under libfaketime 0.9.10, which breaks time.sleep() (it sleeps until a
+    # monotonic deadline: EINVAL, wolfcw/libfaketime#426). Set here, it holds in every xdist worker too.
+    def sleep(seconds: float) -> None:
+        threading.Event().wait(seconds)
+
+    time.sleep = sleep
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
 #: What the app's clock shows in every test: a fixed instant, so no expectation depends on today's date.
@@ -90,6 +101,7 @@ def app(app_config):
         try:
             yield app
         finally:
+            board_stream.stop(app)  # its LISTEN thread would outlive the test database
             db.session.remove()
             if db.engine.dialect.name == "postgresql":
                 empty_tables()

@@ -17,14 +17,11 @@ from scheduler.extensions import db
 from scheduler.web import board_stream
 from tests.support import csrf_token, token_for
 
+#: Each test measures how soon a change reaches a board: run alone (pyproject: the timing marker).
+pytestmark = pytest.mark.timing
+
 #: The promise: a change shows on every open board within a second.
 WITHIN = 1.0
-
-
-@pytest.fixture(autouse=True)
-def stop_hub(app):
-    yield
-    board_stream.stop(app)
 
 
 def join(app, event, name: str, now):
@@ -169,7 +166,8 @@ def test_changes_go_out_in_rounds_a_quarter_second_apart(app, create_event, now)
     hub.notify(event.id, frozenset({ids[1]}))
     hub.notify(event.id, frozenset({ids[2]}))
     second = next_change(stream)
-    assert time.monotonic() - before >= board_stream.ROUND_SECONDS
+    # A timed wait may wake a hair early: a millisecond of slack, far below a round.
+    assert time.monotonic() - before >= board_stream.ROUND_SECONDS - 0.001
     seen = {q["id"] for q in second["questions"]}
     if seen != {ids[1], ids[2]}:  # this thread was held up past the round: the last one comes in the next
         seen |= {q["id"] for q in next_change(stream)["questions"]}

@@ -19,6 +19,9 @@ from scheduler.extensions import db
 from scheduler.models import PlannedJob
 from tests.support import TimedSink, add_confirmed
 
+#: Measures a reminder's lateness: run alone, not beside other tests (pyproject: the timing marker).
+pytestmark = pytest.mark.timing
+
 RECIPIENTS = 300
 
 

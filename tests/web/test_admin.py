@@ -257,6 +257,7 @@ def test_login_rejects_wrong_password(client, admin_user):
     assert client.get("/admin/").status_code == 302
 
 
+@pytest.mark.timing  # compares measured times: run alone
 def test_login_takes_as_long_for_an_unknown_address_as_for_an_organisers(client, admin_user):
     """Both check a password hash: the medians of 50 interleaved wrong-password logins each are alike."""
     token = csrf_token(client)

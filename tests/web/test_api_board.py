@@ -29,7 +29,6 @@ def test_reads_take_no_write_lock(app):
     token = set_write_intent(False)
     yield
     reset_write_intent(token)
-    board_stream.stop(app)
 
 
 def make_token(scope: str = "write") -> dict:
@@ -230,6 +229,7 @@ def test_api_board_moderation_needs_a_write_token(app, client, create_event, now
     assert state_of(first)[0] == "pending"
 
 
+@pytest.mark.timing  # compares measured times: run alone
 def test_api_board_moderation_reaches_open_boards(app, client, create_event, now):
     """The change made through the API is announced like the form's: an open board hears it within a second."""
     event, first, _second = board_with_questions(app, create_event, now, board_mode="moderated")

@@ -16,16 +16,9 @@ from scheduler.domain import board as rules
 from scheduler.domain import signups
 from scheduler.extensions import db
 from scheduler.models import Question, Vote
-from scheduler.web import board_stream
 from tests.support import csrf_token, token_for
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture(autouse=True)
-def stop_hub(app):
-    yield
-    board_stream.stop(app)
 
 
 def join(app, event, name: str, now, **kw):

@@ -6,7 +6,12 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
+
 from tests.support import count, csrf_token
+
+#: Compares request times: run alone, not beside other tests (pyproject: the timing marker).
+pytestmark = pytest.mark.timing
 
 PAIRS = 80
 
