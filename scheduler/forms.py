@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import abort, current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -228,6 +228,12 @@ class SpeakerForm(Form):
 
 class ConfirmForm(Form):
     """An empty form: a POST button protected by CSRF."""
+
+
+def require_confirmation() -> None:
+    """A POST button's check: its CSRF-protected form, or 400."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
 
 
 def normalised_email(_form, field):

@@ -27,7 +27,7 @@ from ..charts import TimelineItem, cumulative_bins, signups_svg, timeline_svg
 from ..domain import accounts, door, queries, registrants, reminders
 from ..domain import events as event_rules
 from ..extensions import db, limiter, login_manager
-from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm
+from ..forms import ConfirmForm, EventForm, LoginForm, SpeakerForm, require_confirmation
 from ..labels import job_name, role_in_text
 from ..models import Event, Speaker
 from ..services import unit_of_work
@@ -55,12 +55,6 @@ def get_event(event_id: int) -> Event:
     if event is None:
         abort(404)
     return event
-
-
-def _confirmed() -> None:
-    """A POST button's CSRF-protected form, or 400."""
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
 
 
 def _detail_url(event_id: int) -> str:
@@ -242,7 +236,7 @@ def short_when(moment: datetime, zone: str = "UTC", with_zone: bool = False) -> 
 @bp.post("/events/<int:event_id>/publish")
 def event_publish(event_id: int):
     event = get_event(event_id)
-    _confirmed()
+    require_confirmation()
     with attempt(refused=flash_back(_detail_url(event_id))) as uow:
         event_rules.publish_event(uow.session, event, now=uow.now)
     flash(_("Published. Reminders and speaker jobs are planned."), "success")
@@ -252,7 +246,7 @@ def event_publish(event_id: int):
 @bp.post("/events/<int:event_id>/cancel")
 def event_cancel(event_id: int):
     event = get_event(event_id)
-    _confirmed()
+    require_confirmation()
     reason = (request.form.get("reason") or "")[:500]
     with attempt(refused=flash_back(_detail_url(event_id), code=302)) as uow:
         event_rules.cancel_event(uow.session, event, now=uow.now, reason=reason)
@@ -270,7 +264,7 @@ def speaker_add(event_id: int):
         speaker = db.session.get(Speaker, row_id(existing_id) or 0)  # no row has id 0
         if speaker is None:
             abort(404)
-        _confirmed()
+        require_confirmation()
         role, person = request.form.get("role", "speaker"), None
     else:
         form = SpeakerForm()
@@ -292,7 +286,7 @@ def speaker_add(event_id: int):
 @bp.post("/events/<int:event_id>/speakers/<int:speaker_id>/remove")
 def speaker_remove(event_id: int, speaker_id: int):
     event = get_event(event_id)
-    _confirmed()
+    require_confirmation()
     with unit_of_work() as uow:
         event_rules.remove_speaker(uow.session, event, speaker_id, now=uow.now)
     flash(_("Speaker removed from this event."), "success")

@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from ..domain import follow_ups, speaker_feeds
 from ..extensions import db
 from ..follow_up_forms import RecordingForm
-from ..forms import ConfirmForm
+from ..forms import require_confirmation
 from ..text import csv_cell, slugify
 from .admin import bp, get_event
 from .refusals import attempt, flash_back
@@ -87,8 +87,7 @@ def _iso(moment) -> str:
 def speaker_feed_revoke(event_id: int, speaker_id: int):
     """A new calendar feed link for the speaker: the old one (and their old moderation link) stop working."""
     event = get_event(event_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     link = next((link for link in event.speakers if link.speaker_id == speaker_id), None)
     if link is None:
         abort(404)

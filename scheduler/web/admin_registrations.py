@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from ..domain import queries, registrants, signups
 from ..extensions import db
-from ..forms import ConfirmForm
+from ..forms import ConfirmForm, require_confirmation
 from ..mail import outbox
 from ..models import OutboxMessage, Registration
 from ..models.registrations import REGISTRATION_STATES
@@ -112,8 +112,7 @@ def _registration(registration_id: int) -> Registration:
     registration = db.session.get(Registration, registration_id)
     if registration is None:
         abort(404)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     return registration
 
 
@@ -215,8 +214,7 @@ def outbox_retry(message_id: int):
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
         abort(404)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     with unit_of_work() as uow:
         outbox.retry_now(uow.session, message, now=uow.now)
         queued = message.state == "queued"

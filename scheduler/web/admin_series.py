@@ -15,7 +15,7 @@ from .. import clock
 from ..domain import series as series_rules
 from ..domain.offsets import parse_offsets
 from ..extensions import db
-from ..forms import ConfirmForm
+from ..forms import ConfirmForm, require_confirmation
 from ..models import Event, Series, SeriesSubscription
 from ..series_forms import FollowingForm, SeriesForm
 from ..services import UnitOfWork
@@ -37,11 +37,6 @@ def _occurrence(series: Series, event_id: int) -> Event:
     return event
 
 
-def _confirmed() -> None:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-
-
 def _detail(series_id: int) -> str:
     return url_for("admin.series_detail", series_id=series_id)
 
@@ -49,7 +44,7 @@ def _detail(series_id: int) -> str:
 @contextmanager
 def _button(series_id: int) -> Iterator[UnitOfWork]:
     """A confirmed button of the series page: its unit of work, a refusal flashed back on that page."""
-    _confirmed()
+    require_confirmation()
     with attempt(refused=flash_back(_detail(series_id))) as uow:
         yield uow
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Length
 
 from ..domain import api_tokens as token_rules
 from ..extensions import db
-from ..forms import ConfirmForm, Form
+from ..forms import ConfirmForm, Form, require_confirmation
 from ..models import TOKEN_SCOPES, ApiToken
 from .admin import bp
 from .refusals import attempt, flash_back, show_on_form
@@ -47,8 +47,7 @@ def api_tokens():
 
 @bp.post("/api-tokens/<int:token_id>/revoke")
 def api_token_revoke(token_id: int):
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     back = url_for("admin.api_tokens")
     with attempt(refused=flash_back(back, code=302)) as uow:
         row = token_rules.revoke_token(uow.session, token_id, now=uow.now)

@@ -40,7 +40,7 @@ from .. import clock
 from ..domain import board as rules
 from ..errors import DomainError
 from ..extensions import db
-from ..forms import ConfirmForm, Form
+from ..forms import ConfirmForm, Form, require_confirmation
 from ..models import Event
 from ..services import UnitOfWork, unit_of_work
 from . import board_stream
@@ -150,8 +150,7 @@ def wants_json() -> bool:
 def change(place: Place, action: Callable[[UnitOfWork], str | dict | None], *, anchor: str = "",
            ask_form: AskForm | None = None, merge_form: MergeForm | None = None):
     """Run a change on the board: 303 back with its message, or the board again with the refusal."""
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     try:
         with unit_of_work() as uow:
             done = action(uow)

@@ -14,7 +14,7 @@ from .. import clock
 from ..domain import series as series_rules
 from ..domain import signups
 from ..extensions import db, limiter
-from ..forms import ConfirmForm, SignupForm
+from ..forms import ConfirmForm, SignupForm, require_confirmation
 from ..models import Registration, Series
 from ..services import UnitOfWork
 from ..text import render_markdown
@@ -77,12 +77,6 @@ def _subscription(token: str):
     return found
 
 
-def _confirmed() -> None:
-    """A button's CSRF-protected form, or 400."""
-    if not ConfirmForm().validate():
-        abort(400)
-
-
 @contextmanager
 def _manage_button(token: str) -> Iterator[UnitOfWork]:
     """A button of the manage page: its unit of work, a refusal flashed back on that page."""
@@ -109,7 +103,7 @@ def confirm(token: str):
     if request.method == "GET":  # a link scanner's GET changes nothing: the page asks for a click
         return render_template("series/confirm.html", subscription=subscription, token=token,
                                action_form=ConfirmForm())
-    _confirmed()
+    require_confirmation()
     with _manage_button(token) as uow:
         series_rules.confirm_subscription(uow.session, subscription, now=uow.now,
                                           secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
@@ -119,7 +113,7 @@ def confirm(token: str):
 @bp.post("/s/<token>/drop/<int:registration_id>")
 def drop(token: str, registration_id: int):
     subscription = _subscription(token)
-    _confirmed()
+    require_confirmation()
     registration = db.session.get(Registration, registration_id)
     if registration is None or registration.subscription_id != subscription.id:
         abort(404)
@@ -131,7 +125,7 @@ def drop(token: str, registration_id: int):
 @bp.post("/s/<token>/reminders")
 def reminders(token: str):
     subscription = _subscription(token)
-    _confirmed()
+    require_confirmation()
     opt_out = request.form.get("reminders") == "off"
     with _manage_button(token) as uow:
         series_rules.set_subscription_reminders(uow.session, subscription, opt_out=opt_out, now=uow.now)
@@ -141,7 +135,7 @@ def reminders(token: str):
 @bp.post("/s/<token>/cancel")
 def cancel(token: str):
     subscription = _subscription(token)
-    _confirmed()
+    require_confirmation()
     with _manage_button(token) as uow:
         series_rules.cancel_subscription(uow.session, subscription, now=uow.now)
     return _done(token, _("You left the series: your places in its upcoming occurrences are given up."))

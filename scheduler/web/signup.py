@@ -12,7 +12,7 @@ from .. import clock
 from ..domain import queries, seats, signups
 from ..errors import DomainError
 from ..extensions import csrf, db, limiter
-from ..forms import ConfirmForm, QuestionForm, SignupForm
+from ..forms import ConfirmForm, QuestionForm, SignupForm, require_confirmation
 from ..languages import LANGUAGES, speaking
 from ..mail.compose import sender
 from ..models import Event, Registration
@@ -139,8 +139,7 @@ def _manage_url(token: str) -> str:
 def _change(token: str, action) -> object:
     """Run `action(uow, registration)` for the registration behind `token`; flash what it returns, or the refusal."""
     registration = registration_for(token)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    require_confirmation()
     back = _manage_url(token)
     with attempt(refused=flash_back(back)) as uow:
         message = action(uow, registration)
