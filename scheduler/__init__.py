@@ -71,7 +71,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from . import models  # noqa: F401  (tables known to Alembic)
     from .database import configure_sqlite, reset_write_intent, set_write_intent
-    from .extensions import cache, csrf, db, limiter, login_manager, migrate
+    from .extensions import CookieSessions, cache, csrf, db, limiter, login_manager, migrate
+
+    app.session_interface = CookieSessions()
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)

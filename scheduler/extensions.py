@@ -1,5 +1,7 @@
 """Flask extensions, created here and attached in create_app."""
 
+from flask import Flask, Request, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -23,5 +25,24 @@ migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+@limiter.request_filter
+def reading() -> bool:
+    """Every limit is on a POST (signups, logins; no default limits): a read skips the limiter's lookups,
+    a sixth of a cached page's or a feed poll's time."""
+    return request.method in ("GET", "HEAD", "OPTIONS")
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building the signer for a visitor who sent no cookie (most
+    readers of the public pages and every calendar app): the same empty session either way."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 #: Rendered public pages (scheduler/web/page_cache.py); the backend is chosen in create_app.
 cache = Cache()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime as http_date
@@ -273,17 +274,19 @@ def load_events(session: Session, *conditions, joins=()) -> list[FeedEvent]:
     return list(found.values())
 
 
-def _public_feed(key, name: str, *conditions, joins=(), series: series_feeds.Follow = series_feeds.ALL) -> Response:
+def _public_feed(key, name: Callable[[], str], *conditions, joins=(), series: series_feeds.Follow = series_feeds.ALL
+                 ) -> Response:
+    """`name()` is called only when the feed is built: a poll answered from memory translates nothing."""
     def where():  # built only when a query runs: a poll answered from memory builds no SQL
         return (*_public_window(clock.now()), *conditions)
 
     signature, latest = _fresh(key, lambda: _signature(db.session, *where(), joins=joins))
-    return _serve(key + signature, latest, lambda: _calendar(name, *where(), joins=joins, series=series))
+    return _serve(key + signature, latest, lambda: _calendar(name(), *where(), joins=joins, series=series))
 
 
 @bp.get("/calendar.ics")
 def public_feed():
-    return _public_feed(("all",), _("%(organizer)s events", organizer=_organizer()[0]))
+    return _public_feed(("all",), lambda: _("%(organizer)s events", organizer=_organizer()[0]))
 
 
 @bp.get("/calendar/<tag>.ics")
@@ -291,7 +294,7 @@ def tag_feed(tag: str):
     found = db.session.scalar(select(Tag).where(Tag.slug == tag))
     if found is None:
         abort(404)
-    return _public_feed(("tag", found.id), f"{_organizer()[0]}: {one_line(found.name)}",
+    return _public_feed(("tag", found.id), lambda: f"{_organizer()[0]}: {one_line(found.name)}",
                         event_tags.c.tag_id == found.id, joins=((event_tags, event_tags.c.event_id == Event.id),),
                         series=series_feeds.tag_follow(found.slug))
 
@@ -302,7 +305,7 @@ def series_feed(slug: str):
     ids = series_feeds.public_family(db.session, slug)
     if not ids:
         abort(404)
-    return _public_feed(("series", *ids), series_feeds.family_name(db.session, ids[0], _organizer()[0]),
+    return _public_feed(("series", *ids), lambda: series_feeds.family_name(db.session, ids[0], _organizer()[0]),
                         Event.series_id.in_(ids))
 
 
