@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import uuid
+import itertools
+import secrets
 from dataclasses import dataclass
 from email.charset import BASE64, QP, Charset
 from email.generator import BytesGenerator
@@ -14,7 +15,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
@@ -150,8 +150,14 @@ class _Policy(Compat32):
 
 def _boundary() -> str:
     """A multipart boundary no part can hold: "=_" never occurs in quoted-printable or base64 text, so the
-    generator need not search the parts for it (a regular expression compiled for every message)."""
-    return f"=_{uuid.uuid4().hex}"
+    generator need not search the parts for it (a regular expression compiled for every message). Unique
+    in the process and all of one length, so no boundary begins with another (RFC 2046 5.1.1); the random
+    prefix keeps it from telling how many messages went before."""
+    return f"=_{_BOUNDARY_PREFIX}{next(_boundaries):012x}"
+
+
+_BOUNDARY_PREFIX = secrets.token_hex(8)
+_boundaries = itertools.count()
 
 
 #: Header lines up to RFC 5322's 998 characters: a long List-Unsubscribe URL stays on its line.
@@ -163,10 +169,13 @@ _BASE64_UTF8 = Charset("utf-8")
 _BASE64_UTF8.body_encoding = BASE64  # an invitation's CRLF line ends arrive exactly as written
 
 
-def _text_part(body: str, subtype: str, *, charset: Charset = _QP_UTF8) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", subtype, charset="utf-8")
-    del part["MIME-Version"]
-    part.set_payload(body, charset)
+def _text_part(body: str, subtype: str, *, charset: Charset = _QP_UTF8) -> Message:
+    """A text part in UTF-8, encoded once by its charset (set_payload(body, charset) would parse and rewrite
+    the Content-Type and add a MIME-Version the part does not need)."""
+    part = Message(policy=_POLICY)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = charset.get_body_encoding()
+    part.set_payload(charset.body_encode(body))
     return part
 
 
