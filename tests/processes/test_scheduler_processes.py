@@ -11,11 +11,9 @@ then the process exits), so nothing sent twice can still be on its way.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -27,13 +25,10 @@ from sqlalchemy import func, select
 
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage, PlannedJob, SchedulerHeartbeat, User
-from tests.support import TimedSink, add_confirmed, free_port
+from tests.processes.support import Schedulers
+from tests.support import TimedSink, add_confirmed, flask_process, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-ROOT = Path(__file__).resolve().parents[2]
-FLASK = str(Path(sys.executable).parent / "flask")
-#: Settings the environment would otherwise override in the child processes.
-CONFIG_ENV = ("DATABASE_URL", "BASE_URL", "MAIL_URL", "MAIL_FROM", "SCHEDULER_MODE", "SCHEDULER_POLL_SECONDS")
 
 
 @pytest.fixture
@@ -48,40 +43,23 @@ def sink():
     server.stop()
 
 
-class Processes:
-    """Starts scheduler and web processes with one instance folder; kills what is left at the end."""
+class Processes(Schedulers):
+    """Scheduler processes (support.Schedulers) and web processes on one instance folder."""
 
     def __init__(self, instance: Path, logs: Path):
-        self.instance = instance
-        self.logs = logs
-        self.running: list[subprocess.Popen] = []
-        self.schedulers: list[subprocess.Popen] = []
-
-    def _env(self, **extra) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENV}
-        env.update(TOWNHALL_INSTANCE=str(self.instance), FLASK_APP="app.py", PYTHONUNBUFFERED="1", **extra)
-        return env
-
-    def _start(self, args: list[str], name: str, **env) -> subprocess.Popen:
-        log = open(self.logs / f"{name}-{len(self.running)}.log", "wb")
-        process = subprocess.Popen([FLASK, *args], cwd=ROOT, env=self._env(**env), stdout=log,
-                                   stderr=subprocess.STDOUT)
-        self.running.append(process)
-        return process
+        super().__init__(instance, logs)
+        self.webs: list[subprocess.Popen] = []
 
     def scheduler(self) -> subprocess.Popen:
         """A standalone scheduler, returned once its first heartbeat is in the database."""
-        before = heartbeats()
-        process = self._start(["scheduler", "run"], "scheduler")
-        self.schedulers.append(process)
-        wait_until(lambda: heartbeats() > before or process.poll() is not None, 30)
-        assert process.poll() is None, self.log_tail()
-        return process
+        return self.start()
 
     def web(self) -> str:
+        """A web server with the scheduler off, returned once it answers."""
         port = free_port()
-        process = self._start(["run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"], "web",
-                              SCHEDULER_MODE="off")
+        process = flask_process(self.instance, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload",
+                                log=self.logs / f"web-{len(self.webs)}.log", SCHEDULER_MODE="off")
+        self.webs.append(process)
         url = f"http://127.0.0.1:{port}"
 
         def up():
@@ -89,24 +67,16 @@ class Processes:
                 return requests.get(url + "/healthz", timeout=1).status_code == 200
             except requests.RequestException:
                 return process.poll() is not None
-        wait_until(up, 30)
+        wait_for(up, 30)
         assert process.poll() is None, self.log_tail()
         return url
 
     def log_tail(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("*.log")))
 
-    def drain(self) -> None:
-        """Stop every running scheduler with SIGTERM and wait until it has exited cleanly: whatever it
-        was sending has then reached the sink, and it sends nothing more."""
-        running = [p for p in self.schedulers if p.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
-        for process in running:
-            assert process.wait(30) == 0, self.log_tail()
-
-    def stop_all(self) -> None:
-        for process in self.running:
+    def kill_all(self) -> None:
+        super().kill_all()
+        for process in self.webs:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
@@ -125,16 +95,7 @@ def processes(app, tmp_path, sink):
     (instance / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items()))
     runner = Processes(instance, tmp_path)
     yield runner
-    runner.stop_all()
-
-
-def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
+    runner.kill_all()
 
 
 def heartbeats() -> int:
@@ -226,7 +187,7 @@ def test_scheduler_down_across_due_time_sends_late_only_before_the_start(app, cr
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0
     assert heartbeats() == 0  # a clean stop removes its heartbeat
-    wait_until(lambda: datetime.now(UTC) > started.starts_at + timedelta(seconds=0.5), 15)
+    wait_for(lambda: datetime.now(UTC) > started.starts_at + timedelta(seconds=0.5), 15)
     assert (job_of(upcoming.id).state, job_of(started.id).state) == ("planned", "planned")
     assert sink.messages == []
     processes.scheduler()
