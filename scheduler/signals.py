@@ -19,6 +19,8 @@ registration_confirmed = _signals.signal("registration-confirmed")
 registration_waitlisted = _signals.signal("registration-waitlisted")
 registration_promoted = _signals.signal("registration-promoted")
 registration_cancelled = _signals.signal("registration-cancelled")
+#: a waitlisted registrant confirmed their address (their place is unchanged; what waited for a real address goes on)
+registration_verified = _signals.signal("registration-verified")
 #: the registrant changed their question on the manage page; details: previous (the old text)
 registration_question_changed = _signals.signal("registration-question-changed")
 #: the same address signed up again: re-send the manage link

@@ -231,6 +231,7 @@ def add_signup_question(session: Session, registration: Registration, *, now: da
 @signals.registration_confirmed.connect
 @signals.registration_waitlisted.connect
 @signals.registration_promoted.connect
+@signals.registration_verified.connect
 def on_registered(registration: Registration, *, session: Session, now: datetime, **_) -> None:
     if (registration.question or "").strip():  # no query for the many signups without a question
         add_signup_question(session, registration, now=now)

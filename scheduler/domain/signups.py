@@ -142,6 +142,7 @@ def confirm_email(session: Session, registration: Registration, *, now: datetime
         seat_or_waitlist(session, event, registration, now=now, hold_hours=hold_hours)
     elif registration.state == "waitlisted" and first:
         session.flush()
+        signals.registration_verified.send(registration, session=session, now=now)
     return registration.state
 
 

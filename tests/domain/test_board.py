@@ -125,6 +125,18 @@ def test_signup_question_becomes_the_first_question_once_the_address_is_real(cre
                     (open_event.id, True, "<i>Roadmap?</i>", "Cy", "visible")]
 
 
+def test_a_waitlisted_signup_question_reaches_the_board_when_the_address_is_confirmed(create_event, now):
+    event = create_event(double_opt_in=True, capacity=1)
+    join(event, "Ada", now)
+    waiting = join(event, "Bob", now, question="Will there be a recording?")
+    assert waiting.state == "waitlisted"
+    assert db.session.scalars(select(Question)).all() == []  # unconfirmed address: not yet
+    assert signups.confirm_email(db.session, waiting, now=now) == "waitlisted"
+    db.session.commit()
+    assert [(q.registration_id, q.body) for q in db.session.scalars(select(Question))] == [
+        (waiting.id, "Will there be a recording?")]
+
+
 # --- voting ------------------------------------------------------------------------------------
 
 def test_vote_toggles_and_keeps_the_count_in_step(create_event, now):
