@@ -75,7 +75,7 @@ i18n-extract: $(VENV)/.installed-app
 
 ## Merge the template into every catalog (new strings arrive empty: translate them, tests/test_translations.py checks)
 i18n-update: i18n-extract
-	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching --ignore-obsolete --no-wrap
 
 ## The compiled catalogs (.mo, committed too) from the .po files
 i18n-compile: $(MO_FILES)

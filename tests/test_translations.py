@@ -290,13 +290,26 @@ def test_the_domains_field_checks_are_translated(app, now):
     from scheduler.errors import InvalidInput
     from scheduler.web.refusals import fields_of
 
-    event = event_rules.validate({"title": "", "slug": "a", "kind": "talk", "timezone": "UTC",
-                                  "starts_at": now, "ends_at": now})
+    event = event_rules.validate({"title": "", "slug": "a", "kind": "lecture", "timezone": "UTC",
+                                  "starts_at": now, "ends_at": now, "board_mode": "chaos"})
     refused = InvalidInput(fields={**event, **series_rules.validate({"freq": "daily"}, now=now)})
     with force_locale("de"):
         fields = fields_of(refused)
     assert fields["title"] == ["Ein Titel ist erforderlich."]
     assert fields["ends_at"] == ["Das Ende muss nach dem Beginn liegen."]
     assert fields["freq"] == ["Wählen Sie wöchentlich oder monatlich."]
+    assert fields["kind"] == ["Wählen Sie eines von: talk, panel, live discussion, workshop, meetup."]
+    assert fields["board_mode"] == ["Wählen Sie eines von: open, moderated."]
     with force_locale("zh_Hans"):
         assert fields_of(refused)["ends_at"] == ["结束时间必须晚于开始时间。"]
+
+
+def test_the_choices_written_whole_name_every_choice(now):
+    """The messages are literals (for the catalogs): they must follow the lists they name."""
+    from scheduler.domain import events as event_rules
+    from scheduler.models.board import BOARD_MODES
+    from scheduler.models.events import EVENT_KINDS
+
+    refused = event_rules.validate({"kind": "lecture", "board_mode": "chaos"})
+    assert refused["kind"] == ["Choose one of: " + ", ".join(EVENT_KINDS) + "."]
+    assert refused["board_mode"] == ["Choose one of: " + ", ".join(BOARD_MODES) + "."]

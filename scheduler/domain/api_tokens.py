@@ -23,7 +23,7 @@ def create_token(session: Session, *, name: str, scope: str, now: datetime,
     if not name:
         raise InvalidInput("A name is required.", field="name")
     if scope not in TOKEN_SCOPES:
-        raise InvalidInput("Choose one of: " + ", ".join(TOKEN_SCOPES) + ".", field="scope")
+        raise InvalidInput("Choose one of: %(choices)s.", field="scope", params={"choices": ", ".join(TOKEN_SCOPES)})
     token = PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name, scope=scope, token_hash=token_hash(token), user_id=user_id, created_at=now)
     session.add(row)

@@ -60,7 +60,8 @@ def check_heading(fields: dict, bad, *, slug_max: int = 120,
     if not SLUG_RE.match(slug) or len(slug) > slug_max:
         bad("slug", slug_message)
     if fields.get("kind") not in EVENT_KINDS:
-        bad("kind", "Choose one of: " + ", ".join(EVENT_KINDS) + ".")
+        # Written whole, for the catalogs (tests/test_translations.py checks it names every kind).
+        bad("kind", "Choose one of: talk, panel, live discussion, workshop, meetup.")
     if not is_valid_timezone(fields.get("timezone") or ""):
         bad("timezone", "Unknown timezone: use an IANA name such as Europe/Berlin.")
 
@@ -100,7 +101,7 @@ def validate(fields: dict) -> dict[str, list[str]]:
         bad("signup_closes_at", "Signup cannot close after the event ends.")
     check_join_url(fields, bad)
     if fields.get("board_mode", "open") not in BOARD_MODES:
-        bad("board_mode", "Choose one of: " + ", ".join(BOARD_MODES) + ".")
+        bad("board_mode", "Choose one of: open, moderated.")  # whole, as the kinds' message
     for name in ("briefing_offset", "nudge_offset", "thanks_offset"):
         value = fields.get(name)
         if value is not None and not 0 <= value <= 60 * 86400:
@@ -244,7 +245,7 @@ def _tags(session: Session, names: list[str]) -> list[Tag]:
 def add_speaker(session: Session, event: Event, speaker: Speaker, *, role: str, now: datetime) -> EventSpeaker:
     """Link a speaker to an event with a role; linking again just changes the role."""
     if role not in SPEAKER_ROLES:
-        raise InvalidInput("Choose one of: " + ", ".join(SPEAKER_ROLES) + ".", field="role")
+        raise InvalidInput("Choose one of: %(choices)s.", field="role", params={"choices": ", ".join(SPEAKER_ROLES)})
     for link in event.speakers:
         if link.speaker_id == speaker.id:
             link.role = role
