@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from . import calendars
-from .domain import series as series_rules
+from .domain import recurrence
 
 #: Lines that differ between the master and an occurrence that follows it exactly.
 _OWN_LINES = ("UID:", "DTSTAMP:", "SEQUENCE:", "DTSTART", "DTEND", "RECURRENCE-ID", "CREATED:", "LAST-MODIFIED:",
@@ -39,9 +39,9 @@ def _exdate(moment: datetime, zone: str) -> str:
 
 def rule_lines(series, *, first: datetime, exdates) -> tuple[str, ...]:
     """RRULE (COUNT counted from `first`, the master's DTSTART) and one EXDATE per left-out start."""
-    rule = series_rules.rrule_text(series)
+    rule = recurrence.rrule_text(series)
     if series.count is not None and first != series.first_start:
-        before = len(series_rules.rule_starts(series, before=first))
+        before = len(recurrence.rule_starts(series, before=first))
         rule = rule.replace(f"COUNT={series.count}", f"COUNT={max(series.count - before, 1)}")
     # One EXDATE per date: vobject reads only the first of a list.
     return (f"RRULE:{rule}", *(_exdate(m, series.timezone) for m in sorted(set(exdates)) if m >= first))
@@ -86,5 +86,5 @@ def last_start(series) -> datetime | None:
     """The rule's last start, when it has an end."""
     if series.count is None and series.until is None:
         return None
-    starts = series_rules.rule_starts(series)
+    starts = recurrence.rule_starts(series)
     return starts[-1] if starts else None

@@ -8,7 +8,7 @@ from wtforms import BooleanField, DateField, IntegerField, SelectField, StringFi
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
 
-from .domain.series import MAX_OCCURRENCES
+from .domain.recurrence import MAX_OCCURRENCES
 from .forms import Form, offsets_list, valid_timezone
 from .labels import KINDS
 from .models import EVENT_KINDS

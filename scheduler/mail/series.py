@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from .. import calendar_series, calendars, signals
 from ..domain import series as series_rules
+from ..domain.recurrence import rrule_text
 from ..languages import speaking
 from ..models import ACTIVE_STATES, Registration, Series, SeriesSubscription
 from ..timefmt import format_range, format_time
@@ -99,7 +100,7 @@ def _context(session: Session, subscription: SeriesSubscription, series: Series,
     zone = subscription.timezone or series.timezone
     coming = [e for e in series_rules.family_events(session, subscription.series_id, after=now)
               if e.status == "published"][:5]
-    rule = series_rules.rrule_text(series)
+    rule = rrule_text(series)
     start = series.first_start
     return dict(subscription=subscription, series=series, manage_url=manage_url(subscription),
                 rule_text=_("Repeats %(rule)s, at %(time)s", rule=rule, time=format_time(start, zone)),

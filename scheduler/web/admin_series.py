@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from .. import clock
+from ..domain import recurrence
 from ..domain import series as series_rules
 from ..domain.offsets import parse_offsets
 from ..extensions import db
@@ -59,7 +60,7 @@ def series_list():
     rows = list(db.session.scalars(select(Series).order_by(Series.status == "cancelled", Series.first_start)))
     counts = dict(db.session.execute(select(Event.series_id, func.count()).where(Event.series_id.is_not(None))
                                      .group_by(Event.series_id)).all())
-    return render_template("admin/series_list.html", rows=rows, counts=counts, rule=series_rules.rrule_text)
+    return render_template("admin/series_list.html", rows=rows, counts=counts, rule=recurrence.rrule_text)
 
 
 def _form_page(form: SeriesForm, status: int = 200):
@@ -74,7 +75,7 @@ def series_new():
         form.double_opt_in.data = current_app.config["DOUBLE_OPT_IN_DEFAULT"]
     if form.validate_on_submit():
         with attempt(refused=show_on_form(form, lambda: _form_page(form, 422))) as uow:
-            rule = series_rules.rule_fields(
+            rule = recurrence.rule_fields(
                 timezone=form.timezone.data, freq=form.freq.data, interval=form.interval.data,
                 byday=form.byday.data or "", bymonthday=form.bymonthday.data, day=form.starts_on.data,
                 start_time=form.start_time.data, count=form.count.data, until=form.until.data, now=uow.now)
@@ -99,7 +100,7 @@ def series_detail(series_id: int):
         SeriesSubscription.series_id == series.family_id).order_by(SeriesSubscription.id)).all()
     return render_template("admin/series_detail.html", series=series, parts=parts,
                            events=series_rules.occurrences(db.session, series.id), subscriptions=subscriptions,
-                           rule=series_rules.rrule_text(series), action_form=ConfirmForm(),
+                           rule=recurrence.rrule_text(series), action_form=ConfirmForm(),
                            following=FollowingForm(), now=clock.now())
 
 

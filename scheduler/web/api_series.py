@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from .. import clock
+from ..domain import recurrence
 from ..domain import series as series_rules
 from ..errors import NotFound
 from ..extensions import db
@@ -59,7 +60,7 @@ class SeriesCreate(s.Strict):
     starts_on: Day
     start_time: Clock
     duration_minutes: int = Field(60, ge=1, le=24 * 60)
-    count: int | None = Field(None, ge=1, le=series_rules.MAX_OCCURRENCES)
+    count: int | None = Field(None, ge=1, le=recurrence.MAX_OCCURRENCES)
     until: Day | None = Field(None, description="The last day an occurrence may fall on, in the series' zone")
 
 
@@ -130,7 +131,7 @@ def _out(series: Series) -> SeriesOut:
     return SeriesOut(
         slug=series.slug, url=external_url("series.page", slug=series.slug), title=series.title,
         summary=series.summary, status=series.status, timezone=series.timezone,
-        rrule=series_rules.rrule_text(series), first_start=series.first_start,
+        rrule=recurrence.rrule_text(series), first_start=series.first_start,
         duration_minutes=series.duration_minutes, skipped=[skip.recurrence_id for skip in series.skips],
         parts=[part.slug for part in parts],
         occurrences=[OccurrenceOut(slug=e.slug, url=event_url(e), starts_at=e.starts_at, ends_at=e.ends_at,
@@ -173,7 +174,7 @@ def series_create():
     data = parse_body(SeriesCreate)
     with unit_of_work() as uow:
         hour, minute = (int(part) for part in data.start_time.split(":"))
-        rule = series_rules.rule_fields(
+        rule = recurrence.rule_fields(
             timezone=data.timezone, freq=data.freq, interval=data.interval, byday=",".join(data.byday),
             bymonthday=data.bymonthday, day=data.starts_on, start_time=time(hour, minute), count=data.count,
             until=data.until, now=uow.now)
@@ -214,7 +215,7 @@ def series_skip(slug: str):
     data = parse_body(SkipRequest)
     with unit_of_work() as uow:
         series = _find(slug)
-        if data.starts_at not in series_rules.rule_starts(series, before=data.starts_at + timedelta(seconds=1)):
+        if data.starts_at not in recurrence.rule_starts(series, before=data.starts_at + timedelta(seconds=1)):
             raise NotFound("No occurrence of the series starts then.")
         series_rules.skip_date(uow.session, series, data.starts_at, now=uow.now)
     return _json(_find(slug))

@@ -11,8 +11,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import clock
+from ..domain import recurrence, signups
 from ..domain import series as series_rules
-from ..domain import signups
 from ..extensions import db, limiter
 from ..forms import ConfirmForm, SignupForm, require_confirmation
 from ..models import Registration, Series
@@ -47,7 +47,7 @@ def _upcoming(series: Series) -> list:
 def page(slug: str):
     series = _published(slug)
     return render_template("series/page.html", series=series, events=_upcoming(series), form=SignupForm(),
-                           rule=series_rules.rrule_text(series), description=render_markdown(series.description))
+                           rule=recurrence.rrule_text(series), description=render_markdown(series.description))
 
 
 @bp.post("/series/<slug>/signup")
@@ -59,7 +59,7 @@ def signup(slug: str):
         return render_template("series/thanks.html", series=series, outcome="pending")
     if not form.validate():
         return render_template("series/page.html", series=series, events=_upcoming(series), form=form,
-                               rule=series_rules.rrule_text(series),
+                               rule=recurrence.rrule_text(series),
                                description=render_markdown(series.description)), 422
     with attempt(refused=flash_back(url_for("series.page", slug=slug))) as uow:
         _subscription, outcome = series_rules.subscribe(

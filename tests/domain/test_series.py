@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from scheduler import dispatch
-from scheduler.domain import reminders, signups
+from scheduler.domain import recurrence, reminders, signups
 from scheduler.domain import series as series_rules
 from scheduler.errors import Conflict, InvalidInput
 from scheduler.extensions import db
@@ -45,19 +45,19 @@ def local(events) -> list[str]:
 def test_rule_keeps_wall_clock_time_across_dst(app, now):
     series = make(app, now, freq="monthly", byday="-1FR", first_start=berlin(2027, 1, 29, 9), count=4,
                   publish=False)
-    starts = series_rules.rule_starts(series)
+    starts = recurrence.rule_starts(series)
     assert [s.astimezone(BERLIN).strftime("%Y-%m-%d %H:%M") for s in starts] == [
         "2027-01-29 09:00", "2027-02-26 09:00", "2027-03-26 09:00", "2027-04-30 09:00"]
     assert [s.hour for s in starts] == [8, 8, 8, 7]  # UTC moves with the change, the wall clock does not
-    assert series_rules.rrule_text(series) == "FREQ=MONTHLY;BYDAY=-1FR;COUNT=4"
+    assert recurrence.rrule_text(series) == "FREQ=MONTHLY;BYDAY=-1FR;COUNT=4"
 
 
 def test_every_other_week_until_a_date(app, now):
     series = make(app, now, interval=2, byday="MO,TH", first_start=berlin(2026, 11, 5, 8, 30),
                   until=berlin(2026, 11, 30, 23), publish=False)
-    assert [s.astimezone(BERLIN).strftime("%a %d") for s in series_rules.rule_starts(series)] == [
+    assert [s.astimezone(BERLIN).strftime("%a %d") for s in recurrence.rule_starts(series)] == [
         "Thu 05", "Mon 16", "Thu 19", "Mon 30"]
-    assert series_rules.rrule_text(series).endswith(";UNTIL=20261130T220000Z")
+    assert recurrence.rrule_text(series).endswith(";UNTIL=20261130T220000Z")
 
 
 @pytest.mark.parametrize(("fields", "field"), [
@@ -136,7 +136,7 @@ def test_this_and_all_following_splits_the_series(app, now):
     moved = series_rules.occurrences(db.session, new.id)
     assert local(moved) == ["2026-11-18 18:30", "2026-11-25 18:30"]
     assert [e.venue for e in moved] == ["Room 2", "Room 2"]
-    assert [e.recurrence_id for e in moved] == series_rules.rule_starts(new)
+    assert [e.recurrence_id for e in moved] == recurrence.rule_starts(new)
     # The whole-series signup follows both parts; the moved ones were told (an updated invitation each).
     assert len(series_rules.subscription_places(db.session, subscription)) == 4
     assert db.session.scalar(select(OutboxMessage.id).where(OutboxMessage.kind == "event_updated")) is not None

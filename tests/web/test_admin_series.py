@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from scheduler.domain import recurrence
 from scheduler.domain import series as series_rules
 from scheduler.extensions import db
 from scheduler.models import Event, Registration, Series, SeriesSubscription
@@ -27,7 +28,7 @@ def test_create_publish_skip_cancel_and_following(auth, client):
     created = auth.post("/admin/series/new", data=FORM)
     assert created.status_code == 303, created.get_data(as_text=True)[:2000]
     series = db.session.scalar(select(Series))
-    assert (series.byday, series_rules.rrule_text(series)) == ("3WE", "FREQ=MONTHLY;BYDAY=3WE;COUNT=4")
+    assert (series.byday, recurrence.rrule_text(series)) == ("3WE", "FREQ=MONTHLY;BYDAY=3WE;COUNT=4")
     page = client.get(f"/admin/series/{series.id}").get_data(as_text=True)
     assert "FREQ=MONTHLY;BYDAY=3WE;COUNT=4" in page and "Publish and plan occurrences" in page
     assert auth.post(f"/admin/series/{series.id}/publish").status_code == 303

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from icalendar import Calendar
 from sqlalchemy import select
 
+from scheduler.domain import recurrence
 from scheduler.domain import series as series_rules
 from scheduler.errors import RuleGivesNothing
 from scheduler.extensions import db
@@ -39,7 +40,7 @@ def test_any_rule_expands_in_the_feed_as_in_the_database(app, client, now, zone,
                                                           day, clock_time, count, skips):
     byday = ",".join(nth + d if freq == "monthly" else d for d in days[:1 if freq == "monthly" else 3])
     try:
-        rule = series_rules.rule_fields(timezone=zone, freq=freq, interval=interval, byday=byday,
+        rule = recurrence.rule_fields(timezone=zone, freq=freq, interval=interval, byday=byday,
                                         bymonthday=monthday if freq == "monthly" else None, day=day,
                                         start_time=clock_time.replace(second=0, microsecond=0), count=count,
                                         until=None, now=now)
