@@ -1,5 +1,6 @@
 """Series: occurrences of a recurrence rule (recurrence.py) as events planned for a rolling window, skipped
-dates, edits of one occurrence or of all following ones, and whole-series signups.
+dates, edits of one occurrence or of all following ones, and the places of whole-series subscribers in what
+is planned (the subscriptions themselves: series_signups.py).
 
 Each occurrence is an ordinary Event row (series_id, recurrence_id), so capacity, signups, waitlist,
 reminders and speaker jobs work per occurrence as they do for any event. Only the occurrences that
@@ -9,7 +10,7 @@ start within HORIZON are made; `plan_occurrences` (on publishing, then hourly by
 "This and all following" splits the series (RFC 5545's own way, and the one every calendar client
 reads: RANGE=THISANDFUTURE is widely ignored): the old rule ends with UNTIL before the occurrence,
 a new series starts there with the change, and the events already made from it move to the new one.
-Whole-series signups belong to the first series of the chain and follow every part.
+Whole-series subscriptions belong to the first series of the chain and follow every part.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import signals
 from ..errors import Conflict, InvalidInput, InvalidTransition, NotFound, SlugTaken
-from ..languages import DEFAULT as DEFAULT_LANGUAGE
-from ..languages import known as known_language
 from ..models import (
     ACTIVE_STATES,
     SERIES_FREQUENCIES,
@@ -37,7 +35,7 @@ from ..models import (
 )
 from ..models.events import NEXT_VERSION
 from ..text import one_line, slugify, strip_controls
-from ..tokens import derive, feed_token, manage_token, new_nonce, token_hash
+from ..tokens import feed_token, manage_token, new_nonce, token_hash
 from . import events as event_rules
 from .queries import lock_event
 from .recurrence import MAX_OCCURRENCES, byday_days, local_start, occurrence_starts, rule_starts, zone_of
@@ -418,84 +416,13 @@ def cancel_series(session: Session, series: Series, *, now: datetime, reason: st
             event_rules.cancel_event(session, event, now=now, reason=reason)
 
 
-# --- whole-series signups -------------------------------------------------------------------
-
-
-def subscription_token(secret: str, subscription: SeriesSubscription) -> str:
-    """The one manage link's token for all of a whole-series signup's places."""
-    return derive(secret, "series", subscription.id, subscription.token_nonce)
-
-
-def _subscription_of(session: Session, family_id: int, email_key: str) -> SeriesSubscription | None:
-    return session.scalar(select(SeriesSubscription).where(
-        SeriesSubscription.series_id == family_id, SeriesSubscription.email_key == email_key))
+# --- subscribers' places in what is planned ------------------------------------------------
 
 
 def _subscriptions(session: Session, family_id: int, *, states) -> list[SeriesSubscription]:
     return list(session.scalars(select(SeriesSubscription).where(
         SeriesSubscription.series_id == family_id, SeriesSubscription.state.in_(states))
         .order_by(SeriesSubscription.id)))
-
-
-def subscribe(session: Session, series: Series, *, name: str, email: str, timezone: str = "", now: datetime,
-              secret: str, hold_hours: float = 24.0, language: str = DEFAULT_LANGUAGE) -> tuple[SeriesSubscription, str]:
-    """Sign someone up for the whole series: (subscription, outcome), outcome "pending" (confirm the address
-    first), "active" (a place in each future occurrence) or "repeat" (already signed up; the link is re-sent)."""
-    if series.status != "published":
-        raise Conflict("This series is not open for signup.")
-    name, email = one_line(name)[:200], (email or "").strip()[:320]
-    if not name:
-        raise InvalidInput("Please give your name.", field="name")
-    if "@" not in email:
-        raise InvalidInput("Please give a valid email address.", field="email")
-    family_id = series.family_id
-    key = email.lower()
-    subscription = _subscription_of(session, family_id, key)
-    created = False
-    if subscription is None:
-        try:
-            # The same address twice at once: the unique (series, address) index lets one row in, and the
-            # other request finds it and answers as for a repeat.
-            with session.begin_nested():
-                subscription = SeriesSubscription(series_id=family_id, email_key=key, token_nonce=new_nonce(),
-                                                  created_at=now, ics_sequence=0, reminders_opt_out=False,
-                                                  name=name, email=email, state="pending", updated_at=now)
-                session.add(subscription)
-            created = True
-        except IntegrityError:
-            subscription = _subscription_of(session, family_id, key)
-    if not created and subscription.state in ("pending", "active"):
-        signals.series_subscription_repeated.send(subscription, session=session, now=now)
-        return subscription, "repeat"
-    # New, or coming back after leaving (the same row, pending or active again).
-    subscription.name, subscription.email = name, email
-    subscription.timezone = timezone if event_rules.is_valid_timezone(timezone) else series.timezone
-    subscription.language = known_language(language)
-    subscription.state, subscription.updated_at = "pending", now  # cancelled_at: see confirm_subscription
-    session.flush()
-    subscription.token_hash = token_hash(subscription_token(secret, subscription))
-    if series.double_opt_in:
-        session.flush()
-        signals.series_subscription_pending.send(subscription, session=session, now=now)
-        return subscription, "pending"
-    confirm_subscription(session, subscription, now=now, secret=secret, hold_hours=hold_hours)
-    return subscription, "active"
-
-
-def confirm_subscription(session: Session, subscription: SeriesSubscription, *, now: datetime, secret: str,
-                         hold_hours: float = 24.0) -> None:
-    """The address is confirmed: a place in every future occurrence, and one invitation for the series."""
-    if subscription.state == "cancelled":
-        raise InvalidTransition("This signup was cancelled. Sign up again to attend.")
-    if subscription.state == "active":
-        return
-    # Coming back after leaving: the places given up then are taken again (not those dropped one by one).
-    left_at, subscription.cancelled_at = subscription.cancelled_at, None
-    subscription.state, subscription.confirmed_at, subscription.updated_at = "active", now, now
-    session.flush()
-    enrol(session, subscription, now=now, events=family_events(session, subscription.series_id, after=now),
-          secret=secret, hold_hours=hold_hours, rejoin=left_at)
-    signals.series_subscription_confirmed.send(subscription, session=session, now=now)
 
 
 def enrol(session: Session, subscription: SeriesSubscription, *, now: datetime, events: list[Event],
@@ -538,43 +465,3 @@ def enrol(session: Session, subscription: SeriesSubscription, *, now: datetime, 
         seat_or_waitlist(session, locked, registration, now=now, hold_hours=hold_hours)
         placed.append(registration)
     return placed
-
-
-def subscription_places(session: Session, subscription: SeriesSubscription) -> list[Registration]:
-    """The subscriber's places, soonest first (dropped ones included)."""
-    return list(session.scalars(select(Registration).join(Event, Event.id == Registration.event_id)
-                                .where(Registration.subscription_id == subscription.id)
-                                .order_by(Event.starts_at, Event.id)))
-
-
-def cancel_subscription(session: Session, subscription: SeriesSubscription, *, now: datetime) -> int:
-    """Leave the whole series: every future place is given up. Returns how many. Twice is harmless."""
-    from .signups import cancel_registration
-
-    if subscription.state == "cancelled":
-        return 0
-    subscription.state, subscription.cancelled_at, subscription.updated_at = "cancelled", now, now
-    subscription.ics_sequence += 1
-    session.flush()
-    dropped = 0
-    for registration in subscription_places(session, subscription):
-        if registration.state in ACTIVE_STATES and registration.event.starts_at > now:
-            cancel_registration(session, registration, now=now)
-            dropped += 1
-    signals.series_subscription_cancelled.send(subscription, session=session, now=now)
-    return dropped
-
-
-def set_subscription_reminders(session: Session, subscription: SeriesSubscription, *, opt_out: bool,
-                               now: datetime) -> None:
-    """Reminders on or off for every place of the whole-series signup (and the places it gets later)."""
-    subscription.reminders_opt_out, subscription.updated_at = opt_out, now
-    for registration in subscription_places(session, subscription):
-        if registration.reminders_opt_out != opt_out:
-            registration.reminders_opt_out, registration.updated_at = opt_out, now
-    session.flush()
-
-
-def find_subscription(session: Session, token: str) -> SeriesSubscription | None:
-    return session.scalar(select(SeriesSubscription).where(SeriesSubscription.token_hash == token_hash(token))
-                          ) if token else None

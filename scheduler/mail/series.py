@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from .. import calendar_series, calendars, signals
 from ..domain import series as series_rules
+from ..domain import series_signups
 from ..domain.recurrence import rrule_text
 from ..languages import speaking
 from ..models import ACTIVE_STATES, Registration, Series, SeriesSubscription
@@ -26,7 +27,7 @@ from .compose import sender
 
 
 def manage_url(subscription: SeriesSubscription) -> str:
-    token = series_rules.subscription_token(current_app.config["SECRET_KEY"], subscription)
+    token = series_signups.subscription_token(current_app.config["SECRET_KEY"], subscription)
     return external_url("series.manage", token=token)
 
 
@@ -119,7 +120,7 @@ def _send(session: Session, subscription: SeriesSubscription, series: Series, *,
 
 
 def _confirm_url(subscription: SeriesSubscription) -> str:
-    token = series_rules.subscription_token(current_app.config["SECRET_KEY"], subscription)
+    token = series_signups.subscription_token(current_app.config["SECRET_KEY"], subscription)
     return external_url("series.confirm", token=token)
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from .. import clock
-from ..domain import recurrence
+from ..domain import recurrence, series_signups
 from ..domain import series as series_rules
 from ..errors import NotFound
 from ..extensions import db
@@ -241,11 +241,11 @@ def series_following(slug: str):
 def series_subscribe(slug: str):
     data = parse_body(SubscriptionCreate)
     with unit_of_work() as uow:
-        subscription, outcome = series_rules.subscribe(
+        subscription, outcome = series_signups.subscribe(
             uow.session, _find(slug), name=data.name, email=data.email, timezone=data.timezone or "",
             now=uow.now, secret=current_app.config["SECRET_KEY"],
             hold_hours=float(current_app.config["HOLD_EXPIRY_HOURS"]), language=current_locale())  # Accept-Language
-        places = len([p for p in series_rules.subscription_places(uow.session, subscription)
+        places = len([p for p in series_signups.subscription_places(uow.session, subscription)
                       if p.state in ("pending", "confirmed", "waitlisted")])
         body = SubscriptionOut(outcome=outcome, state=subscription.state, places=places)
     return jsonify(body.model_dump(mode="json")), (200 if outcome == "repeat" else 201)

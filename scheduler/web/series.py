@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import clock
-from ..domain import recurrence, signups
+from ..domain import recurrence, series_signups, signups
 from ..domain import series as series_rules
 from ..extensions import db, limiter
 from ..forms import ConfirmForm, SignupForm, require_confirmation
@@ -62,7 +62,7 @@ def signup(slug: str):
                                rule=recurrence.rrule_text(series),
                                description=render_markdown(series.description)), 422
     with attempt(refused=flash_back(url_for("series.page", slug=slug))) as uow:
-        _subscription, outcome = series_rules.subscribe(
+        _subscription, outcome = series_signups.subscribe(
             uow.session, series, name=form.name.data, email=form.email.data, timezone=form.timezone.data,
             now=uow.now, secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours(), language=current_locale())
     # A repeat looks like a fresh signup: the page must not tell whether the address was known.
@@ -71,7 +71,7 @@ def signup(slug: str):
 
 
 def _subscription(token: str):
-    found = series_rules.find_subscription(db.session, token) if looks_like_token(token) else None
+    found = series_signups.find_subscription(db.session, token) if looks_like_token(token) else None
     if found is None:
         abort(404)
     return found
@@ -93,7 +93,7 @@ def _done(token: str, message: str):
 def manage(token: str):
     subscription = _subscription(token)
     return render_template("series/manage.html", subscription=subscription, series=subscription.series,
-                           places=series_rules.subscription_places(db.session, subscription), token=token,
+                           places=series_signups.subscription_places(db.session, subscription), token=token,
                            action_form=ConfirmForm(), now=clock.now())
 
 
@@ -105,7 +105,7 @@ def confirm(token: str):
                                action_form=ConfirmForm())
     require_confirmation()
     with _manage_button(token) as uow:
-        series_rules.confirm_subscription(uow.session, subscription, now=uow.now,
+        series_signups.confirm_subscription(uow.session, subscription, now=uow.now,
                                           secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
     return _done(token, _("Confirmed: you have a place in each upcoming occurrence."))
 
@@ -128,7 +128,7 @@ def reminders(token: str):
     require_confirmation()
     opt_out = request.form.get("reminders") == "off"
     with _manage_button(token) as uow:
-        series_rules.set_subscription_reminders(uow.session, subscription, opt_out=opt_out, now=uow.now)
+        series_signups.set_subscription_reminders(uow.session, subscription, opt_out=opt_out, now=uow.now)
     return _done(token, _("No more reminders for this series.") if opt_out else _("You get reminders again."))
 
 
@@ -137,7 +137,7 @@ def cancel(token: str):
     subscription = _subscription(token)
     require_confirmation()
     with _manage_button(token) as uow:
-        series_rules.cancel_subscription(uow.session, subscription, now=uow.now)
+        series_signups.cancel_subscription(uow.session, subscription, now=uow.now)
     return _done(token, _("You left the series: your places in its upcoming occurrences are given up."))
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from scheduler import dispatch
-from scheduler.domain import recurrence, reminders, signups
+from scheduler.domain import recurrence, reminders, series_signups, signups
 from scheduler.domain import series as series_rules
 from scheduler.errors import Conflict, InvalidInput
 from scheduler.extensions import db
@@ -84,16 +84,16 @@ def test_window_rolls_on_and_subscribers_follow(app, now):
     made = series_rules.occurrences(db.session, series.id)
     assert local(made)[:2] == ["2026-11-04 17:00", "2026-11-11 17:00"]
     assert made[-1].starts_at < now + series_rules.HORIZON <= made[-1].starts_at + timedelta(weeks=1)
-    subscription, outcome = series_rules.subscribe(db.session, series, name="Ann", email="Ann@Example.org",
+    subscription, outcome = series_signups.subscribe(db.session, series, name="Ann", email="Ann@Example.org",
                                                    now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert outcome == "active"
-    assert len(series_rules.subscription_places(db.session, subscription)) == len(made)
+    assert len(series_signups.subscription_places(db.session, subscription)) == len(made)
     later = now + timedelta(days=30)
     added = series_rules.plan_all(db.session, now=later, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert added == 4 or added == 5
-    places = series_rules.subscription_places(db.session, subscription)
+    places = series_signups.subscription_places(db.session, subscription)
     assert len(places) == len(made) + added
     assert {p.state for p in places} == {"confirmed"}
     # Again: nothing new, nothing twice.
@@ -122,7 +122,7 @@ def test_skip_refused_while_someone_holds_a_place(app, now):
 
 def test_this_and_all_following_splits_the_series(app, now):
     series = make(app, now, count=4)
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                                              secret=app.config["SECRET_KEY"])
     events = series_rules.occurrences(db.session, series.id)
     db.session.commit()
@@ -138,19 +138,19 @@ def test_this_and_all_following_splits_the_series(app, now):
     assert [e.venue for e in moved] == ["Room 2", "Room 2"]
     assert [e.recurrence_id for e in moved] == recurrence.rule_starts(new)
     # The whole-series signup follows both parts; the moved ones were told (an updated invitation each).
-    assert len(series_rules.subscription_places(db.session, subscription)) == 4
+    assert len(series_signups.subscription_places(db.session, subscription)) == 4
     assert db.session.scalar(select(OutboxMessage.id).where(OutboxMessage.kind == "event_updated")) is not None
 
 
 def test_leaving_the_series_gives_up_every_place(app, now):
     series = make(app, now, count=3)
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                                              secret=app.config["SECRET_KEY"])
     db.session.commit()
-    assert series_rules.cancel_subscription(db.session, subscription, now=now) == 3
+    assert series_signups.cancel_subscription(db.session, subscription, now=now) == 3
     db.session.commit()
-    assert {p.state for p in series_rules.subscription_places(db.session, subscription)} == {"cancelled"}
-    assert series_rules.cancel_subscription(db.session, subscription, now=now) == 0
+    assert {p.state for p in series_signups.subscription_places(db.session, subscription)} == {"cancelled"}
+    assert series_signups.cancel_subscription(db.session, subscription, now=now) == 0
 
 
 def fire_everything_due(app, until: datetime) -> None:
@@ -174,10 +174,10 @@ def fire_everything_due(app, until: datetime) -> None:
 
 def test_reminders_once_per_occurrence_never_for_cancelled_or_dropped(app, now):
     series = make(app, now, count=4, reminder_offsets=[86400, 3600])
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                                              secret=app.config["SECRET_KEY"])
     first, second, third, fourth = series_rules.occurrences(db.session, series.id)
-    places = {p.event_id: p for p in series_rules.subscription_places(db.session, subscription)}
+    places = {p.event_id: p for p in series_signups.subscription_places(db.session, subscription)}
     signups.cancel_registration(db.session, places[second.id], now=now)  # dropped by Ann
     series_rules.cancel_occurrence(db.session, third, now=now)  # cancelled by the organiser
     db.session.commit()
@@ -230,7 +230,7 @@ def test_the_same_address_twice_at_once_is_one_signup(app, now):
                 found = db.session.get(Series, series_id)
                 db.session.commit()
                 barrier.wait()
-                outcomes.append(series_rules.subscribe(db.session, found, name="Ann", email="ann@example.org",
+                outcomes.append(series_signups.subscribe(db.session, found, name="Ann", email="ann@example.org",
                                                        now=now, secret=app.config["SECRET_KEY"])[1])
                 db.session.commit()
             except Exception as exc:  # noqa: BLE001  (reported below)
@@ -251,25 +251,25 @@ def test_the_same_address_twice_at_once_is_one_signup(app, now):
 
 def test_coming_back_after_leaving(app, now):
     series = make(app, now, count=2)
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                                              secret=app.config["SECRET_KEY"])
-    series_rules.cancel_subscription(db.session, subscription, now=now)
-    again, outcome = series_rules.subscribe(db.session, series, name="Ann B.", email="ann@example.org", now=now,
+    series_signups.cancel_subscription(db.session, subscription, now=now)
+    again, outcome = series_signups.subscribe(db.session, series, name="Ann B.", email="ann@example.org", now=now,
                                             secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert (again.id, outcome, again.state, again.name) == (subscription.id, "active", "active", "Ann B.")
-    assert [p.state for p in series_rules.subscription_places(db.session, again)] == ["confirmed", "confirmed"]
+    assert [p.state for p in series_signups.subscription_places(db.session, again)] == ["confirmed", "confirmed"]
 
 
 def test_coming_back_keeps_a_single_drop(app, now):
     series = make(app, now, count=2)
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                                              secret=app.config["SECRET_KEY"])
-    first, _second = series_rules.subscription_places(db.session, subscription)
+    first, _second = series_signups.subscription_places(db.session, subscription)
     signups.cancel_registration(db.session, first, now=now - timedelta(minutes=5))  # dropped on its own
-    series_rules.cancel_subscription(db.session, subscription, now=now)
-    series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now + timedelta(hours=1),
+    series_signups.cancel_subscription(db.session, subscription, now=now)
+    series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now + timedelta(hours=1),
                            secret=app.config["SECRET_KEY"])
     db.session.commit()
-    assert [p.state for p in series_rules.subscription_places(db.session, subscription)] == ["cancelled",
+    assert [p.state for p in series_signups.subscription_places(db.session, subscription)] == ["cancelled",
                                                                                               "confirmed"]

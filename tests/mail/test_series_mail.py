@@ -11,7 +11,7 @@ import recurring_ical_events
 from icalendar import Calendar
 from sqlalchemy import select
 
-from scheduler.domain import recurrence
+from scheduler.domain import recurrence, series_signups
 from scheduler.domain import series as series_rules
 from scheduler.extensions import db
 from scheduler.mail import outbox
@@ -43,7 +43,7 @@ def starts(ics: str) -> list[datetime]:
 
 def test_one_request_for_the_series_then_one_recurrence_id_per_change(app, now):
     series = make(app, now)
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann, B.", email="ann@example.org",
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann, B.", email="ann@example.org",
                                              now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
     (welcome,) = mails("series_subscribed")
@@ -72,7 +72,7 @@ def test_one_request_for_the_series_then_one_recurrence_id_per_change(app, now):
 
 def test_a_skipped_date_updates_the_series_invitation(app, now):
     series = make(app, now, count=None)  # weekly without end: planned for the window only
-    series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                            secret=app.config["SECRET_KEY"])
     db.session.commit()
     made = series_rules.occurrences(db.session, series.id)
@@ -94,11 +94,11 @@ def test_a_skipped_date_updates_the_series_invitation(app, now):
 
 def test_double_opt_in_then_leaving(app, now, client):
     series = make(app, now, double_opt_in=True)
-    subscription, outcome = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+    subscription, outcome = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
                                                    now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert outcome == "pending"
-    assert series_rules.subscription_places(db.session, subscription) == []
+    assert series_signups.subscription_places(db.session, subscription) == []
     (confirm,) = mails("series_confirm")
     link = next(line for line in confirm.body_text.splitlines() if "/confirm" in line).strip()
     path = link.removeprefix("http://townhall.test")
@@ -107,9 +107,9 @@ def test_double_opt_in_then_leaving(app, now, client):
     page = client.get(path).get_data(as_text=True)
     csrf = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
     assert client.post(path, data={"csrf_token": csrf}).status_code == 303
-    assert len(series_rules.subscription_places(db.session, subscription)) == 4
+    assert len(series_signups.subscription_places(db.session, subscription)) == 4
     assert len(mails("series_subscribed")) == 1
-    series_rules.cancel_subscription(db.session, db.session.get(type(subscription), subscription.id), now=now)
+    series_signups.cancel_subscription(db.session, db.session.get(type(subscription), subscription.id), now=now)
     db.session.commit()
     (left,) = mails("series_left")
     assert left.ics_method == "CANCEL" and "STATUS:CANCELLED" in left.ics
@@ -119,7 +119,7 @@ def test_cancelled_series_is_one_cancel_for_a_whole_series_registrant(app, now):
     from scheduler.domain import signups
 
     series = make(app, now)
-    series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                            secret=app.config["SECRET_KEY"])
     first = series_rules.occurrences(db.session, series.id)[0]
     signups.sign_up(db.session, first, name="Bo", email="bo@example.org", now=now, secret=app.config["SECRET_KEY"])
@@ -140,7 +140,7 @@ def test_an_occurrence_held_on_its_own_stays_out_of_the_series_invitation(app, n
     series = make(app, now)
     first = series_rules.occurrences(db.session, series.id)[0]
     signups.sign_up(db.session, first, name="Ann", email="ann@example.org", now=now, secret=app.config["SECRET_KEY"])
-    series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
+    series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
                            secret=app.config["SECRET_KEY"])
     db.session.commit()
     (own,) = mails("confirmed")  # the occurrence's own invitation, with its own UID

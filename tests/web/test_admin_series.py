@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from scheduler.domain import recurrence
+from scheduler.domain import recurrence, series_signups
 from scheduler.domain import series as series_rules
 from scheduler.extensions import db
 from scheduler.models import Event, Registration, Series, SeriesSubscription
@@ -67,8 +67,8 @@ def test_public_page_signup_for_all_then_drop_one(auth, client, app):
         "csrf_token": token})
     assert done.status_code == 200 and "You have a place in each" in done.get_data(as_text=True)
     subscription = db.session.scalar(select(SeriesSubscription))
-    manage = f"/s/{series_rules.subscription_token(app.config['SECRET_KEY'], subscription)}"
-    places = series_rules.subscription_places(db.session, subscription)
+    manage = f"/s/{series_signups.subscription_token(app.config['SECRET_KEY'], subscription)}"
+    places = series_signups.subscription_places(db.session, subscription)
     assert len(places) == 4
     dropped = client.post(f"{manage}/drop/{places[1].id}", data={"csrf_token": csrf_token(client, manage)})
     assert dropped.status_code == 303
@@ -93,15 +93,15 @@ def test_occurrence_admin_page_links_its_series(auth, client):
 
 def test_reminders_off_for_the_whole_series_from_the_manage_page(auth, client, app):
     series = published(auth, double_opt_in="")
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
                                              now=series.created_at, secret=app.config["SECRET_KEY"])
     db.session.commit()
-    manage = f"/s/{series_rules.subscription_token(app.config['SECRET_KEY'], subscription)}"
+    manage = f"/s/{series_signups.subscription_token(app.config['SECRET_KEY'], subscription)}"
     assert "Stop reminders for the whole series" in client.get(manage).get_data(as_text=True)
     done = client.post(f"{manage}/reminders", data={"reminders": "off", "csrf_token": csrf_token(client, manage)})
     assert done.status_code == 303
     db.session.expire_all()
-    assert {p.reminders_opt_out for p in series_rules.subscription_places(db.session, subscription)} == {True}
+    assert {p.reminders_opt_out for p in series_signups.subscription_places(db.session, subscription)} == {True}
     assert "Get reminders again" in client.get(manage).get_data(as_text=True)
 
 
@@ -113,11 +113,11 @@ def test_series_page_shows_its_description_cleaned(auth, client):
 
 def test_confirm_then_leave_the_whole_series_from_the_manage_page(auth, client, app):
     series = published(auth, double_opt_in="y")
-    subscription, _ = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+    subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
                                              now=series.created_at, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert subscription.state == "pending"
-    manage = f"/s/{series_rules.subscription_token(app.config['SECRET_KEY'], subscription)}"
+    manage = f"/s/{series_signups.subscription_token(app.config['SECRET_KEY'], subscription)}"
     assert client.post(f"{manage}/confirm").status_code == 400
     for action, state, places, said in (("confirm", "active", "confirmed", "Confirmed: you have a place in each"),
                                         ("cancel", "cancelled", "cancelled", "You left the series")):
@@ -126,4 +126,4 @@ def test_confirm_then_leave_the_whole_series_from_the_manage_page(auth, client, 
         assert said in client.get(manage).get_data(as_text=True)
         db.session.expire_all()
         assert subscription.state == state
-        assert {p.state for p in series_rules.subscription_places(db.session, subscription)} == {places}
+        assert {p.state for p in series_signups.subscription_places(db.session, subscription)} == {places}

@@ -382,6 +382,7 @@ def test_whole_series_feeds_lead_through_each_occurrences_door(app, client, now)
 
     from scheduler.domain import events as event_rules
     from scheduler.domain import series as series_rules
+    from scheduler.domain import series_signups
     from scheduler.models import Registration
     from scheduler.tokens import feed_token
     from scheduler.web.feeds import speaker_feed_url
@@ -393,7 +394,7 @@ def test_whole_series_feeds_lead_through_each_occurrences_door(app, client, now)
         first_start=now + timedelta(days=2), duration_minutes=60, count=3, double_opt_in=False, join_url=JOIN,
         speakers=[[speaker.id, "host"]])
     series_rules.publish_series(db.session, series, now=now, secret=secret)
-    subscription, _outcome = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+    subscription, _outcome = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
                                                     timezone="Europe/Paris", now=now, secret=secret)
     speaker_url = speaker_feed_url(db.session, speaker)
     db.session.commit()

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from scheduler.domain import events as event_rules
 from scheduler.domain import series as series_rules
+from scheduler.domain import series_signups
 from scheduler.extensions import db
 from scheduler.models import Event, Registration
 from scheduler.tokens import feed_token
@@ -53,7 +54,7 @@ def community_call(app, now):
     series_rules.edit_occurrence(db.session, by_day["2027-01-20"], now=now, starts_at=berlin(2027, 1, 21, 18),
                                  ends_at=berlin(2027, 1, 21, 19), title="Community call (Thursday)")
     series_rules.cancel_occurrence(db.session, by_day["2027-02-17"], now=now)
-    subscription, outcome = series_rules.subscribe(db.session, series, name="Ann", email="ann@example.org",
+    subscription, outcome = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
                                                    timezone="Europe/Paris", now=now, secret=secret)
     assert outcome == "active"
     speaker_url = speaker_feed_url(db.session, speaker)
@@ -121,7 +122,7 @@ def test_dropped_occurrence_is_cancelled_in_the_personal_feed_only(app, client, 
     from scheduler.domain import signups
 
     series, subscription, _url = community_call
-    places = series_rules.subscription_places(db.session, subscription)
+    places = series_signups.subscription_places(db.session, subscription)
     signups.cancel_registration(db.session, places[-1], now=now)
     db.session.commit()
     token = feed_token(app.config["SECRET_KEY"], places[0])
