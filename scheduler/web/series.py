@@ -79,7 +79,8 @@ def _subscription(token: str):
 
 @contextmanager
 def _manage_button(token: str) -> Iterator[UnitOfWork]:
-    """A button of the manage page: its unit of work, a refusal flashed back on that page."""
+    """A confirmed button of the manage page: its unit of work, a refusal flashed back on that page."""
+    require_confirmation()
     with attempt(refused=flash_back(url_for("series.manage", token=token))) as uow:
         yield uow
 
@@ -103,17 +104,15 @@ def confirm(token: str):
     if request.method == "GET":  # a link scanner's GET changes nothing: the page asks for a click
         return render_template("series/confirm.html", subscription=subscription, token=token,
                                action_form=ConfirmForm())
-    require_confirmation()
     with _manage_button(token) as uow:
         series_signups.confirm_subscription(uow.session, subscription, now=uow.now,
-                                          secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
+                                            secret=current_app.config["SECRET_KEY"], hold_hours=_hold_hours())
     return _done(token, _("Confirmed: you have a place in each upcoming occurrence."))
 
 
 @bp.post("/s/<token>/drop/<int:registration_id>")
 def drop(token: str, registration_id: int):
     subscription = _subscription(token)
-    require_confirmation()
     registration = db.session.get(Registration, registration_id)
     if registration is None or registration.subscription_id != subscription.id:
         abort(404)
@@ -125,7 +124,6 @@ def drop(token: str, registration_id: int):
 @bp.post("/s/<token>/reminders")
 def reminders(token: str):
     subscription = _subscription(token)
-    require_confirmation()
     opt_out = request.form.get("reminders") == "off"
     with _manage_button(token) as uow:
         series_signups.set_subscription_reminders(uow.session, subscription, opt_out=opt_out, now=uow.now)
@@ -135,7 +133,6 @@ def reminders(token: str):
 @bp.post("/s/<token>/cancel")
 def cancel(token: str):
     subscription = _subscription(token)
-    require_confirmation()
     with _manage_button(token) as uow:
         series_signups.cancel_subscription(uow.session, subscription, now=uow.now)
     return _done(token, _("You left the series: your places in its upcoming occurrences are given up."))
