@@ -85,7 +85,7 @@ def test_window_rolls_on_and_subscribers_follow(app, now):
     assert local(made)[:2] == ["2026-11-04 17:00", "2026-11-11 17:00"]
     assert made[-1].starts_at < now + series_rules.HORIZON <= made[-1].starts_at + timedelta(weeks=1)
     subscription, outcome = series_signups.subscribe(db.session, series, name="Ann", email="Ann@Example.org",
-                                                   now=now, secret=app.config["SECRET_KEY"])
+                                                     now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert outcome == "active"
     assert len(series_signups.subscription_places(db.session, subscription)) == len(made)
@@ -123,7 +123,7 @@ def test_skip_refused_while_someone_holds_a_place(app, now):
 def test_this_and_all_following_splits_the_series(app, now):
     series = make(app, now, count=4)
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                                             secret=app.config["SECRET_KEY"])
+                                               secret=app.config["SECRET_KEY"])
     events = series_rules.occurrences(db.session, series.id)
     db.session.commit()
     new = series_rules.edit_following(db.session, events[2], now=now, start_time=time(18, 30),
@@ -145,7 +145,7 @@ def test_this_and_all_following_splits_the_series(app, now):
 def test_leaving_the_series_gives_up_every_place(app, now):
     series = make(app, now, count=3)
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                                             secret=app.config["SECRET_KEY"])
+                                               secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert series_signups.cancel_subscription(db.session, subscription, now=now) == 3
     db.session.commit()
@@ -175,7 +175,7 @@ def fire_everything_due(app, until: datetime) -> None:
 def test_reminders_once_per_occurrence_never_for_cancelled_or_dropped(app, now):
     series = make(app, now, count=4, reminder_offsets=[86400, 3600])
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                                             secret=app.config["SECRET_KEY"])
+                                               secret=app.config["SECRET_KEY"])
     first, second, third, fourth = series_rules.occurrences(db.session, series.id)
     places = {p.event_id: p for p in series_signups.subscription_places(db.session, subscription)}
     signups.cancel_registration(db.session, places[second.id], now=now)  # dropped by Ann
@@ -231,7 +231,7 @@ def test_the_same_address_twice_at_once_is_one_signup(app, now):
                 db.session.commit()
                 barrier.wait()
                 outcomes.append(series_signups.subscribe(db.session, found, name="Ann", email="ann@example.org",
-                                                       now=now, secret=app.config["SECRET_KEY"])[1])
+                                                         now=now, secret=app.config["SECRET_KEY"])[1])
                 db.session.commit()
             except Exception as exc:  # noqa: BLE001  (reported below)
                 errors.append(exc)
@@ -252,10 +252,10 @@ def test_the_same_address_twice_at_once_is_one_signup(app, now):
 def test_coming_back_after_leaving(app, now):
     series = make(app, now, count=2)
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                                             secret=app.config["SECRET_KEY"])
+                                               secret=app.config["SECRET_KEY"])
     series_signups.cancel_subscription(db.session, subscription, now=now)
     again, outcome = series_signups.subscribe(db.session, series, name="Ann B.", email="ann@example.org", now=now,
-                                            secret=app.config["SECRET_KEY"])
+                                              secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert (again.id, outcome, again.state, again.name) == (subscription.id, "active", "active", "Ann B.")
     assert [p.state for p in series_signups.subscription_places(db.session, again)] == ["confirmed", "confirmed"]
@@ -264,12 +264,12 @@ def test_coming_back_after_leaving(app, now):
 def test_coming_back_keeps_a_single_drop(app, now):
     series = make(app, now, count=2)
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                                             secret=app.config["SECRET_KEY"])
+                                               secret=app.config["SECRET_KEY"])
     first, _second = series_signups.subscription_places(db.session, subscription)
     signups.cancel_registration(db.session, first, now=now - timedelta(minutes=5))  # dropped on its own
     series_signups.cancel_subscription(db.session, subscription, now=now)
     series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now + timedelta(hours=1),
-                           secret=app.config["SECRET_KEY"])
+                             secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert [p.state for p in series_signups.subscription_places(db.session, subscription)] == ["cancelled",
                                                                                               "confirmed"]

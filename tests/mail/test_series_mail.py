@@ -44,7 +44,7 @@ def starts(ics: str) -> list[datetime]:
 def test_one_request_for_the_series_then_one_recurrence_id_per_change(app, now):
     series = make(app, now)
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann, B.", email="ann@example.org",
-                                             now=now, secret=app.config["SECRET_KEY"])
+                                               now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
     (welcome,) = mails("series_subscribed")
     assert mails("confirmed") == []
@@ -73,7 +73,7 @@ def test_one_request_for_the_series_then_one_recurrence_id_per_change(app, now):
 def test_a_skipped_date_updates_the_series_invitation(app, now):
     series = make(app, now, count=None)  # weekly without end: planned for the window only
     series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                           secret=app.config["SECRET_KEY"])
+                             secret=app.config["SECRET_KEY"])
     db.session.commit()
     made = series_rules.occurrences(db.session, series.id)
     later = recurrence.rule_starts(series, before=made[-1].starts_at + timedelta(weeks=3))[-1]
@@ -95,7 +95,7 @@ def test_a_skipped_date_updates_the_series_invitation(app, now):
 def test_double_opt_in_then_leaving(app, now, client):
     series = make(app, now, double_opt_in=True)
     subscription, outcome = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
-                                                   now=now, secret=app.config["SECRET_KEY"])
+                                                     now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert outcome == "pending"
     assert series_signups.subscription_places(db.session, subscription) == []
@@ -120,7 +120,7 @@ def test_cancelled_series_is_one_cancel_for_a_whole_series_registrant(app, now):
 
     series = make(app, now)
     series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                           secret=app.config["SECRET_KEY"])
+                             secret=app.config["SECRET_KEY"])
     first = series_rules.occurrences(db.session, series.id)[0]
     signups.sign_up(db.session, first, name="Bo", email="bo@example.org", now=now, secret=app.config["SECRET_KEY"])
     db.session.commit()
@@ -141,7 +141,7 @@ def test_an_occurrence_held_on_its_own_stays_out_of_the_series_invitation(app, n
     first = series_rules.occurrences(db.session, series.id)[0]
     signups.sign_up(db.session, first, name="Ann", email="ann@example.org", now=now, secret=app.config["SECRET_KEY"])
     series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org", now=now,
-                           secret=app.config["SECRET_KEY"])
+                             secret=app.config["SECRET_KEY"])
     db.session.commit()
     (own,) = mails("confirmed")  # the occurrence's own invitation, with its own UID
     ics = outbox.fill(own).ics  # composed at delivery

@@ -94,7 +94,7 @@ def test_occurrence_admin_page_links_its_series(auth, client):
 def test_reminders_off_for_the_whole_series_from_the_manage_page(auth, client, app):
     series = published(auth, double_opt_in="")
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
-                                             now=series.created_at, secret=app.config["SECRET_KEY"])
+                                               now=series.created_at, secret=app.config["SECRET_KEY"])
     db.session.commit()
     manage = f"/s/{series_signups.subscription_token(app.config['SECRET_KEY'], subscription)}"
     assert "Stop reminders for the whole series" in client.get(manage).get_data(as_text=True)
@@ -114,7 +114,7 @@ def test_series_page_shows_its_description_cleaned(auth, client):
 def test_confirm_then_leave_the_whole_series_from_the_manage_page(auth, client, app):
     series = published(auth, double_opt_in="y")
     subscription, _ = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
-                                             now=series.created_at, secret=app.config["SECRET_KEY"])
+                                               now=series.created_at, secret=app.config["SECRET_KEY"])
     db.session.commit()
     assert subscription.state == "pending"
     manage = f"/s/{series_signups.subscription_token(app.config['SECRET_KEY'], subscription)}"

@@ -395,7 +395,7 @@ def test_whole_series_feeds_lead_through_each_occurrences_door(app, client, now)
         speakers=[[speaker.id, "host"]])
     series_rules.publish_series(db.session, series, now=now, secret=secret)
     subscription, _outcome = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
-                                                    timezone="Europe/Paris", now=now, secret=secret)
+                                                      timezone="Europe/Paris", now=now, secret=secret)
     speaker_url = speaker_feed_url(db.session, speaker)
     db.session.commit()
     places = list(db.session.scalars(select(Registration).where(Registration.subscription_id == subscription.id)))

@@ -55,7 +55,7 @@ def community_call(app, now):
                                  ends_at=berlin(2027, 1, 21, 19), title="Community call (Thursday)")
     series_rules.cancel_occurrence(db.session, by_day["2027-02-17"], now=now)
     subscription, outcome = series_signups.subscribe(db.session, series, name="Ann", email="ann@example.org",
-                                                   timezone="Europe/Paris", now=now, secret=secret)
+                                                     timezone="Europe/Paris", now=now, secret=secret)
     assert outcome == "active"
     speaker_url = speaker_feed_url(db.session, speaker)
     db.session.commit()

@@ -41,9 +41,9 @@ def test_any_rule_expands_in_the_feed_as_in_the_database(app, client, now, zone,
     byday = ",".join(nth + d if freq == "monthly" else d for d in days[:1 if freq == "monthly" else 3])
     try:
         rule = recurrence.rule_fields(timezone=zone, freq=freq, interval=interval, byday=byday,
-                                        bymonthday=monthday if freq == "monthly" else None, day=day,
-                                        start_time=clock_time.replace(second=0, microsecond=0), count=count,
-                                        until=None, now=now)
+                                      bymonthday=monthday if freq == "monthly" else None, day=day,
+                                      start_time=clock_time.replace(second=0, microsecond=0), count=count,
+                                      until=None, now=now)
     except RuleGivesNothing:
         return
     series = series_rules.create_series(db.session, now=now, title="Any rule", double_opt_in=False,
