@@ -56,7 +56,9 @@ class LiveServer:
         from scheduler.models import utcnow
 
         now = utcnow()
-        start = (now + timedelta(days=days_ahead)).replace(minute=0, second=0, microsecond=0)
+        # Noon UTC, not the hour of the run: the hour never crosses midnight in Berlin or New York, whose dates
+        # the tests read as one day.
+        start = (now + timedelta(days=days_ahead)).replace(hour=12, minute=0, second=0, microsecond=0)
         fields.setdefault("timezone", "Europe/Berlin")
         fields.setdefault("kind", "talk")
         fields.setdefault("double_opt_in", False)
