@@ -3,31 +3,35 @@
 Every chunk commits its outbox rows together with the job's progress, under the job's claim:
 a process killed mid fan-out leaves a 'running' row whose claim goes stale, and whoever takes it
 next resumes; the dedupe keys make the rows already queued a no-op. The first chunk is small so
-delivery can start within milliseconds of the due time.
+delivery can start within milliseconds of the due time, and the last page is queued together with
+the sweep that ends the job.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from .database import read_only
 from .domain import reminders
-from .domain.queries import CLAIM_TIMEOUT, lock_event
+from .domain.queries import CLAIM_TIMEOUT, lock_events
 from .mail import follow_ups as follow_up_mail
 from .mail import outbox
 from .mail import reminders as job_mail
 from .models import Event
 
 log = logging.getLogger(__name__)
-FIRST_CHUNK = 1
+#: An event with fewer recipients than this is done in one pass; a larger one gets this many out first.
+FIRST_CHUNK = 50
 CHUNK = 500
+#: Reminders due together have their first pages queued this many events per transaction.
+FIRST_GROUP = 20
 
 
 @dataclass
@@ -42,47 +46,132 @@ class Firing:
     after: int = 0
 
 
+@dataclass
+class _Reminder:
+    """A reminder firing in hand: what its pages are rendered from, and its first page."""
+    job_id: int
+    key: str
+    offset: int
+    event: SimpleNamespace
+    due: datetime
+    #: Messages queued by earlier holders of the job (a resumed firing), and the registrations they reached.
+    handled: int = 0
+    done: set[int] = field(default_factory=set)
+    page: list = field(default_factory=list)
+
+
 def fire(session: Session, job_id: int, *, worker: str, clock: Callable[[], datetime],
          lease: timedelta = reminders.DEFAULT_LEASE, timeout: timedelta = CLAIM_TIMEOUT,
          on_chunk: Callable[[], None] | None = None, stopping: Callable[[], bool] | None = None,
          chunks: int | None = None) -> Firing:
-    """Run one planned job if it is due and free by `clock()`; `on_chunk()` is called after each committed chunk.
+    """Run one planned job if it is due and free by `clock()` (see fire_many)."""
+    return fire_many(session, [job_id], worker=worker, clock=clock, lease=lease, timeout=timeout,
+                     on_chunk=on_chunk, stopping=stopping, chunks=chunks)[0]
 
-    With `chunks`, a reminder stops after that many chunks with outcome "more": the caller queues
-    resume() behind the other due jobs, so a hundred reminders due in the same second each get
-    their first messages out before any of them sends its thousandth.
+
+def fire_many(session: Session, job_ids: list[int], *, worker: str, clock: Callable[[], datetime],
+              lease: timedelta = reminders.DEFAULT_LEASE, timeout: timedelta = CLAIM_TIMEOUT,
+              on_chunk: Callable[[], None] | None = None, stopping: Callable[[], bool] | None = None,
+              chunks: int | None = None) -> list[Firing]:
+    """Run the planned jobs of `job_ids` that are due and free by `clock()`; one Firing each, in order.
+
+    Reminders due together are claimed and read together, and their first pages queued a group of
+    events per transaction; an event smaller than a page is done in it. A hundred events due in the
+    same second thus have their first messages queued within a few hundred milliseconds, and
+    delivery interleaves them (see _interleaved).
+    With `chunks`, a larger reminder stops after that many chunks with outcome "more": the caller
+    queues resume() behind the other due jobs. `on_chunk()` is called after each committed chunk.
     """
     now = clock()
-    job = reminders.claim_job(session, job_id, worker=worker, now=now, lease=lease, timeout=timeout)
+    jobs = reminders.claim_jobs(session, job_ids, worker=worker, now=now, lease=lease, timeout=timeout)
+    for job in jobs:
+        session.expunge(job)  # its values stay as claimed: the commit does not expire them into a reload
     session.commit()
-    if job is None:
-        return Firing(job_id, "busy")
-    kind, offset, key, event_id = job.kind, job.offset_seconds, reminders.job_key(job), job.event_id
-    event = _snapshot(session, event_id)
-    reason = reminders.skip_reason(job, event, now=now)
-    if reason is not None:
-        reminders.finish_job(session, job_id, worker=worker, now=now, state="skipped", reason=reason)
+    firings = {job_id: Firing(job_id, "busy") for job_id in job_ids}
+    if not jobs:
+        return list(firings.values())
+    with read_only():
+        events = _snapshots(session, {job.event_id for job in jobs})
         session.commit()
-        log.info("job %s (%s of event %s) skipped: %s", job_id, kind, event_id, reason)
-        return Firing(job_id, "skipped", reason=reason)
-    if kind == "reminder":
-        with read_only():
-            done = reminders.queued_registration_ids(session, event.id, key) if job.messages_queued else set()
+    due: list[_Reminder] = []
+    for job in jobs:
+        event = events[job.event_id]
+        reason = reminders.skip_reason(job, event, now=now)
+        if reason is not None:
+            reminders.finish_job(session, job.id, worker=worker, now=now, state="skipped", reason=reason)
             session.commit()
-        return _fan_out(session, job_id, key, offset, event, job.due_at, worker=worker, clock=clock,
-                        on_chunk=on_chunk, stopping=stopping, chunks=chunks, done=done, after=0, size=FIRST_CHUNK)
-    # A follow-up's rows, like a speaker job's, are all written in one transaction with the job's end.
-    rows = (follow_up_mail.follow_up_rows(session, event, now=now) if kind == "follow_up"
+            log.info("job %s (%s of event %s) skipped: %s", job.id, job.kind, job.event_id, reason)
+            firings[job.id] = Firing(job.id, "skipped", reason=reason)
+        elif job.kind == "reminder":
+            due.append(_Reminder(job.id, reminders.job_key(job), job.offset_seconds, event, job.due_at,
+                                 handled=job.messages_queued))
+        else:
+            firings[job.id] = _fire_one_transaction(session, job, event, worker=worker, now=now, on_chunk=on_chunk)
+    # In groups, each committed on its own: delivery starts on the first while the next is rendered.
+    pages = [firing for n in range(0, len(due), FIRST_GROUP) for firing in _first_pages(
+        session, due[n:n + FIRST_GROUP], worker=worker, clock=clock, on_chunk=on_chunk, stopping=stopping)]
+    for firing in pages:
+        if firing.outcome == "more" and (chunks is None or chunks > 1):
+            reminder = next(r for r in due if r.job_id == firing.job_id)
+            firing = _fan_out(session, reminder, worker=worker, clock=clock, on_chunk=on_chunk, stopping=stopping,
+                              chunks=None if chunks is None else chunks - 1, after=firing.after, total=firing.queued)
+        firings[firing.job_id] = firing
+    return list(firings.values())
+
+
+def _fire_one_transaction(session: Session, job, event: SimpleNamespace, *, worker: str, now: datetime,
+                          on_chunk) -> Firing:
+    """A follow-up's rows, like a speaker job's, are all written in one transaction with the job's end."""
+    rows = (follow_up_mail.follow_up_rows(session, event, now=now) if job.kind == "follow_up"
             else job_mail.speaker_rows(session, job, event, now=now))
     added = outbox.insert_rows(session, rows)
-    if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
+    if not reminders.keep_claim(session, job.id, worker=worker, now=now, added=added):
         session.rollback()
-        return Firing(job_id, "lost")
-    reminders.finish_job(session, job_id, worker=worker, now=now)
+        return Firing(job.id, "lost")
+    reminders.finish_job(session, job.id, worker=worker, now=now)
     session.commit()
     if added and on_chunk:
         on_chunk()
-    return Firing(job_id, "done", queued=added)
+    return Firing(job.id, "done", queued=added)
+
+
+def _first_pages(session: Session, due: list[_Reminder], *, worker: str, clock, on_chunk, stopping) -> list[Firing]:
+    """Queue the first page of every reminder in one transaction; the ones that fit in it are finished there."""
+    if not due:
+        return []
+    with read_only():
+        for reminder in due:
+            if reminder.handled:
+                reminder.done = reminders.queued_registration_ids(session, reminder.event.id, reminder.key)
+            reminder.page = reminders.reminder_recipients(session, reminder.event.id, limit=FIRST_CHUNK)
+        session.commit()
+    now = clock()
+    if stopping is not None and stopping():
+        for reminder in due:
+            reminders.release_job(session, reminder.job_id, worker=worker, now=now)
+        session.commit()
+        return [Firing(reminder.job_id, "released") for reminder in due]
+    rendered = {reminder.job_id: _rows(reminder, [r for r in reminder.page if r.id not in reminder.done], now=now)
+                for reminder in due}
+    last = {reminder.job_id for reminder in due if len(reminder.page) < FIRST_CHUNK}
+    lock_events(session, [reminder.event.id for reminder in due if reminder.job_id in last])
+    firings = []
+    for reminder in due:
+        # The claim first: a job taken away meanwhile (moved, cancelled) queues nothing.
+        if not reminders.keep_claim(session, reminder.job_id, worker=worker, now=now):
+            firings.append(Firing(reminder.job_id, "lost"))
+            continue
+        done = reminder.job_id in last
+        added = _queue(session, reminder, rendered[reminder.job_id], worker=worker, now=now, last=done)
+        firings.append(Firing(reminder.job_id, "done", queued=added) if done else
+                       Firing(reminder.job_id, "more", queued=added, after=reminder.page[-1].id))
+    session.commit()
+    if on_chunk and any(firing.queued for firing in firings):
+        on_chunk()
+    for firing in firings:
+        if firing.outcome == "done":
+            log.info("job %s (reminder) finished", firing.job_id)
+    return firings
 
 
 def resume(session: Session, job_id: int, *, after: int, worker: str, clock: Callable[[], datetime],
@@ -94,17 +183,17 @@ def resume(session: Session, job_id: int, *, after: int, worker: str, clock: Cal
         if job is None:
             session.commit()
             return Firing(job_id, "lost")
-        key, offset, event = reminders.job_key(job), job.offset_seconds, _snapshot(session, job.event_id)
-        due, handled = job.due_at, job.messages_queued
+        reminder = _Reminder(job_id, reminders.job_key(job), job.offset_seconds,
+                             _snapshots(session, {job.event_id})[job.event_id], job.due_at, handled=job.messages_queued)
         session.commit()
-    return _fan_out(session, job_id, key, offset, event, due, worker=worker, clock=clock, on_chunk=on_chunk,
-                    stopping=stopping, chunks=chunks, done=set(), after=after, size=CHUNK, handled=handled)
+    return _fan_out(session, reminder, worker=worker, clock=clock, on_chunk=on_chunk, stopping=stopping,
+                    chunks=chunks, after=after)
 
 
-def _fan_out(session: Session, job_id: int, key: str, offset: int, event: SimpleNamespace, due: datetime, *,
-             worker: str, clock, on_chunk, stopping, chunks: int | None, done: set[int], after: int, size: int,
-             handled: int = 0) -> Firing:
-    total = 0
+def _fan_out(session: Session, reminder: _Reminder, *, worker: str, clock, on_chunk, stopping, chunks: int | None,
+             after: int, total: int = 0) -> Firing:
+    """The pages after registration id `after`, a chunk per transaction; the last one with the sweep."""
+    job_id, event = reminder.job_id, reminder.event
     while True:
         if stopping is not None and stopping():
             reminders.release_job(session, job_id, worker=worker, now=clock())
@@ -115,47 +204,59 @@ def _fan_out(session: Session, job_id: int, key: str, offset: int, event: Simple
         # Read and render outside the write transaction: on SQLite the write lock is held only
         # for the insert itself, so delivery can mark rows sent in between.
         with read_only():
-            recipients = reminders.reminder_recipients(session, event.id, after_id=after, limit=size)
+            recipients = reminders.reminder_recipients(session, event.id, after_id=after, limit=CHUNK)
             session.commit()
-        if not recipients:
-            break
-        after, size = recipients[-1].id, CHUNK
         now = clock()
         if now >= event.starts_at:
             reason = "stopped: the event started during the fan-out"
             reminders.finish_job(session, job_id, worker=worker, now=now, reason=reason)
             session.commit()
             return Firing(job_id, "done", queued=total, reason=reason)
-        rows = _interleaved(job_mail.reminder_rows(key, event, [r for r in recipients if r.id not in done],
-                                                   offset=offset, now=now), due, handled + total)
-        added = outbox.insert_rows(session, rows)
-        if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
+        rows = _rows(reminder, [r for r in recipients if r.id not in reminder.done], now=now,
+                     first=reminder.handled + total)
+        last = len(recipients) < CHUNK
+        if last:
+            lock_events(session, [event.id])
+        if not reminders.keep_claim(session, job_id, worker=worker, now=now):
             session.rollback()  # moved, cancelled, or our lease ran out and someone else took over
             return Firing(job_id, "lost", queued=total)
+        added = _queue(session, reminder, rows, worker=worker, now=now, last=last, total=total)
         session.commit()
         total += added
-        if chunks is not None:
-            chunks -= 1
         if added and on_chunk:
             on_chunk()
-    # The sweep, under the event's lock that every signup takes: whoever was confirmed during the
-    # fan-out and not reached by it (a signup whose row got a lower id but committed later) gets
-    # this reminder now; anyone confirmed after this commit sees the job done and gets "starting soon".
-    now = clock()
-    lock_event(session, event.id)
-    missed = reminders.missed_recipients(session, event.id, key)
-    added = outbox.insert_rows(session, _interleaved(
-        job_mail.reminder_rows(key, event, missed, offset=offset, now=now), due, handled + total)) if missed else 0
-    if not reminders.keep_claim(session, job_id, worker=worker, now=now, added=added):
-        session.rollback()
-        return Firing(job_id, "lost", queued=total)
-    reminders.finish_job(session, job_id, worker=worker, now=now)
-    session.commit()
-    total += added
-    if added and on_chunk:
-        on_chunk()
-    log.info("job %s (reminder of event %s) finished", job_id, event.id)
-    return Firing(job_id, "done", queued=total)
+        if last:
+            log.info("job %s (reminder of event %s) finished", job_id, event.id)
+            return Firing(job_id, "done", queued=total)
+        after = recipients[-1].id
+        if chunks is not None:
+            chunks -= 1
+
+
+def _queue(session: Session, reminder: _Reminder, rows: list[dict], *, worker: str, now: datetime, last: bool,
+           total: int = 0) -> int:
+    """Insert a page's rows and count them on the job; the last page ends the job with the sweep.
+
+    The sweep runs under the event's lock that every signup takes (the caller holds it): whoever was
+    confirmed during the fan-out and not reached by it (a signup whose row got a lower id but
+    committed later) gets this reminder now; anyone confirmed after the commit sees the job done
+    and gets "starting soon". Returns how many rows were new.
+    """
+    added = outbox.insert_rows(session, rows)
+    if last:
+        missed = reminders.missed_recipients(session, reminder.event.id, reminder.key)
+        if missed:
+            added += outbox.insert_rows(session, _rows(reminder, missed, now=now,
+                                                       first=reminder.handled + total + added))
+    reminders.keep_claim(session, reminder.job_id, worker=worker, now=now, added=added)
+    if last:
+        reminders.finish_job(session, reminder.job_id, worker=worker, now=now)
+    return added
+
+
+def _rows(reminder: _Reminder, recipients: list, *, now: datetime, first: int | None = None) -> list[dict]:
+    rows = job_mail.reminder_rows(reminder.key, reminder.event, recipients, offset=reminder.offset, now=now)
+    return _interleaved(rows, reminder.due, reminder.handled if first is None else first)
 
 
 #: Reminder rows are due from this long before the job's due time, one microsecond apart per recipient.
@@ -172,10 +273,15 @@ def _interleaved(rows: list[dict], due: datetime, first: int) -> list[dict]:
     return rows
 
 
-def _snapshot(session: Session, event_id: int) -> SimpleNamespace:
-    """The event's values as a plain object: templates read it between commits without reloading,
-    and the caller's own Event instance (if any) is left alone."""
-    event = session.scalar(select(Event).where(Event.id == event_id).execution_options(populate_existing=True))
+def _snapshots(session: Session, event_ids: set[int]) -> dict[int, SimpleNamespace]:
+    """The events' values as plain objects: templates read them between commits without reloading,
+    and the caller's own Event instances (if any) are left alone."""
+    events = session.scalars(select(Event).where(Event.id.in_(event_ids)).options(lazyload(Event.tags))
+                             .execution_options(populate_existing=True))  # no mail of a job shows the tags
+    return {event.id: _snapshot(event) for event in events}
+
+
+def _snapshot(event: Event) -> SimpleNamespace:
     view = SimpleNamespace(**{attr.key: getattr(event, attr.key) for attr in Event.__mapper__.column_attrs})
     view.speakers = [
         SimpleNamespace(role=link.role, speaker_id=link.speaker_id, speaker=SimpleNamespace(

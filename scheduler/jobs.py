@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 FORGET_HEARTBEATS = timedelta(days=1)
 #: How often the series' window is rolled on (occurrences are planned months ahead: an hour is plenty).
 SERIES_PLAN_SECONDS = 3600.0
+#: At most this many planned jobs due at once are fired together (the rest by their own timers).
+FIRE_TOGETHER = 200
 _started: dict[int, Runner] = {}
 _started_lock = threading.Lock()
 
@@ -77,6 +80,8 @@ class Runner:
         self._delivering = False
         #: planned job id -> the time it was timed for, until its firing finishes.
         self._timed: dict[int, datetime] = {}
+        #: Planned jobs a firing holds (from _take_due until it finishes, resumes included).
+        self._taken: set[int] = set()
         self._timer_lock = threading.Lock()
         # Held by a job while it adds, changes or lists APScheduler jobs, and by shutdown() while it sets
         # `stopping`: APScheduler's shutdown(wait=True) waits for running jobs while holding its job-store
@@ -201,39 +206,66 @@ class Runner:
                         self._timed.pop(job.args[0], None)
 
     def fire(self, job_id: int, after: int | None = None) -> None:
-        """Fire (or go on with) one planned job, a chunk or two at a time, then queue the rest."""
-        more = False
+        """Fire one planned job, with every other timed job due by now, or go on with a reminder; a chunk or
+        two at a time, then queue the rest."""
+        taken = self._take_due(job_id) if after is None else [job_id]
+        more: set[int] = set()
         try:
-            if self.stopping.is_set():
+            if not taken or self.stopping.is_set():
                 return
             with self.app.app_context():
                 options = dict(worker=self.worker, clock=self.now, on_chunk=self.wake_delivery,
                                stopping=self.stopping.is_set, chunks=1 if after is None else 2)
                 try:
                     if after is None:
-                        result = dispatch.fire(db.session, job_id, lease=self.lease, timeout=self.claim_timeout,
-                                               **options)
+                        results = dispatch.fire_many(db.session, taken, lease=self.lease, timeout=self.claim_timeout,
+                                                     **options)
                     else:
-                        result = dispatch.resume(db.session, job_id, after=after, **options)
+                        results = [dispatch.resume(db.session, job_id, after=after, **options)]
                 except Exception:
                     db.session.rollback()
-                    log.exception("planned job %s failed; it is given back and tried again", job_id)
-                    self._give_back(job_id)
+                    log.exception("planned job(s) %s failed; given back and tried again", taken)
+                    for failed in taken:
+                        self._give_back(failed)
                     return
-            if result.outcome == "more":
-                # Behind every other due job in the queue: each reminder's first chunk goes out first.
-                with self._scheduler_lock:
-                    if self.stopping.is_set():
-                        return  # our claim goes stale and whoever runs next resumes
-                    more = True
-                    self.scheduler.add_job(self.fire, args=[job_id, result.after], id=f"more-{job_id}-{result.after}",
-                                           executor="fire", replace_existing=True, misfire_grace_time=None)
-            elif result.outcome != "busy":
-                log.info("planned job %s: %s%s", job_id, result.outcome, f" ({result.reason})" if result.reason else "")
+            for result in results:
+                if result.outcome == "more":
+                    # Behind every other due job in the queue: each reminder's first chunk goes out first.
+                    with self._scheduler_lock:
+                        if self.stopping.is_set():
+                            return  # our claim goes stale and whoever runs next resumes
+                        more.add(result.job_id)
+                        self.scheduler.add_job(self.fire, args=[result.job_id, result.after],
+                                               id=f"more-{result.job_id}-{result.after}", executor="fire",
+                                               replace_existing=True, misfire_grace_time=None)
+                elif result.outcome != "busy":
+                    log.info("planned job %s: %s%s", result.job_id, result.outcome,
+                             f" ({result.reason})" if result.reason else "")
         finally:
-            if not more:
-                with self._timer_lock:
-                    self._timed.pop(job_id, None)
+            with self._timer_lock:
+                for done in taken:
+                    if done not in more:
+                        self._timed.pop(done, None)
+                        self._taken.discard(done)
+
+    def _take_due(self, job_id: int) -> list[int]:
+        """`job_id` and the other timed jobs due by now that no firing holds, to be fired together (see
+        dispatch.fire_many); empty when a firing already holds `job_id`. Their own timers are cancelled."""
+        now = self.now()
+        with self._timer_lock:
+            if job_id in self._taken:
+                return []
+            taken = [job_id, *[other for other, when in self._timed.items()
+                               if other != job_id and other not in self._taken and when <= now]][:FIRE_TOGETHER]
+            self._taken.update(taken)
+        with self._scheduler_lock:
+            for other in taken[1:]:
+                if not self.stopping.is_set():
+                    try:
+                        self.scheduler.remove_job(f"planned-{other}")
+                    except JobLookupError:
+                        pass  # already running on another thread: it finds the job taken and returns
+        return taken
 
     def _give_back(self, job_id: int) -> None:
         """Release a job whose firing failed (a cut connection, say): our heartbeat would keep it ours."""

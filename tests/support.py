@@ -404,6 +404,25 @@ def add_confirmed(session, event_id: int, count: int, *, now: datetime, domain: 
     return emails
 
 
+@contextmanager
+def statements():
+    """The SQL statements run on the app's engine inside the block."""
+    from sqlalchemy import event
+
+    from scheduler.extensions import db
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
 # --- the browser -------------------------------------------------------------------------------
 
 AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"

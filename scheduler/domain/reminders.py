@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from .. import wakeups
 from ..models import ACTIVE_STATES, REGISTRATION_STATES, Event, OutboxMessage, PlannedJob, Registration
@@ -132,39 +132,44 @@ def work_due(session: Session, *, now: datetime, horizon: timedelta, lease: time
     return [(job_id, due if state == "planned" else now) for job_id, due, state in rows]
 
 
-def claim_job(session: Session, job_id: int, *, worker: str, now: datetime, lease: timedelta = DEFAULT_LEASE,
-              timeout: timedelta = CLAIM_TIMEOUT) -> PlannedJob | None:
-    """Take the job for this worker if it is due and nobody holds it; the caller commits at once.
+#: A claimed job's event is read by the caller as it needs it (dispatch takes a snapshot): not joined
+#: in here with its tags and speakers.
+_WITHOUT_EVENT = lazyload(PlannedJob.event)
 
-    PostgreSQL: the row is locked with FOR UPDATE SKIP LOCKED, so a second scheduler firing the
-    same job at the same instant skips it instead of waiting. SQLite: the transaction began with
+
+def claim_jobs(session: Session, job_ids: list[int], *, worker: str, now: datetime,
+               lease: timedelta = DEFAULT_LEASE, timeout: timedelta = CLAIM_TIMEOUT) -> list[PlannedJob]:
+    """Take those of the jobs that are due and free for this worker; the caller commits at once.
+
+    PostgreSQL: the rows are locked with FOR UPDATE SKIP LOCKED, so a second scheduler firing the
+    same jobs at the same instant skips them instead of waiting. SQLite: the transaction began with
     BEGIN IMMEDIATE, and the UPDATE repeats the condition, so only one writer can flip the state.
     """
     due = _claimable(now, lease, timeout)
+    ids = list(job_ids)
     if session.get_bind().dialect.name == "postgresql":
-        locked = session.scalar(
-            select(PlannedJob.id).where(PlannedJob.id == job_id, due).with_for_update(skip_locked=True)
-        )
-        if locked is None:
-            return None
-    result = session.execute(
-        update(PlannedJob).where(PlannedJob.id == job_id, due)
+        ids = list(session.scalars(select(PlannedJob.id).where(PlannedJob.id.in_(ids), due)
+                                   .order_by(PlannedJob.id).with_for_update(skip_locked=True)))
+    if not ids:
+        return []
+    claimed = list(session.scalars(
+        update(PlannedJob).where(PlannedJob.id.in_(ids), due)
         .values(state="running", claimed_by=worker, claimed_at=now, updated_at=now,
                 fired_at=func.coalesce(PlannedJob.fired_at, now))
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        return None
-    return session.scalar(
-        select(PlannedJob).where(PlannedJob.id == job_id).execution_options(populate_existing=True)
-    )
+        .returning(PlannedJob.id).execution_options(synchronize_session=False)
+    ))
+    if not claimed:
+        return []
+    return list(session.scalars(select(PlannedJob).where(PlannedJob.id.in_(claimed)).options(_WITHOUT_EVENT)
+                                .order_by(PlannedJob.due_at, PlannedJob.id).execution_options(populate_existing=True)))
 
 
 def held_job(session: Session, job_id: int, *, worker: str) -> PlannedJob | None:
     """The job if this worker still holds its claim."""
     return session.scalar(
         select(PlannedJob).where(PlannedJob.id == job_id, PlannedJob.state == "running",
-                                 PlannedJob.claimed_by == worker).execution_options(populate_existing=True)
+                                 PlannedJob.claimed_by == worker)
+        .options(_WITHOUT_EVENT).execution_options(populate_existing=True)
     )
 
 

@@ -43,8 +43,8 @@ def test_three_attendees_and_two_no_shows_each_get_one_mail_of_the_right_kind(ap
     job = follow_up_job(event)
     assert (job.state, job.due_at) == ("planned", now)
     # A scheduler that dies after claiming: its claim lapses and another fires the job.
-    from scheduler.domain.reminders import claim_job
-    assert claim_job(db.session, job.id, worker="dead:1:x", now=now) is not None
+    from scheduler.domain.reminders import claim_jobs
+    assert claim_jobs(db.session, [job.id], worker="dead:1:x", now=now)
     db.session.commit()
     later = now + timedelta(minutes=10)
     assert dispatch.fire(db.session, job.id, worker="live:2:y", clock=lambda: later).outcome == "done"

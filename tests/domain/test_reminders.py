@@ -13,7 +13,7 @@ from scheduler.extensions import db
 from scheduler.mail.compose import build_message
 from scheduler.models import OutboxMessage, PlannedJob, Registration
 from scheduler.urls import door_url, speaker_door_url
-from tests.support import beat
+from tests.support import beat, statements
 
 
 def jobs_of(event) -> dict[tuple[str, int], PlannedJob]:
@@ -320,7 +320,7 @@ def _half_done(event, job, now, worker: str = "slow"):
 def test_a_live_scheduler_keeps_its_fan_out_however_slow_and_a_silent_one_loses_it_after_ten_seconds(
         create_event, now):
     event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
-    for i in range(5):
+    for i in range(dispatch.FIRST_CHUNK + 5):  # more than the first chunk: the job is half done after it
         sign_up(event, f"p{i}@example.org", now=now)
     job = jobs_of(event)[("reminder", 3600)]
     _half_done(event, job, now)
@@ -335,8 +335,8 @@ def test_a_live_scheduler_keeps_its_fan_out_however_slow_and_a_silent_one_loses_
     taken = job.due_at + timedelta(seconds=11)
     assert reminders.work_due(db.session, now=taken, horizon=timedelta(0)) == [(job.id, taken)]
     resumed = fire(job, taken, worker="other")
-    assert (resumed.outcome, resumed.queued) == ("done", 5 - dispatch.FIRST_CHUNK)
-    assert len(outbox("reminder")) == 5
+    assert (resumed.outcome, resumed.queued) == ("done", 5)
+    assert len(outbox("reminder")) == dispatch.FIRST_CHUNK + 5
 
 
 def test_someone_confirmed_during_a_fan_out_below_its_position_gets_the_reminder_not_starting_soon(
@@ -344,8 +344,9 @@ def test_someone_confirmed_during_a_fan_out_below_its_position_gets_the_reminder
     """Their row (lower id) was pending when the fan-out passed it; the sweep under the event's lock finds it."""
     event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600], double_opt_in=True)
     late = sign_up(event, "late@example.org", now=now)  # pending: no reminder for now
-    for i in range(3):
-        confirmed = sign_up(event, f"p{i}@example.org", now=now)
+    people = [f"p{i}@example.org" for i in range(dispatch.FIRST_CHUNK + 2)]  # the first chunk leaves two
+    for email in people:
+        confirmed = sign_up(event, email, now=now)
         signups.confirm_email(db.session, confirmed, now=now)
         db.session.commit()
     job = jobs_of(event)[("reminder", 3600)]
@@ -358,8 +359,7 @@ def test_someone_confirmed_during_a_fan_out_below_its_position_gets_the_reminder
     rest = dispatch.resume(db.session, job.id, after=first.after, worker="worker-1",
                            clock=lambda: job.due_at + timedelta(seconds=2))
     assert rest.outcome == "done"
-    assert sorted(m.to_addr for m in outbox("reminder")) == sorted(
-        ["late@example.org", "p0@example.org", "p1@example.org", "p2@example.org"])
+    assert sorted(m.to_addr for m in outbox("reminder")) == sorted(["late@example.org", *people])
     assert outbox("starting_soon") == []
     # After the job is done, a newcomer gets "starting soon" instead.
     sign_up(event, "newcomer@example.org", now=job.due_at + timedelta(seconds=3))
@@ -384,3 +384,48 @@ def test_reminders_due_together_are_delivered_in_turns(create_event, now):
     claimed = mail.claim(db.session, worker="w", now=start - timedelta(minutes=59), limit=100)
     order = [row.event_id for row in claimed if row.kind == "reminder"]
     assert order == [event.id for event in events] * 3
+
+
+def test_reminders_due_together_are_fired_together(create_event, now):
+    """One claim for all of them and one transaction for their first pages: the last event's first message is
+    queued as early as the first's. A larger event gets its first chunk and goes on by itself."""
+    start = now + timedelta(hours=3)
+    events = [create_event(starts_at=start, reminder_offsets=[3600]) for _ in range(4)]
+    for event in events[:3]:
+        for i in range(2):
+            sign_up(event, f"p{i}@e{event.id}.example.org", now=now)
+    for i in range(dispatch.FIRST_CHUNK + 1):
+        sign_up(events[3], f"p{i}@e{events[3].id}.example.org", now=now)
+    jobs = [jobs_of(event)[("reminder", 3600)] for event in events]
+    due = jobs[0].due_at
+
+    with statements() as seen:
+        firings = dispatch.fire_many(db.session, [job.id for job in jobs], worker="w", clock=lambda: due, chunks=1)
+
+    assert [(f.outcome, f.queued) for f in firings] == [("done", 2)] * 3 + [("more", dispatch.FIRST_CHUNK)]
+    claims = [s for s in seen if s.startswith("UPDATE planned_jobs") and "fired_at=coalesce" in s]
+    inserts = [s for s in seen if s.startswith("INSERT INTO outbox")]
+    assert len(claims) == 1 and len(inserts) == 4  # one claim; each event's rows in one statement
+    assert {job.state for job in [jobs_of(event)[("reminder", 3600)] for event in events[:3]]} == {"done"}
+    first = [m for m in outbox("reminder") if m.to_addr.startswith("p0@")]
+    assert sorted(m.event_id for m in first) == sorted(e.id for e in events)
+    assert len({m.next_attempt_at for m in first}) == 1  # the same place in the queue: first in turn
+
+    rest = dispatch.resume(db.session, jobs[3].id, after=firings[3].after, worker="w", clock=lambda: due)
+    assert (rest.outcome, rest.queued) == ("done", 1)
+    assert jobs_of(events[3])[("reminder", 3600)].messages_queued == dispatch.FIRST_CHUNK + 1
+
+
+def test_a_job_fired_together_with_others_is_claimed_once(create_event, now):
+    """Fired together by one scheduler and alone by another: each job is claimed by only one."""
+    start = now + timedelta(hours=3)
+    events = [create_event(starts_at=start, reminder_offsets=[3600]) for _ in range(3)]
+    for event in events:
+        sign_up(event, f"p@e{event.id}.example.org", now=now)
+    jobs = [jobs_of(event)[("reminder", 3600)] for event in events]
+    due = jobs[0].due_at
+    alone = fire(jobs[1], due, worker="other")
+    together = dispatch.fire_many(db.session, [job.id for job in jobs], worker="w", clock=lambda: due)
+    assert alone.outcome == "done"
+    assert [f.outcome for f in together] == ["done", "busy", "done"]
+    assert len(outbox("reminder")) == 3

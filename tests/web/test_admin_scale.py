@@ -16,13 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import request_finished
 from flask.testing import FlaskClient
-from sqlalchemy import event as sa_event
 from sqlalchemy import insert, update
 
 from scheduler.domain import registrants
 from scheduler.extensions import db
 from scheduler.models import Event, OutboxMessage, Registration, Speaker
-from tests.support import Auth, signup
+from tests.support import Auth, signup, statements
 
 ROW = re.compile(r'<tr class="registration state-(\w+)">\s*<td data-label="Name">([^<]*)</td>\s*'
                  r'<td data-label="Email" class="address">([^<]*)</td>\s*<td data-label="State">[^<]*</td>\s*'
@@ -283,20 +282,6 @@ def test_signup_bins_add_up_and_keep_the_first_and_last_signup(app, create_event
 
 
 # --- the dashboard -------------------------------------------------------------------------------
-
-@contextmanager
-def statements():
-    """The SQL statements run on the app's engine inside the block."""
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    sa_event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(db.engine, "before_cursor_execute", count)
 
 
 def add_events(count: int, *, now, first: int = 0) -> None:
