@@ -140,10 +140,11 @@ def _first_pages(session: Session, due: list[_Reminder], *, worker: str, clock, 
     if not due:
         return []
     with read_only():
+        pages = reminders.first_recipients(session, [reminder.event.id for reminder in due], limit=FIRST_CHUNK)
         for reminder in due:
+            reminder.page = pages[reminder.event.id]
             if reminder.handled:
                 reminder.done = reminders.queued_registration_ids(session, reminder.event.id, reminder.key)
-            reminder.page = reminders.reminder_recipients(session, reminder.event.id, limit=FIRST_CHUNK)
         session.commit()
     now = clock()
     if stopping is not None and stopping():
@@ -155,10 +156,11 @@ def _first_pages(session: Session, due: list[_Reminder], *, worker: str, clock, 
                 for reminder in due}
     last = {reminder.job_id for reminder in due if len(reminder.page) < FIRST_CHUNK}
     lock_events(session, [reminder.event.id for reminder in due if reminder.job_id in last])
+    # The claims first: a job taken away meanwhile (moved, cancelled) queues nothing.
+    held = reminders.keep_claims(session, [reminder.job_id for reminder in due], worker=worker, now=now)
     firings = []
     for reminder in due:
-        # The claim first: a job taken away meanwhile (moved, cancelled) queues nothing.
-        if not reminders.keep_claim(session, reminder.job_id, worker=worker, now=now):
+        if reminder.job_id not in held:
             firings.append(Firing(reminder.job_id, "lost"))
             continue
         done = reminder.job_id in last
@@ -248,9 +250,10 @@ def _queue(session: Session, reminder: _Reminder, rows: list[dict], *, worker: s
         if missed:
             added += outbox.insert_rows(session, _rows(reminder, missed, now=now,
                                                        first=reminder.handled + total + added))
-    reminders.keep_claim(session, reminder.job_id, worker=worker, now=now, added=added)
     if last:
-        reminders.finish_job(session, reminder.job_id, worker=worker, now=now)
+        reminders.finish_job(session, reminder.job_id, worker=worker, now=now, added=added)
+    else:
+        reminders.keep_claim(session, reminder.job_id, worker=worker, now=now, added=added)
     return added
 
 

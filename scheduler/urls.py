@@ -23,8 +23,13 @@ def local_path(target: str | None, fallback: str) -> str:
 
 def external_url(endpoint: str, **values) -> str:
     """Like url_for(_external=True), but based on BASE_URL so it works outside requests too."""
-    base = urlsplit(current_app.config["BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
+    # One adapter per app and BASE_URL: a fan-out builds three links per recipient.
+    adapters = current_app.extensions.setdefault("townhall.url_adapters", {})
+    adapter = adapters.get(current_app.config["BASE_URL"])
+    if adapter is None:
+        base = urlsplit(current_app.config["BASE_URL"])
+        adapter = adapters[current_app.config["BASE_URL"]] = current_app.url_map.bind(
+            base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
     return adapter.build(endpoint, values, force_external=True)
 
 

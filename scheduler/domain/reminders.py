@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, lazyload
 
 from .. import wakeups
@@ -184,13 +184,26 @@ def keep_claim(session: Session, job_id: int, *, worker: str, now: datetime, add
     return result.rowcount == 1
 
 
+def keep_claims(session: Session, job_ids: list[int], *, worker: str, now: datetime) -> set[int]:
+    """keep_claim for several jobs in one statement; the ids this worker still holds."""
+    if not job_ids:
+        return set()
+    return set(session.scalars(
+        update(PlannedJob).where(PlannedJob.id.in_(job_ids), PlannedJob.state == "running",
+                                 PlannedJob.claimed_by == worker)
+        .values(claimed_at=now, updated_at=now).returning(PlannedJob.id)
+        .execution_options(synchronize_session=False)
+    ))
+
+
 def finish_job(session: Session, job_id: int, *, worker: str, now: datetime, state: str = "done",
-               reason: str | None = None) -> bool:
-    """Mark the job done (or skipped with a reason) if this worker still holds it."""
+               reason: str | None = None, added: int = 0) -> bool:
+    """Mark the job done (or skipped with a reason) if this worker still holds it, counting `added` messages."""
     result = session.execute(
         update(PlannedJob).where(PlannedJob.id == job_id, PlannedJob.state == "running",
                                  PlannedJob.claimed_by == worker)
-        .values(state=state, reason=reason, claimed_by=None, updated_at=now)
+        .values(state=state, reason=reason, claimed_by=None, updated_at=now,
+                messages_queued=PlannedJob.messages_queued + added)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
@@ -226,23 +239,44 @@ def job_key(job: PlannedJob) -> str:
     return f"{job.kind}:{job.event_id}:{job.offset_seconds}:{int(job.due_at.timestamp())}"
 
 
+_RECIPIENT = (Registration.id, Registration.name, Registration.email, Registration.timezone, Registration.token_nonce,
+              Registration.language)
+
+
+def _reminded(event_ids):
+    """Confirmed registrations of these events that did not opt out."""
+    return and_(Registration.event_id.in_(event_ids), Registration.state == "confirmed",
+                Registration.reminders_opt_out.is_(False))
+
+
 def reminder_recipients(session: Session, event_id: int, *, after_id: int = 0, limit: int | None = 500) -> list:
     """Confirmed registrations that did not opt out, in id order after `after_id`, as plain rows
     (id, name, email, timezone, token_nonce, language): cheap to load, and they outlive the transaction."""
     return list(session.execute(
-        select(Registration.id, Registration.name, Registration.email, Registration.timezone,
-               Registration.token_nonce, Registration.language)
-        .where(Registration.event_id == event_id, Registration.state == "confirmed",
-               Registration.reminders_opt_out.is_(False), Registration.id > after_id)
+        select(*_RECIPIENT).where(_reminded([event_id]), Registration.id > after_id)
         .order_by(Registration.id).limit(limit)
     ))
 
 
+def first_recipients(session: Session, event_ids: list[int], *, limit: int) -> dict[int, list]:
+    """The first `limit` reminder_recipients of each event, in one statement: {event id: rows}."""
+    ranked = select(*_RECIPIENT, Registration.event_id, func.row_number().over(
+        partition_by=Registration.event_id, order_by=Registration.id).label("n")).where(_reminded(event_ids)).subquery()
+    pages: dict[int, list] = {event_id: [] for event_id in event_ids}
+    for row in session.execute(select(*(ranked.c[column.key] for column in _RECIPIENT), ranked.c.event_id)
+                               .where(ranked.c.n <= limit).order_by(ranked.c.event_id, ranked.c.id)):
+        pages[row.event_id].append(row)
+    return pages
+
+
 def missed_recipients(session: Session, event_id: int, key: str) -> list:
-    """Recipients of this firing without its message yet: the sweep that ends a fan-out, under the
-    event's lock, finds anyone confirmed meanwhile, also below the id the fan-out had reached."""
-    done = queued_registration_ids(session, event_id, key)
-    return [r for r in reminder_recipients(session, event_id, limit=None) if r.id not in done]
+    """Recipients of this firing without its message yet (dedupe key `key:registration id`): the sweep that
+    ends a fan-out, under the event's lock, finds anyone confirmed meanwhile, also below the id the
+    fan-out had reached."""
+    queued = select(OutboxMessage.id).where(
+        OutboxMessage.dedupe_key == literal(key + ":", String) + cast(Registration.id, String))
+    return list(session.execute(
+        select(*_RECIPIENT).where(_reminded([event_id]), ~exists(queued)).order_by(Registration.id)))
 
 
 def queued_registration_ids(session: Session, event_id: int, key: str) -> set[int]:

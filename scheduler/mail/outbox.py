@@ -135,15 +135,23 @@ def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lea
     Rows claimed by a scheduler that stopped beating its heartbeat are taken over after `timeout`;
     rows claimed by a deliverer without a heartbeat (a one-off command) after the `lease`.
     """
-    due = or_(
-        and_(OutboxMessage.state == "queued", OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.state == "sending",
-             claim_lapsed(OutboxMessage.claimed_by, OutboxMessage.claimed_at, now=now, lease=lease, timeout=timeout)),
-    )
-    query = select(OutboxMessage.id).where(due).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    queued = and_(OutboxMessage.state == "queued", OutboxMessage.next_attempt_at <= now)
+    lapsed = and_(OutboxMessage.state == "sending",
+                  claim_lapsed(OutboxMessage.claimed_by, OutboxMessage.claimed_at, now=now, lease=lease, timeout=timeout))
+    locking = session.get_bind().dialect.name == "postgresql"
+
+    def first(condition, count: int) -> list[int]:
+        query = select(OutboxMessage.id).where(condition).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        query = query.limit(count)
+        return list(session.scalars(query.with_for_update(skip_locked=True) if locking else query))
+
+    # Two reads, each along its own index (state, next_attempt_at) and (state, id): one read with OR
+    # scanned and sorted the whole table, sent rows and all, at every claim. Lapsed claims first:
+    # they are the oldest work.
+    ids = first(lapsed, limit)
+    if len(ids) < limit:
+        ids += first(queued, limit - len(ids))
+    due = or_(queued, lapsed)
     if not ids:
         session.commit()
         return []
