@@ -245,15 +245,13 @@ def _queue(session: Session, reminder: _Reminder, rows: list[dict], *, worker: s
     and gets "starting soon". Returns how many rows were new.
     """
     added = outbox.insert_rows(session, rows)
-    if last:
-        missed = reminders.missed_recipients(session, reminder.event.id, reminder.key)
-        if missed:
-            added += outbox.insert_rows(session, _rows(reminder, missed, now=now,
-                                                       first=reminder.handled + total + added))
-    if last:
-        reminders.finish_job(session, reminder.job_id, worker=worker, now=now, added=added)
-    else:
+    if not last:
         reminders.keep_claim(session, reminder.job_id, worker=worker, now=now, added=added)
+        return added
+    missed = reminders.missed_recipients(session, reminder.event.id, reminder.key)
+    if missed:
+        added += outbox.insert_rows(session, _rows(reminder, missed, now=now, first=reminder.handled + total + added))
+    reminders.finish_job(session, reminder.job_id, worker=worker, now=now, added=added)
     return added
 
 
