@@ -167,14 +167,18 @@ def _register_security_headers(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response):
+        if request.path.startswith(PRIVATE_PATHS):
+            response.headers["Cache-Control"] = "no-store"
+        if response.status_code == 304:
+            # It only confirms a stored 200, which has the headers below: a cache keeps them (RFC 9111
+            # 4.3.4), and a 304 carries no more than guides that update (RFC 9110 15.4.5).
+            return response
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy", CSP)
         if app.config["SESSION_COOKIE_SECURE"]:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
-        if request.path.startswith(PRIVATE_PATHS):
-            response.headers["Cache-Control"] = "no-store"
         return response
 
 

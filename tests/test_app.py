@@ -61,6 +61,21 @@ def test_hsts_only_when_the_session_cookie_is_https_only(app, client, secure):
         assert hsts == ("max-age=31536000; includeSubDomains" if secure else None), path
 
 
+def test_a_304_carries_what_updates_the_stored_200_and_no_more(client, create_event):
+    """The security headers and the type are the stored 200's: a 304 only confirms it (RFC 9110 15.4.5)."""
+    event = create_event()
+    for path in ("/calendar.ics", f"/events/{event.slug}"):
+        full = client.get(path, headers={"Accept-Encoding": "gzip", "Accept-Language": "de"})
+        assert full.status_code == 200 and full.headers["Content-Security-Policy"] and full.headers["ETag"], path
+        again = client.get(path, headers={"Accept-Encoding": "gzip", "Accept-Language": "de",
+                                          "If-None-Match": full.headers["ETag"]})
+        assert again.status_code == 304, path
+        assert again.headers["ETag"] == full.headers["ETag"], path
+        assert again.headers["Cache-Control"] == full.headers["Cache-Control"], path
+        assert set(again.vary) == set(full.vary) >= {"Accept-Encoding", "Accept-Language", "Cookie"}, path
+        assert not {"Content-Security-Policy", "X-Frame-Options", "Content-Type"} & set(again.headers.keys()), path
+
+
 class InlineCode(HTMLParser):
     """What a CSP without 'unsafe-inline' blocks: inline scripts, style elements and attributes, handlers."""
 

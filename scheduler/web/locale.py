@@ -6,11 +6,15 @@ no per-visitor token) and kept a year in the `lang` cookie.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
+from babel import Locale
 from flask import Blueprint, Flask, Response, has_request_context, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from ..languages import DEFAULT, LANGUAGES, from_accept_header
 from ..timefmt import bcp47, current_locale
@@ -22,13 +26,19 @@ COOKIE_MAX_AGE = 365 * 86400
 bp = Blueprint("locale", __name__)
 
 
-def select_locale() -> str:
+def select_locale() -> str | Locale:
     if not has_request_context():  # a job or a command: mail says its own language (force_locale)
         return DEFAULT
-    chosen = request.cookies.get(COOKIE, "")
-    if chosen in LANGUAGES:
-        return chosen
-    return from_accept_header(request.accept_languages) or DEFAULT
+    return _chosen(request.cookies.get(COOKIE, ""), request.headers.get("Accept-Language", ""))
+
+
+@lru_cache(maxsize=256)
+def _chosen(cookie: str, accept_language: str) -> Locale:
+    """The cookie's language, else the best of Accept-Language: the same few header values come again and
+    again, so each is parsed once (a feed poll answered from memory spent a tenth of its time here)."""
+    if cookie in LANGUAGES:
+        return Locale.parse(cookie)
+    return Locale.parse(from_accept_header(parse_accept_header(accept_language, LanguageAccept)) or DEFAULT)
 
 
 def safe_next(target: str | None) -> str:
@@ -73,8 +83,11 @@ def language_context() -> dict:
 
 
 def vary_on_language(response: Response) -> Response:
-    """Pages and the API's messages depend on the cookie and Accept-Language: say so to every cache."""
-    if response.mimetype in ("text/html", "application/json", "text/plain"):
+    """Pages and the API's messages depend on the cookie and Accept-Language: say so to every cache.
+
+    A 304 is left as its view made it: it carries the Vary of the 200 it confirms (RFC 9110 15.4.5).
+    """
+    if response.status_code != 304 and response.mimetype in ("text/html", "application/json", "text/plain"):
         response.vary.update(("Accept-Language", "Cookie"))
     return response
 
