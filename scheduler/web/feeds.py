@@ -139,12 +139,13 @@ def _serve(key, last_modified: datetime | None, build, *, filename: str | None =
     encoding = "gzip" if accepts_gzip() else None
     etag = encoded_etag(built.etag, encoding)
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding, Accept-Language, Cookie"}
+    if _not_modified(etag, last_modified):
+        # What a cache needs to update its copy (RFC 9110 15.4.5); the rest is the stored 200's.
+        return Response(status=304, headers=headers)
     if last_modified is not None:
         headers["Last-Modified"] = http_date(last_modified.replace(microsecond=0), usegmt=True)
     if filename:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    if _not_modified(etag, last_modified):
-        return Response(status=304, headers=headers)
     if encoding:
         headers["Content-Encoding"] = encoding
     return Response(built.encoded(encoding), status=200, headers=headers, content_type=CONTENT_TYPE)
