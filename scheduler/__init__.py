@@ -70,7 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def _init_extensions(app: Flask) -> None:
     from . import models  # noqa: F401  (tables known to Alembic)
-    from .database import configure_sqlite, reset_write_intent, set_write_intent
+    from .database import configure_sqlite
     from .extensions import CookieSessions, cache, csrf, db, limiter, login_manager, migrate
 
     app.session_interface = CookieSessions()
@@ -78,6 +78,7 @@ def _init_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
+    _register_csrf_check(app, csrf)
     limiter.init_app(app)
     login_manager.init_app(app)
     if not app.config.get("CACHE_TYPE"):
@@ -94,7 +95,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.session_protection = None
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            configure_sqlite(db.engine)
+            configure_sqlite(db.engine, reading=_reading)
 
     @login_manager.user_loader
     def load_user(session_id: str):
@@ -102,19 +103,23 @@ def _init_extensions(app: Flask) -> None:
 
         return user_for_session(db.session, session_id)
 
+
+def _register_csrf_check(app: Flask, csrf) -> None:
+    from flask import request
+
     @app.before_request
-    def mark_reads():
-        from flask import g, request
+    def check_csrf():
+        # Flask-WTF's default hook looks up the view's exemptions before the method, on every read too;
+        # this is its documented alternative (WTF_CSRF_CHECK_DEFAULT off, protect() called by the app).
+        if app.config["WTF_CSRF_ENABLED"] and request.method in app.config["WTF_CSRF_METHODS"]:
+            csrf.protect(apply_exemptions=True)
 
-        g.write_intent = set_write_intent(request.method not in ("GET", "HEAD", "OPTIONS"))
 
-    @app.teardown_request
-    def unmark_reads(_exc):
-        from flask import g
+def _reading() -> bool:
+    """A GET (HEAD, OPTIONS) request only reads: its transactions take no write lock on SQLite."""
+    from flask import has_request_context, request
 
-        token = g.pop("write_intent", None)
-        if token is not None:
-            reset_write_intent(token)
+    return has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
 
 
 def _register_blueprints(app: Flask) -> None:

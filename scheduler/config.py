@@ -110,6 +110,7 @@ class Defaults:
     MAX_CONTENT_LENGTH = 1024 * 1024
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     WTF_CSRF_TIME_LIMIT = None  # a signup page left open overnight still submits
+    WTF_CSRF_CHECK_DEFAULT = False  # create_app's own hook checks every POST (see _register_csrf_check)
 
 
 def default_base_url(environ) -> str:

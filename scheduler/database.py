@@ -11,27 +11,20 @@ after one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-# GET requests read; everything else (POSTs, jobs, commands) may write.
-_write_intent: ContextVar[bool] = ContextVar("write_intent", default=True)
+# Set inside read_only() and writing(); elsewhere (None) the `reading` test given to configure_sqlite
+# decides: GET requests read, everything else (POSTs, jobs, commands) may write.
+_write_intent: ContextVar[bool | None] = ContextVar("write_intent", default=None)
 #: Seconds a writer waits for SQLite's lock before "database is locked".
 BUSY_TIMEOUT = 30.0
 #: The WAL is truncated back to this size after a checkpoint (SQLite's default leaves it as large as it grew).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
-
-
-def set_write_intent(value: bool):
-    """Mark the current context as reading only (False) or writing (True); returns a token for reset."""
-    return _write_intent.set(value)
-
-
-def reset_write_intent(token) -> None:
-    _write_intent.reset(token)
 
 
 @contextmanager
@@ -54,8 +47,12 @@ def writing():
     return _intent(True)
 
 
-def configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, a busy timeout, and BEGIN or BEGIN IMMEDIATE issued by us."""
+def configure_sqlite(engine: Engine, *, reading: Callable[[], bool] = lambda: False) -> None:
+    """WAL, foreign keys, a busy timeout, and BEGIN or BEGIN IMMEDIATE issued by us.
+
+    `reading()` says whether a transaction begun outside read_only() and writing() only reads: asked
+    when one begins, so a request that never touches the database pays nothing for it.
+    """
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
@@ -70,4 +67,6 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
+        intent = _write_intent.get()
+        writes = not reading() if intent is None else intent
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

@@ -26,11 +26,10 @@ ZONE = "Europe/Berlin"
 def test_reads_take_no_write_lock(app):
     """The test's own session reads like a GET does (on SQLite: BEGIN, not BEGIN IMMEDIATE), so requests
     made meanwhile through the client never wait behind it."""
-    from scheduler.database import reset_write_intent, set_write_intent
+    from scheduler.database import read_only
 
-    token = set_write_intent(False)
-    yield
-    reset_write_intent(token)
+    with read_only():
+        yield
 
 
 def make_token(scope: str = "write") -> str:

@@ -24,11 +24,10 @@ PUBLIC_FIELDS = {"id", "text", "name", "votes", "state", "pinned", "answered", "
 @pytest.fixture(autouse=True)
 def test_reads_take_no_write_lock(app):
     """The test's own session reads like a GET does, so requests made meanwhile never wait behind it."""
-    from scheduler.database import reset_write_intent, set_write_intent
+    from scheduler.database import read_only
 
-    token = set_write_intent(False)
-    yield
-    reset_write_intent(token)
+    with read_only():
+        yield
 
 
 def make_token(scope: str = "write") -> dict:
