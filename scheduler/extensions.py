@@ -1,6 +1,6 @@
 """Flask extensions, created here and attached in create_app."""
 
-from flask import Flask, Request, request
+from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_caching import Cache
 from flask_limiter import Limiter
@@ -36,12 +36,21 @@ def reading() -> bool:
 
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, without building the signer for a visitor who sent no cookie (most
-    readers of the public pages and every calendar app): the same empty session either way."""
+    readers of the public pages and every calendar app), or a cookie's attributes when none is written."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SecureCookieSession, response: Response) -> None:
+        # An empty, unchanged session writes no cookie: Flask's own steps for it, without first working
+        # out the attributes of the cookie it will not write.
+        if not session and not session.modified:
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
 
 
 #: Rendered public pages (scheduler/web/page_cache.py); the backend is chosen in create_app.

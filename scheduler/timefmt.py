@@ -15,6 +15,7 @@ from babel.dates import format_date as babel_date
 from babel.dates import format_datetime as babel_datetime
 from babel.dates import format_timedelta
 from babel.lists import format_list
+from flask_babel import get_locale
 
 from .languages import DEFAULT
 
@@ -27,8 +28,6 @@ _BARE_OFFSET = re.compile(r"^(GMT|UTC)?[+-]\d{2}:?\d{2}$")
 
 def current_locale() -> str:
     """The active Flask-Babel locale as a code Townhall speaks ('en' outside any app context)."""
-    from flask_babel import get_locale
-
     try:
         found = get_locale()
     except (RuntimeError, KeyError):  # no app context, or an app without Flask-Babel

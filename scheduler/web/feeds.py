@@ -81,7 +81,10 @@ class FeedState:
 
 
 def state() -> FeedState:
-    return current_app.extensions.setdefault("townhall_feeds", FeedState())
+    found = current_app.extensions.get("townhall_feeds")
+    if found is None:  # not setdefault: that would build a FeedState (a lock, a cache) on every request
+        found = current_app.extensions.setdefault("townhall_feeds", FeedState())
+    return found
 
 
 def _fresh(key, compute):
