@@ -71,7 +71,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from . import models  # noqa: F401  (tables known to Alembic)
     from .database import configure_sqlite
-    from .extensions import CookieSessions, cache, csrf, db, limiter, login_manager, migrate
+    from .extensions import CookieSessions, cache, csrf, db, limiter, login_manager, migrate, reading
 
     app.session_interface = CookieSessions()
 
@@ -95,7 +95,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.session_protection = None
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            configure_sqlite(db.engine, reading=_reading)
+            configure_sqlite(db.engine, reading=reading)
 
     @login_manager.user_loader
     def load_user(session_id: str):
@@ -113,13 +113,6 @@ def _register_csrf_check(app: Flask, csrf) -> None:
         # this is its documented alternative (WTF_CSRF_CHECK_DEFAULT off, protect() called by the app).
         if app.config["WTF_CSRF_ENABLED"] and request.method in app.config["WTF_CSRF_METHODS"]:
             csrf.protect(apply_exemptions=True)
-
-
-def _reading() -> bool:
-    """A GET (HEAD, OPTIONS) request only reads: its transactions take no write lock on SQLite."""
-    from flask import has_request_context, request
-
-    return has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -1,6 +1,6 @@
 """Flask extensions, created here and attached in create_app."""
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response, has_request_context, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_caching import Cache
 from flask_limiter import Limiter
@@ -29,9 +29,12 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 @limiter.request_filter
 def reading() -> bool:
-    """Every limit is on a POST (signups, logins; no default limits): a read skips the limiter's lookups,
-    a sixth of a cached page's or a feed poll's time."""
-    return request.method in ("GET", "HEAD", "OPTIONS")
+    """Within a GET (HEAD, OPTIONS) request, which only reads.
+
+    Every limit is on a POST (signups, logins; no default limits): a read skips the limiter's lookups,
+    a sixth of a cached page's or a feed poll's time. On SQLite its transactions take no write lock.
+    """
+    return has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
 
 
 class CookieSessions(SecureCookieSessionInterface):
