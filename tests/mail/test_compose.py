@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import quopri
+import re
 from email import policy
 from email.parser import BytesParser
 from email.policy import Compat32
@@ -67,6 +69,25 @@ def test_a_header_is_written_as_compat32_writes_it(name, value):
             return type(exc)
 
     assert written(compose._WIRE_POLICY) == written(Compat32(max_line_length=998, linesep="\r\n"))
+
+
+BODY_TEXT = st.text(st.sampled_from(list("ab .=\t\r\n-") + ["é", "学", "🎉", "\u2028", "\x0c"]), max_size=400)
+
+
+@given(body=BODY_TEXT)
+@example(body="a" * 74 + " \n")  # binascii writes "=20" as the 77th character: the email package's encoder
+@example(body="x" * 200 + "\r\n" + "y " * 50 + "\r" + "é" * 40)
+@settings(max_examples=500, deadline=None)
+def test_quoted_printable_bodies_read_back_as_written_within_the_line_limit(body):
+    """Every line at most 76 characters, no line ending in white space, and the text back as it was, line
+    ends as the wire writes them (any of CRLF, CR, LF is a line end)."""
+    encoded = compose.quoted_printable(body)
+    lines = encoded.splitlines()
+    assert all(len(line) <= compose.QP_LINE for line in lines), [line for line in lines if len(line) > 76]
+    assert not any(line.endswith((" ", "\t")) for line in lines)
+    decoded = quopri.decodestring(encoded.encode("ascii")).decode("utf-8")
+    wire = re.compile(r"\r\n|\r|\n")
+    assert wire.sub("\n", decoded) == wire.sub("\n", body)
 
 
 def test_the_parts_read_back_as_written_even_when_they_hold_boundary_like_text(app, now):
