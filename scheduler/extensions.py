@@ -42,18 +42,25 @@ class CookieSessions(SecureCookieSessionInterface):
     readers of the public pages and every calendar app), or a cookie's attributes when none is written."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        # No Cookie header at all (calendar apps): nothing to parse.
+        if app.secret_key and ("HTTP_COOKIE" not in request.environ
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)
 
     def save_session(self, app: Flask, session: SecureCookieSession, response: Response) -> None:
         # An empty, unchanged session writes no cookie: Flask's own steps for it, without first working
-        # out the attributes of the cookie it will not write.
+        # out the attributes of the cookie it will not write, or parsing a Vary that names Cookie already.
         if not session and not session.modified:
-            if session.accessed:
+            if session.accessed and not varies_on_cookie(response):
                 response.vary.add("Cookie")
             return
         super().save_session(app, session, response)
+
+
+def varies_on_cookie(response: Response) -> bool:
+    """The response's Vary names Cookie (or is *)."""
+    return any(name.strip().lower() in ("cookie", "*") for name in response.headers.get("Vary", "").split(","))
 
 
 #: Rendered public pages (scheduler/web/page_cache.py); the backend is chosen in create_app.

@@ -109,3 +109,35 @@ def test_every_page_works_under_the_content_security_policy(app, client, auth, c
             pages += response.status_code == 200
     assert pages >= 10
     assert "<svg" in client.get(f"/admin/events/{event.id}").get_data(as_text=True)
+
+
+def test_the_session_and_the_language_come_from_the_cookies_a_request_sends(app, client, auth, create_event):
+    from scheduler.extensions import varies_on_cookie
+
+    create_event(slug="cookies")
+    # No Cookie header (a calendar app): no session cookie written, and Vary names Cookie once.
+    feed = client.get("/calendar.ics", headers={"Accept-Language": "fr"})
+    assert feed.status_code == 200 and "Set-Cookie" not in feed.headers
+    assert [v.strip() for v in feed.headers["Vary"].split(",")].count("Cookie") == 1
+    # A response whose Vary did not name Cookie gets it, since the session was looked at.
+    style = client.get("/static/style.css")
+    assert style.status_code == 200 and varies_on_cookie(style)
+    # The language: Accept-Language without a cookie, the cookie over Accept-Language when sent.
+    assert 'lang="fr"' in client.get("/", headers={"Accept-Language": "fr"}).text
+    client.set_cookie("lang", "de")
+    assert 'lang="de"' in client.get("/", headers={"Accept-Language": "fr"}).text
+    # A session cookie is still read: a signed-in organiser stays signed in.
+    auth.login()
+    assert client.get("/admin/").status_code == 200
+    assert [varies_on_cookie(r) for r in (feed, style)] == [True, True]
+
+
+@pytest.mark.parametrize(("vary", "expected"), [
+    ("", False), ("Accept-Encoding", False), ("X-Cookie-Policy", False), ("accept-language, cookie", True),
+    ("Accept-Encoding,Cookie", True), ("*", True)])
+def test_varies_on_cookie_reads_the_names_in_vary(vary, expected):
+    from flask import Response
+
+    from scheduler.extensions import varies_on_cookie
+
+    assert varies_on_cookie(Response(headers={"Vary": vary} if vary else {})) is expected

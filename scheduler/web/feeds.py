@@ -96,7 +96,8 @@ def _fresh(key, compute):
 
 
 def _organizer() -> tuple[str, str]:
-    return _sender(current_app.config["MAIL_FROM"], current_app.config["ORGANIZER_NAME"])
+    config = current_app.config
+    return _sender(config["MAIL_FROM"], config["ORGANIZER_NAME"])
 
 
 @lru_cache(maxsize=8)

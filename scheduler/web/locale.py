@@ -29,7 +29,10 @@ bp = Blueprint("locale", __name__)
 def select_locale() -> str | Locale:
     if not has_request_context():  # a job or a command: mail says its own language (force_locale)
         return DEFAULT
-    return _chosen(request.cookies.get(COOKIE, ""), request.headers.get("Accept-Language", ""))
+    # From the WSGI environ: a missing header costs no parsing and no KeyError (a feed poll sends neither).
+    environ = request.environ
+    cookie = request.cookies.get(COOKIE, "") if "HTTP_COOKIE" in environ else ""
+    return _chosen(cookie, environ.get("HTTP_ACCEPT_LANGUAGE", ""))
 
 
 @lru_cache(maxsize=256)
