@@ -130,7 +130,7 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
 
 def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lease: timedelta = LEASE,
           timeout: timedelta = CLAIM_TIMEOUT) -> list[OutboxMessage]:
-    """Claim up to `limit` due rows for this worker and commit the claim.
+    """Claim up to `limit` due rows for this worker and commit the claim; the rows come back detached.
 
     Rows claimed by a scheduler that stopped beating its heartbeat are taken over after `timeout`;
     rows claimed by a deliverer without a heartbeat (a one-off command) after the `lease`.
@@ -161,12 +161,17 @@ def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lea
         .values(state="sending", claimed_by=worker, claimed_at=now)
         .execution_options(synchronize_session=False)
     )
-    session.commit()
-    return list(session.scalars(
+    # Read back in the same transaction: a claim whose rows never reached the caller (a connection cut
+    # in between) would stay with a live scheduler, whose heartbeat keeps it from ever lapsing.
+    rows = list(session.scalars(
         select(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.claimed_by == worker,
                                     OutboxMessage.state == "sending")
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
     ))
+    for row in rows:  # plain objects from here on: marks are single UPDATEs, and the commit reloads nothing
+        session.expunge(row)
+    session.commit()
+    return rows
 
 
 def backoff(attempts: int, base: float) -> timedelta:
@@ -221,8 +226,7 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
         return report
     max_attempts = int(config["OUTBOX_MAX_ATTEMPTS"])
     retry_base = float(config["OUTBOX_RETRY_BASE_SECONDS"])
-    for row in rows:  # plain objects from here on: marks are single UPDATEs, no reloads
-        session.expunge(row)
+    for row in rows:
         row.message_id = row.message_id or message_id_for(row.dedupe_key, config)
     stop = stopping or (lambda: False)
 

@@ -200,3 +200,26 @@ def test_a_connection_that_cannot_be_opened_leaves_the_batch_queued_for_a_retry(
     report = _deliver(app, at=now, connections=4)
     assert (report.sent, report.retried) == (0, 5) and "cannot connect" in report.errors[0]
     assert _states() == {"queued": 5}
+
+
+def test_a_claim_whose_rows_cannot_be_read_back_claims_nothing(app, create_event, sink, now):
+    """The connection fails between the claim and reading the rows: a live scheduler's heartbeat would keep
+    such a claim from ever lapsing, so it must not be committed."""
+    _queue(create_event(), 3, now)
+    beat("live", now)
+
+    def cut_before_the_read(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "body_text" in statement:
+            raise ConnectionError("the connection was cut before the claimed rows were read")
+
+    sa.event.listen(db.engine, "before_cursor_execute", cut_before_the_read)
+    try:
+        with pytest.raises(ConnectionError):
+            outbox.claim(db.session, worker="live", now=now)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", cut_before_the_read)
+    db.session.rollback()
+    assert _states() == {"queued": 3}
+    # The same live scheduler sends them on its next try.
+    assert _deliver(app, at=now, worker="live").sent == 3
+    assert sink.wait_for(3)
