@@ -79,6 +79,8 @@ class Runner:
         self._mail_wanted = threading.Event()
         self._mail_lock = threading.Lock()
         self._delivering = False
+        #: The last delivery ended in an error: it may have left claims of ours behind (see deliver).
+        self._interrupted = False
         #: planned job id -> the time it was timed for, until its firing finishes.
         self._timed: dict[int, datetime] = {}
         #: Planned jobs a firing holds (from _take_due until it finishes, resumes included).
@@ -307,6 +309,12 @@ class Runner:
             with self.app.app_context():
                 batch = int(self.app.config["OUTBOX_BATCH_SIZE"])
                 try:
+                    if self._interrupted:
+                        # Nothing of ours is in hand now: what is still claimed by us was left by the failed run.
+                        released = outbox.release_own(db.session, worker=self.worker)
+                        self._interrupted = False
+                        if released:
+                            log.warning("%d outbox message(s) an interrupted delivery held are queued again", released)
                     while not self.stopping.is_set():
                         self._mail_wanted.clear()
                         report = outbox.deliver(db.session, self.transports, self.app, worker=self.worker,
@@ -318,6 +326,9 @@ class Runner:
                             if not self._mail_wanted.is_set():
                                 self._delivering = False
                                 return
+                except Exception:
+                    self._interrupted = True
+                    raise
                 finally:
                     self.transports.close()
         finally:

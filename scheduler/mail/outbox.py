@@ -228,7 +228,10 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
     retry_base = float(config["OUTBOX_RETRY_BASE_SECONDS"])
     for row in rows:
         row.message_id = row.message_id or message_id_for(row.dedupe_key, config)
-    stop = stopping or (lambda: False)
+    halted = threading.Event()  # the marking loop ended in an error: the senders must not wait for it
+
+    def stop() -> bool:
+        return halted.is_set() or (stopping is not None and stopping())
 
     def compose(row):
         try:
@@ -339,6 +342,7 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             report.errors.append(error)
             log.warning("mail delivery interrupted, %d message(s) will be retried: %s", len(left), error)
     finally:
+        halted.set()  # on the way out in any case; after an error, senders waiting for a permit would wait for ever
         for sender in senders:
             sender.join()
         composer.shutdown(wait=True, cancel_futures=True)
@@ -419,6 +423,19 @@ def _retry(session: Session, row: OutboxMessage, error: str, now: datetime, max_
         return "failed"
     _mark(session, row, state="queued", error=error, next_attempt_at=now + backoff(row.attempts + 1, base))
     return "retried"
+
+
+def release_own(session: Session, *, worker: str) -> int:
+    """Queue again every row `worker` holds claimed, and commit; how many. For a scheduler with no delivery
+    running, after one that ended in an error (a database down for longer than marks are retried): its
+    heartbeat would keep those claims from ever lapsing. As when a lapsed claim is taken over, no attempt
+    is counted, and the few that went out unmarked go out again with their Message-ID."""
+    result = session.execute(
+        update(OutboxMessage).where(OutboxMessage.state == "sending", OutboxMessage.claimed_by == worker)
+        .values(state="queued", claimed_by=None).execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return max(result.rowcount or 0, 0)
 
 
 def _release(session: Session, rows: list[OutboxMessage], worker: str) -> None:

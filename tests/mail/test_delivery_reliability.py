@@ -223,3 +223,32 @@ def test_a_claim_whose_rows_cannot_be_read_back_claims_nothing(app, create_event
     # The same live scheduler sends them on its next try.
     assert _deliver(app, at=now, worker="live").sent == 3
     assert sink.wait_for(3)
+
+
+def test_a_delivery_that_ends_in_an_error_leaves_no_claim_behind(app, create_event, sink, now):
+    """A scheduler's claims never lapse while it beats: what a failed delivery run held is queued again by
+    its next run, and every message goes out."""
+    from scheduler import jobs
+
+    _queue(create_event(), 12, now)
+    app.config["CLOCK"] = lambda: now
+    runner = jobs.Runner(app, mode="standalone")
+    beat(runner.worker, now)
+
+    def fail_the_marks(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE") and "sent_at" in statement:
+            raise RuntimeError("an error the delivery does not expect, while marking")
+
+    sa.event.listen(db.engine, "before_cursor_execute", fail_the_marks)
+    try:
+        with pytest.raises(RuntimeError):
+            runner.deliver()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", fail_the_marks)
+    db.session.rollback()
+    assert _states().get("sending", 0) > 0  # left claimed by a worker that still beats
+    db.session.commit()  # the runner works in a session of its own: on SQLite this one would hold the write lock
+    runner.deliver()
+    assert _states() == {"sent": 12}
+    assert sink.wait_for(12)
+    assert set(_recipients(sink)) == {f"p{n}@example.org" for n in range(12)}
