@@ -4,6 +4,7 @@ a heartbeat, a clean stop that gives back what was not started, and several conn
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -202,22 +203,29 @@ def test_a_connection_that_cannot_be_opened_leaves_the_batch_queued_for_a_retry(
     assert _states() == {"queued": 5}
 
 
+@contextmanager
+def fault(verb: str, marker: str, error: Exception):
+    """A database fault: `error` raised before every statement that begins with `verb` and names `marker`."""
+    def inject(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(verb) and marker in statement:
+            raise error
+
+    sa.event.listen(db.engine, "before_cursor_execute", inject)
+    try:
+        yield
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", inject)
+
+
 def test_a_claim_whose_rows_cannot_be_read_back_claims_nothing(app, create_event, sink, now):
     """The connection fails between the claim and reading the rows: a live scheduler's heartbeat would keep
     such a claim from ever lapsing, so it must not be committed."""
     _queue(create_event(), 3, now)
     beat("live", now)
 
-    def cut_before_the_read(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "body_text" in statement:
-            raise ConnectionError("the connection was cut before the claimed rows were read")
-
-    sa.event.listen(db.engine, "before_cursor_execute", cut_before_the_read)
-    try:
-        with pytest.raises(ConnectionError):
-            outbox.claim(db.session, worker="live", now=now)
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", cut_before_the_read)
+    with fault("SELECT", "body_text", ConnectionError("the connection was cut before the claimed rows were read")), \
+            pytest.raises(ConnectionError):
+        outbox.claim(db.session, worker="live", now=now)
     db.session.rollback()
     assert _states() == {"queued": 3}
     # The same live scheduler sends them on its next try.
@@ -235,16 +243,9 @@ def test_a_delivery_that_ends_in_an_error_leaves_no_claim_behind(app, create_eve
     runner = jobs.Runner(app, mode="standalone")
     beat(runner.worker, now)
 
-    def fail_the_marks(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("UPDATE") and "sent_at" in statement:
-            raise RuntimeError("an error the delivery does not expect, while marking")
-
-    sa.event.listen(db.engine, "before_cursor_execute", fail_the_marks)
-    try:
-        with pytest.raises(RuntimeError):
-            runner.deliver()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", fail_the_marks)
+    with fault("UPDATE", "sent_at", RuntimeError("an error the delivery does not expect, while marking")), \
+            pytest.raises(RuntimeError):
+        runner.deliver()
     db.session.rollback()
     assert _states().get("sending", 0) > 0  # left claimed by a worker that still beats
     db.session.commit()  # the runner works in a session of its own: on SQLite this one would hold the write lock
