@@ -332,7 +332,7 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
         _commit_marks(session, marks, unmarked)
         left = [row for row in rows if row.id not in attempted]
         if left and stop():
-            _write(session, lambda: _release(session, left, worker))
+            _write(session, lambda: _release(session, worker, left))
             report.released += len(left)
         elif left:
             error = str(problem or "the connections ended before the batch was sent")
@@ -430,21 +430,20 @@ def release_own(session: Session, *, worker: str) -> int:
     running, after one that ended in an error (a database down for longer than marks are retried): its
     heartbeat would keep those claims from ever lapsing. As when a lapsed claim is taken over, no attempt
     is counted, and the few that went out unmarked go out again with their Message-ID."""
-    result = session.execute(
-        update(OutboxMessage).where(OutboxMessage.state == "sending", OutboxMessage.claimed_by == worker)
-        .values(state="queued", claimed_by=None).execution_options(synchronize_session=False)
-    )
+    released = _release(session, worker)
     session.commit()
+    return released
+
+
+def _release(session: Session, worker: str, rows: list[OutboxMessage] | None = None) -> int:
+    """Give rows claimed by `worker` back to the queue, no attempt counted, sent at once by anyone: `rows`
+    (on a clean shutdown, those nobody started), else every one it holds. Returns how many."""
+    held = [OutboxMessage.state == "sending", OutboxMessage.claimed_by == worker]
+    if rows is not None:
+        held.append(OutboxMessage.id.in_([row.id for row in rows]))
+    result = session.execute(update(OutboxMessage).where(*held).values(state="queued", claimed_by=None)
+                             .execution_options(synchronize_session=False))
     return max(result.rowcount or 0, 0)
-
-
-def _release(session: Session, rows: list[OutboxMessage], worker: str) -> None:
-    """Give rows nobody started back to the queue (a clean shutdown): no attempt counted, sent at once by anyone."""
-    session.execute(
-        update(OutboxMessage).where(OutboxMessage.id.in_([row.id for row in rows]),
-                                    OutboxMessage.state == "sending", OutboxMessage.claimed_by == worker)
-        .values(state="queued", claimed_by=None).execution_options(synchronize_session=False)
-    )
 
 
 def _count(report: DeliveryReport, outcomes) -> None:
