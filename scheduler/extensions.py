@@ -42,9 +42,7 @@ class CookieSessions(SecureCookieSessionInterface):
     readers of the public pages and every calendar app), or a cookie's attributes when none is written."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        # No Cookie header at all (calendar apps): nothing to parse.
-        if app.secret_key and ("HTTP_COOKIE" not in request.environ
-                               or not request.cookies.get(self.get_cookie_name(app))):
+        if app.secret_key and not sent_cookie(request, self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
 
@@ -56,6 +54,12 @@ class CookieSessions(SecureCookieSessionInterface):
                 response.vary.add("Cookie")
             return
         super().save_session(app, session, response)
+
+
+def sent_cookie(request: Request, name: str) -> str:
+    """The request's cookie `name`, or ""; a request with no Cookie header at all (calendar apps, feed polls)
+    has nothing parsed."""
+    return request.cookies.get(name, "") if "HTTP_COOKIE" in request.environ else ""
 
 
 def varies_on_cookie(response: Response) -> bool:

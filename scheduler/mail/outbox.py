@@ -228,7 +228,7 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
     retry_base = float(config["OUTBOX_RETRY_BASE_SECONDS"])
     for row in rows:
         row.message_id = row.message_id or message_id_for(row.dedupe_key, config)
-    halted = threading.Event()  # the marking loop ended in an error: the senders must not wait for it
+    halted = threading.Event()  # set as deliver() returns or raises: no sender waits for a permit after that
 
     def stop() -> bool:
         return halted.is_set() or (stopping is not None and stopping())

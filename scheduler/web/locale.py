@@ -16,6 +16,7 @@ from flask_babel import ngettext
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
+from ..extensions import sent_cookie
 from ..languages import DEFAULT, LANGUAGES, from_accept_header
 from ..timefmt import bcp47, current_locale
 from ..urls import local_path
@@ -29,10 +30,8 @@ bp = Blueprint("locale", __name__)
 def select_locale() -> str | Locale:
     if not has_request_context():  # a job or a command: mail says its own language (force_locale)
         return DEFAULT
-    # From the WSGI environ: a missing header costs no parsing and no KeyError (a feed poll sends neither).
-    environ = request.environ
-    cookie = request.cookies.get(COOKIE, "") if "HTTP_COOKIE" in environ else ""
-    return _chosen(cookie, environ.get("HTTP_ACCEPT_LANGUAGE", ""))
+    # Accept-Language from the WSGI environ: a missing header costs no KeyError (a feed poll sends none).
+    return _chosen(sent_cookie(request, COOKIE), request.environ.get("HTTP_ACCEPT_LANGUAGE", ""))
 
 
 @lru_cache(maxsize=256)
