@@ -39,6 +39,7 @@ from ..tokens import feed_token, looks_like_token
 from ..urls import door_url, event_url, external_url, speaker_door_url, webcal_url
 from . import freshness, series_feeds
 from .compression import accepts_gzip, encoded_etag, gzip_bytes
+from .locale import request_language
 
 bp = Blueprint("feeds", __name__)
 
@@ -132,7 +133,7 @@ def _serve(key, last_modified: datetime | None, build, *, filename: str | None =
     """Answer from cache or build; 304 when the client's copy (in the encoding it accepts) is current."""
     cache = state().cache
     # The texts a feed adds (speakers' roles, "Join online") are in the request's language.
-    full_key = (current_app.config["BASE_URL"], *_organizer(), current_locale()) + key
+    full_key = (current_app.config["BASE_URL"], *_organizer(), request_language()) + key
     built = cache.get(full_key)
     if built is None:
         built = Built(build())

@@ -428,3 +428,40 @@ def test_personal_feed_alarms_follow_the_reminder_choice(app, client, create_eve
     event_rules.cancel_event(db.session, event, now=now)
     db.session.commit()
     assert alarms()["Remind me"] == []
+
+
+def test_each_language_gets_its_own_feed_and_etag(client, create_event):
+    """The stored feed is keyed by the request's language (its cookie, else Accept-Language)."""
+    create_event(title="Polyglot")
+    english = client.get("/calendar.ics")
+    german = client.get("/calendar.ics", headers={"Accept-Language": "de-DE,de;q=0.9"})
+    assert "Veranstaltungen von" in german.text and "Veranstaltungen von" not in english.text
+    assert german.headers["ETag"] != english.headers["ETag"]
+    # One language's copy is not confirmed for another: the 304 needs the ETag of this language's bytes.
+    assert client.get("/calendar.ics", headers={"If-None-Match": german.headers["ETag"]}).status_code == 200
+    assert client.get("/calendar.ics", headers={"Accept-Language": "de",
+                                                 "If-None-Match": german.headers["ETag"]}).status_code == 304
+    # The cookie wins over Accept-Language, for the feed as for the pages.
+    client.set_cookie("lang", "fr")
+    french = client.get("/calendar.ics", headers={"Accept-Language": "de"})
+    assert "Événements de" in french.text and french.headers["ETag"] not in (german.headers["ETag"],
+                                                                              english.headers["ETag"])
+    assert client.get("/calendar.ics", headers={"Accept-Language": "de",
+                                                 "If-None-Match": german.headers["ETag"]}).status_code == 200
+
+
+def test_the_feeds_language_is_the_one_flask_babel_gives_the_request(app):
+    from flask_babel import get_locale
+
+    from scheduler.web.locale import request_language
+
+    cases = [{}, {"Accept-Language": "fr-CA,fr;q=0.9"}, {"Accept-Language": "zh-CN,zh;q=0.9"},
+             {"Accept-Language": "xx"}, {"Accept-Language": "de", "Cookie": "lang=es"},
+             {"Cookie": "lang=nonsense"}]
+    seen = set()
+    for headers in cases:
+        # A new app context each time, as each request gets: Flask-Babel keeps its answer in `g`.
+        with app.app_context(), app.test_request_context("/calendar.ics", headers=headers):
+            assert request_language() == str(get_locale()), headers
+            seen.add(request_language())
+    assert seen == {"en", "fr", "zh_Hans", "es"}
