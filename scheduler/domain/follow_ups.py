@@ -91,11 +91,13 @@ class Attendance:
 
 
 def attendance(session: Session, event_id: int) -> Attendance:
-    came, missed = session.execute(select(
-        func.count(case((Registration.door_first_at.is_not(None), 1))),
-        func.count(case(((Registration.door_first_at.is_(None)) & (Registration.state == "confirmed"), 1))),
-    ).where(Registration.event_id == event_id)).one()
-    return Attendance(came=came or 0, missed=missed or 0)
+    """Counted from two indexes (those who came, by state; everyone by state), not from every registration:
+    the same at 100,000 signups as at 100."""
+    came = dict(session.execute(select(Registration.state, func.count()).where(*attendee_filter(event_id))
+                                .group_by(Registration.state)).all())
+    confirmed = session.scalar(select(func.count()).select_from(Registration).where(
+        Registration.event_id == event_id, Registration.state == "confirmed"))
+    return Attendance(came=sum(came.values()), missed=(confirmed or 0) - came.get("confirmed", 0))
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,18 @@ def test_attendance_and_question_figures(app, create_event, now):
     assert count(OutboxMessage, OutboxMessage.kind == "follow_up_attended") == 0
 
 
+def test_attendance_counts_who_came_in_any_state_and_only_the_confirmed_as_missed(app, create_event, now):
+    event, people = held_event(app, create_event, now, came=3, missed=3)
+    other, _ = held_event(app, create_event, now, came=2, missed=1)  # another event's doors count apart
+    people[0].state = "cancelled"  # came through the door, cancelled later: still came
+    people[4].state = "cancelled"  # never came, not expected either
+    people[5].state = "pending"
+    db.session.commit()
+    seen = follow_ups.attendance(db.session, event.id)
+    assert (seen.came, seen.missed) == (3, 1)
+    assert (follow_ups.attendance(db.session, other.id).came, follow_ups.attendance(db.session, other.id).missed) == (2, 1)
+
+
 def test_without_a_door_every_confirmed_registrant_gets_the_thanks(app, create_event, now):
     event = create_event(starts_at=now - timedelta(hours=2), join_url="", venue="Town hall, room 2")
     for n in range(2):

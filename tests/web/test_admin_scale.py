@@ -281,6 +281,35 @@ def test_signup_bins_add_up_and_keep_the_first_and_last_signup(app, create_event
     assert all(last - first < timedelta(seconds=5 * 86400 // 50 + 1) for first, last, _ in bins.registered)
 
 
+def test_signups_outside_the_span_asked_for_widen_it(app, create_event, now):
+    """Signups before `start` (brought in from elsewhere) and seats given after `end`: the bins cover them."""
+    event = create_event()
+    people = [(f"P{i}", f"p{i}@example.org", ("confirmed", "waitlisted", "cancelled")[i % 3]) for i in range(300)]
+    add_people(event.id, people, now=now, spacing=timedelta(hours=1))  # over 12 days up to now
+    late = now + timedelta(days=2)
+    db.session.execute(update(Registration).where(Registration.event_id == event.id, Registration.email == "p0@example.org")
+                       .values(confirmed_at=late))
+    db.session.commit()
+    start, end = now - timedelta(days=3), now
+    bins = registrants.signup_bins(db.session, event.id, start=start, end=end, bins=40)
+    assert sum(n for *_, n in bins.registered) == 200 and sum(n for *_, n in bins.confirmed) == 100
+    assert bins.left_out == 100
+    assert bins.registered[0][0] == now - timedelta(hours=299) and bins.registered[-1][1] == now - timedelta(hours=1)
+    assert bins.confirmed[-1][1] == late
+    assert 1 < len(bins.registered) <= 40 and 1 < len(bins.confirmed) <= 40
+    # Equal widths over the widened span (from the first signup to the late seat), not over start..end.
+    widened = (late - (now - timedelta(hours=299))).total_seconds()
+    assert all(last - first <= timedelta(seconds=widened // 40 + 1) for first, last, _ in bins.registered)
+    assert max(last - first for first, last, _ in bins.registered) > timedelta(seconds=3 * 86400 // 40 + 1)
+
+
+def test_no_active_signup_draws_no_line_and_counts_those_left_out(app, create_event, now):
+    event = create_event()
+    add_people(event.id, [("A", "a@example.org", "cancelled"), ("B", "b@example.org", "expired")], now=now)
+    bins = registrants.signup_bins(db.session, event.id, start=now - timedelta(days=1), end=now)
+    assert (bins.registered, bins.confirmed, bins.left_out) == ([], [], 2)
+
+
 # --- the dashboard -------------------------------------------------------------------------------
 
 
