@@ -303,6 +303,24 @@ def test_signups_outside_the_span_asked_for_widen_it(app, create_event, now):
     assert max(last - first for first, last, _ in bins.registered) > timedelta(seconds=3 * 86400 // 40 + 1)
 
 
+def test_an_older_sqlite_counts_the_same_bins_with_strftime(app, backend, create_event, now, monkeypatch):
+    """unixepoch() came with SQLite 3.38; before it the chart reads epoch seconds with strftime('%s')."""
+    if backend != "sqlite":
+        pytest.skip("SQLite's version decides between unixepoch() and strftime()")
+    event = create_event()
+    add_people(event.id, [(f"P{i}", f"p{i}@example.org", ("confirmed", "pending")[i % 2]) for i in range(400)],
+               now=now, spacing=timedelta(minutes=13, seconds=7))
+    start = now - timedelta(days=5)
+    current = registrants.signup_bins(db.session, event.id, start=start, end=now, bins=30)
+    with statements() as newer:
+        registrants.signup_bins(db.session, event.id, start=start, end=now, bins=30)
+    monkeypatch.setattr(db.engine.dialect, "server_version_info", (3, 37, 2))  # the library we cannot choose
+    with statements() as older:
+        assert registrants.signup_bins(db.session, event.id, start=start, end=now, bins=30) == current
+    assert any("unixepoch" in s for s in newer) and not any("unixepoch" in s for s in older)
+    assert any("strftime" in s for s in older)
+
+
 def test_no_active_signup_draws_no_line_and_counts_those_left_out(app, create_event, now):
     event = create_event()
     add_people(event.id, [("A", "a@example.org", "cancelled"), ("B", "b@example.org", "expired")], now=now)
