@@ -171,7 +171,9 @@ def signup_bins(session: Session, event_id: int, *, start: datetime, end: dateti
     """
     active = Registration.state.in_(ACTIVE_STATES)
     seated = func.coalesce(Registration.confirmed_at, Registration.created_at)
-    origin, last = math.floor(start.timestamp()), math.ceil(end.timestamp())
+    origin = math.floor(start.timestamp())
+    # A second per bin at least: an event entered after it ended has no span of its own (end before start).
+    last = max(math.ceil(end.timestamp()), origin + bins)
 
     def counted(moment, condition, width: int) -> list[Bin]:
         signups = (select(((_epoch(session, moment) - origin) // width).label("bin"), moment.label("moment"))

@@ -303,6 +303,18 @@ def test_signups_outside_the_span_asked_for_widen_it(app, create_event, now):
     assert max(last - first for first, last, _ in bins.registered) > timedelta(seconds=3 * 86400 // 40 + 1)
 
 
+def test_an_event_entered_after_it_ended_still_gets_its_bins(app, create_event, now):
+    """The span asked for is empty or backwards (the event's end before its creation): the data's own is used."""
+    event = create_event()
+    add_people(event.id, [(f"P{i}", f"p{i}@example.org", "confirmed") for i in range(120)], now=now - timedelta(days=9),
+               spacing=timedelta(minutes=30))
+    for start, end in ((now, now - timedelta(days=8)), (now, now - timedelta(seconds=10)), (now, now)):
+        bins = registrants.signup_bins(db.session, event.id, start=start, end=end, bins=20)
+        assert sum(n for *_, n in bins.registered) == 120 and sum(n for *_, n in bins.confirmed) == 120
+        assert 1 < len(bins.registered) <= 20
+        assert bins.registered[-1][1] == now - timedelta(days=9)
+
+
 def test_an_older_sqlite_counts_the_same_bins_with_strftime(app, backend, create_event, now, monkeypatch):
     """unixepoch() came with SQLite 3.38; before it the chart reads epoch seconds with strftime('%s')."""
     if backend != "sqlite":
