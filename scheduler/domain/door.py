@@ -115,10 +115,14 @@ def record_pass(session: Session, person: Registration | EventSpeaker, *, now: d
     return bool(result.rowcount)
 
 
+def attendee_filter(event_id: int):
+    """Registrations that came through the door (a partial index holds them: ix_registrations_came)."""
+    return (Registration.event_id == event_id, Registration.door_first_at.is_not(None))
+
+
 def attendance(session: Session, event: Event) -> tuple[int, int]:
     """(registrants, speakers) who came through their door to this event at least once."""
-    registrants = session.scalar(select(func.count()).select_from(Registration).where(
-        Registration.event_id == event.id, Registration.door_first_at.is_not(None)))
+    registrants = session.scalar(select(func.count()).select_from(Registration).where(*attendee_filter(event.id)))
     speakers = session.scalar(select(func.count()).select_from(EventSpeaker).where(
         EventSpeaker.event_id == event.id, EventSpeaker.door_first_at.is_not(None)))
     return registrants or 0, speakers or 0

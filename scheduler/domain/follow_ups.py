@@ -19,6 +19,7 @@ from ..errors import Conflict, InvalidInput
 from ..models import Event, Question, Registration
 from ..text import strip_controls
 from . import reminders
+from .door import attendee_filter
 
 MAX_SUMMARY = 5000
 MAX_URL = 500
@@ -48,16 +49,6 @@ def set_recording(session: Session, event: Event, *, url: str, summary: str = ""
     session.flush()
     reminders.plan_event_jobs(session, event, now=now)
     return event
-
-
-def attendee_filter(event_id: int):
-    """Registrations that came through the door."""
-    return (Registration.event_id == event_id, Registration.door_first_at.is_not(None))
-
-
-def no_show_filter(event_id: int):
-    """Confirmed registrations that never came through the door."""
-    return (Registration.event_id == event_id, Registration.state == "confirmed", Registration.door_first_at.is_(None))
 
 
 def follow_up_recipients(session: Session, event_id: int, *, doors: bool = True) -> list:
