@@ -120,7 +120,7 @@ def run_scheduler_until_sent(app, expected: int, timeout: float = 600) -> None:
     # End this session's transaction first: on SQLite the one reading the event's id after set-up holds
     # the write lock, and the runner writes its first heartbeat as it starts.
     db.session.commit()
-    jobs.tune_collector()  # as `flask scheduler run` does before it starts
+    jobs.tune_process()  # as `flask scheduler run` does before it starts
     runner = jobs.Runner(app, mode="standalone").start()
     try:
         deadline = time.monotonic() + timeout

@@ -39,6 +39,7 @@ ENV_VARS: dict[str, type] = {
     "SCHEDULER_JOB_LEASE_SECONDS": float,
     "SCHEDULER_CLAIM_TIMEOUT_SECONDS": float,
     "MAIL_CONNECTIONS": int,
+    "MAIL_RELAY": bool,
     "SCHEDULER_FIRE_THREADS": int,
     "SCHEDULER_HEARTBEAT_MARGIN": float,
     "HOLD_SWEEP_SECONDS": float,
@@ -84,6 +85,9 @@ class Defaults:
     SCHEDULER_JOB_LEASE_SECONDS = 60.0
     #: SMTP connections each scheduler sends over at once.
     MAIL_CONNECTIONS = 4
+    #: A standalone scheduler (`flask scheduler run`) speaks SMTP from a relay process per connection,
+    #: so rendering and marking in its threads never hold up the wire (see mail/relay.py).
+    MAIL_RELAY = True
     SCHEDULER_FIRE_THREADS = 0  # 0: 2 on SQLite, 4 on PostgreSQL
     SCHEDULER_HEARTBEAT_MARGIN = 5.0
     HOLD_SWEEP_SECONDS = 30.0

@@ -92,13 +92,14 @@ def test_shutdown_while_a_load_is_running_waits_for_it_and_returns(app, now):
     assert not runner.scheduler.running
 
 
-def test_a_scheduler_process_freezes_its_set_up_and_collects_young_objects_less_often():
+def test_a_scheduler_process_freezes_its_set_up_collects_young_objects_less_often_and_passes_the_gil_sooner():
     """In a process of its own: freezing is for the life of the process, not for the test run's."""
     import subprocess
     import sys
 
     code = ("import gc; from scheduler import create_app, jobs; create_app({'SECRET_KEY': 'x', 'SCHEDULER_MODE': 'off', "
-            "'DATABASE_URL': 'sqlite://'}); before = gc.get_threshold(); jobs.tune_collector(); "
-            "print(before[0], gc.get_threshold()[0], gc.get_freeze_count() > 10_000, gc.get_threshold()[1:] == before[1:])")
+            "'DATABASE_URL': 'sqlite://'}); before = gc.get_threshold(); jobs.tune_process(); "
+            "import sys; print(before[0], gc.get_threshold()[0], gc.get_freeze_count() > 10_000, "
+            "gc.get_threshold()[1:] == before[1:], sys.getswitchinterval())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["700", str(jobs.GC_YOUNG_THRESHOLD), "True", "True"]
+    assert out == ["700", str(jobs.GC_YOUNG_THRESHOLD), "True", "True", str(jobs.SWITCH_INTERVAL)]

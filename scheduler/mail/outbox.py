@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from queue import Empty, SimpleQueue
 
 from flask import Flask, current_app
@@ -35,6 +36,7 @@ from ..domain.queries import CLAIM_TIMEOUT, claim_lapsed
 from ..models import OutboxMessage, utcnow
 from ..text import one_line
 from .compose import message_id_for, prepare, render
+from .relay import NOT_SENT
 from .transports import ConnectionLost, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
@@ -264,10 +266,36 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             unmarked.release()
         return taken
 
+    def hand_over(transport) -> None:
+        """One connection that sends in order while we go on (a relay process): hand it what is ready,
+        as far as the permits allow, until nothing is left, the connection fails, or we stop."""
+        lost = threading.Event()
+
+        def done(row, outcome) -> None:
+            if outcome is NOT_SENT:  # behind a lost connection: never attempted, like the rows nobody took
+                unmarked.release()
+                return
+            if isinstance(outcome, ConnectionLost):
+                lost.set()
+            results.put((row, outcome))
+
+        try:
+            while not lost.is_set() and (taken := take()) is not None:
+                row, message = taken
+                if isinstance(message, ComposeError):
+                    results.put((row, message))
+                else:
+                    transport.submit(message, partial(done, row))
+        finally:
+            transport.drain()
+
     def send_all() -> None:
         """One connection: send what is ready until nothing is left, the connection fails, or we stop."""
         try:
             with transport_factory() as transport:
+                if hasattr(transport, "submit"):
+                    hand_over(transport)
+                    return
                 while (message := take()) is not None:
                     row, message = message
                     try:
