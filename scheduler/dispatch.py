@@ -158,15 +158,14 @@ def _first_pages(session: Session, due: list[_Reminder], *, worker: str, clock, 
     lock_events(session, [reminder.event.id for reminder in due if reminder.job_id in last])
     # The claims first: a job taken away meanwhile (moved, cancelled) queues nothing.
     held = reminders.keep_claims(session, [reminder.job_id for reminder in due], worker=worker, now=now)
-    firings = []
-    for reminder in due:
-        if reminder.job_id not in held:
-            firings.append(Firing(reminder.job_id, "lost"))
-            continue
-        done = reminder.job_id in last
-        added = _queue(session, reminder, rendered[reminder.job_id], worker=worker, now=now, last=done)
-        firings.append(Firing(reminder.job_id, "done", queued=added) if done else
-                       Firing(reminder.job_id, "more", queued=added, after=reminder.page[-1].id))
+    kept = [reminder for reminder in due if reminder.job_id in held]
+    added = dict(zip((reminder.job_id for reminder in kept), _queue(
+        session, [_Page(reminder, rendered[reminder.job_id], reminder.job_id in last) for reminder in kept],
+        worker=worker, now=now), strict=True))
+    firings = [Firing(reminder.job_id, "lost") if reminder.job_id not in held else
+               Firing(reminder.job_id, "done", queued=added[reminder.job_id]) if reminder.job_id in last else
+               Firing(reminder.job_id, "more", queued=added[reminder.job_id], after=reminder.page[-1].id)
+               for reminder in due]
     session.commit()
     if on_chunk and any(firing.queued for firing in firings):
         on_chunk()
@@ -222,7 +221,7 @@ def _fan_out(session: Session, reminder: _Reminder, *, worker: str, clock, on_ch
         if not reminders.keep_claim(session, job_id, worker=worker, now=now):
             session.rollback()  # moved, cancelled, or our lease ran out and someone else took over
             return Firing(job_id, "lost", queued=total)
-        added = _queue(session, reminder, rows, worker=worker, now=now, last=last, total=total)
+        [added] = _queue(session, [_Page(reminder, rows, last, total)], worker=worker, now=now)
         session.commit()
         total += added
         if added and on_chunk:
@@ -235,23 +234,35 @@ def _fan_out(session: Session, reminder: _Reminder, *, worker: str, clock, on_ch
             chunks -= 1
 
 
-def _queue(session: Session, reminder: _Reminder, rows: list[dict], *, worker: str, now: datetime, last: bool,
-           total: int = 0) -> int:
-    """Insert a page's rows and count them on the job; the last page ends the job with the sweep.
+@dataclass
+class _Page:
+    """Rendered rows of one reminder, to queue; `last` ends its job; `total` were queued by this firing before."""
+    reminder: _Reminder
+    rows: list[dict]
+    last: bool
+    total: int = 0
+
+
+def _queue(session: Session, pages: list[_Page], *, worker: str, now: datetime) -> list[int]:
+    """Insert the pages' rows and count them on their jobs; a last page ends its job with the sweep.
+    A statement per page, and one for all the sweeps, the ends and the counts: how many rows were new, per page.
 
     The sweep runs under the event's lock that every signup takes (the caller holds it): whoever was
     confirmed during the fan-out and not reached by it (a signup whose row got a lower id but
     committed later) gets this reminder now; anyone confirmed after the commit sees the job done
-    and gets "starting soon". Returns how many rows were new.
+    and gets "starting soon". The caller has renewed the claims.
     """
-    added = outbox.insert_rows(session, rows)
-    if not last:
-        reminders.keep_claim(session, reminder.job_id, worker=worker, now=now, added=added)
-        return added
-    missed = reminders.missed_recipients(session, reminder.event.id, reminder.key)
-    if missed:
-        added += outbox.insert_rows(session, _rows(reminder, missed, now=now, first=reminder.handled + total + added))
-    reminders.finish_job(session, reminder.job_id, worker=worker, now=now, added=added)
+    added = [outbox.insert_rows(session, page.rows) for page in pages]
+    last = [n for n, page in enumerate(pages) if page.last]
+    sweeps = reminders.missed_recipients(session, [(pages[n].reminder.event.id, pages[n].reminder.key) for n in last])
+    for n, missed in zip(last, sweeps, strict=True):
+        if missed:
+            reminder = pages[n].reminder
+            added[n] += outbox.insert_rows(session, _rows(reminder, missed, now=now,
+                                                          first=reminder.handled + pages[n].total + added[n]))
+    reminders.finish_jobs(session, [(pages[n].reminder.job_id, added[n]) for n in last], worker=worker, now=now)
+    reminders.count_queued(session, [(page.reminder.job_id, n) for page, n in zip(pages, added, strict=True)
+                                     if not page.last and n], worker=worker)
     return added
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, update
+from sqlalchemy import String, and_, bindparam, cast, exists, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, lazyload
 
 from .. import wakeups
@@ -209,6 +209,27 @@ def finish_job(session: Session, job_id: int, *, worker: str, now: datetime, sta
     return result.rowcount == 1
 
 
+def finish_jobs(session: Session, finished: list[tuple[int, int]], *, worker: str, now: datetime) -> None:
+    """finish_job for several (job id, messages added) in one statement."""
+    if finished:
+        session.execute(_FINISH, [{"job_id": job_id, "added": added, "worker": worker, "now": now}
+                                  for job_id, added in finished])
+
+
+def count_queued(session: Session, added: list[tuple[int, int]], *, worker: str) -> None:
+    """Count messages queued on several (job id, messages added) still held by this worker, in one statement."""
+    if added:
+        session.execute(_COUNT, [{"job_id": job_id, "added": n, "worker": worker} for job_id, n in added])
+
+
+_jobs = PlannedJob.__table__
+_HELD = (_jobs.c.id == bindparam("job_id"), _jobs.c.state == "running", _jobs.c.claimed_by == bindparam("worker"))
+# On the table, not the mapped class: a list of parameters is then a plain executemany, not a bulk update by key.
+_FINISH = update(_jobs).where(*_HELD).values(state="done", reason=None, claimed_by=None, updated_at=bindparam("now"),
+                                             messages_queued=_jobs.c.messages_queued + bindparam("added"))
+_COUNT = update(_jobs).where(*_HELD).values(messages_queued=_jobs.c.messages_queued + bindparam("added"))
+
+
 def release_job(session: Session, job_id: int, *, worker: str, now: datetime) -> bool:
     """Give a half-done job back (clean shutdown): another scheduler resumes it at once."""
     result = session.execute(
@@ -269,14 +290,22 @@ def first_recipients(session: Session, event_ids: list[int], *, limit: int) -> d
     return pages
 
 
-def missed_recipients(session: Session, event_id: int, key: str) -> list:
-    """Recipients of this firing without its message yet (dedupe key `key:registration id`): the sweep that
-    ends a fan-out, under the event's lock, finds anyone confirmed meanwhile, also below the id the
-    fan-out had reached."""
-    queued = select(OutboxMessage.id).where(
-        OutboxMessage.dedupe_key == literal(key + ":", String) + cast(Registration.id, String))
-    return list(session.execute(
-        select(*_RECIPIENT).where(_reminded([event_id]), ~exists(queued)).order_by(Registration.id)))
+def missed_recipients(session: Session, firings: list[tuple[int, str]]) -> list[list]:
+    """For each (event id, firing key): its recipients without the firing's message yet (dedupe key
+    `key:registration id`), in one statement. The sweep that ends a fan-out, under the event's lock,
+    finds anyone confirmed meanwhile, also below the id the fan-out had reached."""
+    if not firings:
+        return []
+    parts = []
+    for n, (event_id, key) in enumerate(firings):
+        queued = select(OutboxMessage.id).where(
+            OutboxMessage.dedupe_key == literal(key + ":", String) + cast(Registration.id, String))
+        parts.append(select(*_RECIPIENT, literal(n).label("firing")).where(_reminded([event_id]), ~exists(queued)))
+    found: list[list] = [[] for _ in firings]
+    query = parts[0].order_by(Registration.id) if len(parts) == 1 else union_all(*parts).order_by("firing", "id")
+    for row in session.execute(query):
+        found[row.firing].append(row)
+    return found
 
 
 def queued_registration_ids(session: Session, event_id: int, key: str) -> set[int]:

@@ -60,6 +60,8 @@ def attendee_links(secret: str, registration) -> tuple[str, str]:
 NAME, MANAGE, UNSUBSCRIBE = "\x1aN\x1a", "\x1aM\x1a", "\x1aU\x1a"
 #: The recipient's own door link (urls.door_url), the only join link a reminder carries.
 _DOOR = "\x1aD\x1a"
+#: The event's time in the recipient's zone: a reminder is rendered once per language, and put in per zone.
+_WHEN = "\x1aW\x1a"
 
 
 def put_in(text: str, html: str, values) -> tuple[str, str]:
@@ -73,12 +75,13 @@ def put_in(text: str, html: str, values) -> tuple[str, str]:
 def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: datetime) -> list[dict]:
     """One rendered reminder per recipient (plain rows: id, name, email, timezone, token_nonce).
 
-    The templates are rendered once per recipient zone and language with stand-ins for the name and
-    the two links, which are then put in per recipient (escaped for HTML): far cheaper than
-    rendering each message, and the output is the same (tested).
+    The templates are rendered once per language with stand-ins for the time, the name and the links;
+    the time is put in once per recipient zone, the rest per recipient (escaped for HTML): far cheaper
+    than rendering each message, and the output is the same (tested).
     """
     secret = current_app.config["SECRET_KEY"]
     lead = lead_seconds(event, now=now, nominal=offset)
+    spoken: dict[str, dict] = {}
     rendered: dict[tuple[str, str], dict] = {}
     rows = []
     for person in recipients:
@@ -86,10 +89,16 @@ def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: d
         template = rendered.get((zone, language))
         if template is None:
             with speaking(language):
-                template = rendered[zone, language] = outbox.message_row(
-                    kind="reminder", to_addr="", dedupe_key="", now=now, event_id=event.id, event=event,
-                    name=NAME, when=format_range(event.starts_at, event.ends_at, zone), starts_in=format_lead(lead),
-                    manage_url=MANAGE, unsubscribe_url=UNSUBSCRIBE, door_url=_DOOR if event.join_url else "")
+                base = spoken.get(language)
+                if base is None:
+                    base = spoken[language] = outbox.message_row(
+                        kind="reminder", to_addr="", dedupe_key="", now=now, event_id=event.id, event=event,
+                        name=NAME, when=_WHEN, starts_in=format_lead(lead), manage_url=MANAGE,
+                        unsubscribe_url=UNSUBSCRIBE, door_url=_DOOR if event.join_url else "")
+                when = format_range(event.starts_at, event.ends_at, zone)
+            text, html = put_in(base["body_text"], base["body_html"], ((_WHEN, when),))
+            template = rendered[zone, language] = base | dict(
+                subject=base["subject"].replace(_WHEN, when), body_text=text, body_html=html)
         manage_url, unsubscribe_url = attendee_links(secret, person)
         text, html = put_in(template["body_text"], template["body_html"], (
             (NAME, person.name), (MANAGE, manage_url), (UNSUBSCRIBE, unsubscribe_url), (_DOOR, door_url(person))))

@@ -254,31 +254,38 @@ def test_sent_log_counts_messages_by_kind(create_event, now):
 
 
 def test_reminder_rendered_per_zone_equals_rendering_each_message(create_event, now, app):
+    from scheduler.languages import speaking
     from scheduler.mail import outbox as outbox_module
     from scheduler.mail.reminders import attendee_links
-    from scheduler.timefmt import format_range
+    from scheduler.timefmt import format_lead, format_range
 
     event = create_event(starts_at=now + timedelta(hours=3), reminder_offsets=[3600])
     hostile = 'Zoë <script>alert("x")</script> & O\'Brien'
-    for i, zone in enumerate(["Asia/Tokyo", "Asia/Tokyo", "America/Los_Angeles"]):
+    # Zones and languages crossed: rendered once per language, the time put in once per zone.
+    people = [("Asia/Tokyo", "en"), ("Asia/Tokyo", "en"), ("America/Los_Angeles", "en"), ("Asia/Tokyo", "de"),
+              ("America/Los_Angeles", "de")]
+    for i, (zone, language) in enumerate(people):
         reg = sign_up(event, f"p{i}@example.org", now=now, zone=zone)
         reg.name = hostile if i == 0 else f"Person {i}"
+        reg.language = language
     db.session.commit()
     job = jobs_of(event)[("reminder", 3600)]
     fire(job, job.due_at)
     rows = outbox("reminder")
-    assert len(rows) == 3
+    assert len(rows) == 5
     for row in rows:
         reg = db.session.get(Registration, row.registration_id)
         manage_url, unsubscribe_url = attendee_links(app.config["SECRET_KEY"], reg)
-        expected = outbox_module.message_row(
-            kind="reminder", to_addr=reg.email, dedupe_key="k", now=now, unsubscribe_url=unsubscribe_url,
-            event=event, name=reg.name, when=format_range(event.starts_at, event.ends_at, reg.timezone),
-            starts_in="in 1 hour", manage_url=manage_url, door_url=door_url(reg))
+        with speaking(reg.language):
+            expected = outbox_module.message_row(
+                kind="reminder", to_addr=reg.email, dedupe_key="k", now=now, unsubscribe_url=unsubscribe_url,
+                event=event, name=reg.name, when=format_range(event.starts_at, event.ends_at, reg.timezone),
+                starts_in=format_lead(3600), manage_url=manage_url, door_url=door_url(reg))
         assert (row.subject, row.body_text, row.body_html) == (expected["subject"], expected["body_text"],
                                                                expected["body_html"])
         assert row.unsubscribe_url == unsubscribe_url and unsubscribe_url in row.body_text
     assert "Zoë &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; O&#39;Brien" in rows[0].body_html
+    assert rows[3].subject != rows[0].subject and rows[3].body_text != rows[4].body_text  # German, two zones
 
 
 def test_reminder_message_parses_back_with_both_parts_and_unicode_addresses(create_event, now, app):
@@ -429,3 +436,29 @@ def test_a_job_fired_together_with_others_is_claimed_once(create_event, now):
     assert alone.outcome == "done"
     assert [f.outcome for f in together] == ["done", "busy", "done"]
     assert len(outbox("reminder")) == 3
+
+
+def test_two_reminders_of_one_event_due_together_each_reach_everyone_once(create_event, now):
+    """Both offsets overdue at once (a scheduler back after downtime): fired together, their sweeps are one
+    statement, each firing's own key decides who it misses, and each job counts its own messages."""
+    event = create_event(starts_at=now + timedelta(days=2), reminder_offsets=[86400, 10800])
+    for n in range(3):
+        sign_up(event, f"p{n}@example.org", now=now)
+    jobs = jobs_of(event)
+    day, hours = jobs[("reminder", 86400)], jobs[("reminder", 10800)]
+    late = event.starts_at - timedelta(hours=2)
+    firings = dispatch.fire_many(db.session, [day.id, hours.id], worker="w", clock=lambda: late)
+    assert {f.outcome for f in firings} == {"done"} and [f.queued for f in firings] == [3, 3]
+    rows = outbox("reminder")
+    assert sorted((row.dedupe_key.rsplit(":", 1)[0], row.to_addr) for row in rows) == sorted(
+        (reminders.job_key(job), f"p{n}@example.org") for job in (day, hours) for n in range(3))
+    db.session.expire_all()
+    assert [(j.state, j.messages_queued) for j in (db.session.get(PlannedJob, day.id),
+                                                   db.session.get(PlannedJob, hours.id))] == [("done", 3), ("done", 3)]
+    # The sweep by key: one message of the first firing gone, nothing of a third key yet.
+    db.session.delete(rows[0])
+    db.session.commit()
+    missed = reminders.missed_recipients(db.session, [(event.id, reminders.job_key(day)), (event.id, "other"),
+                                                      (event.id, reminders.job_key(hours))])
+    assert [[r.email for r in found] for found in missed] == [
+        [rows[0].to_addr], [f"p{n}@example.org" for n in range(3)], []]
