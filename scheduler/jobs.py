@@ -324,20 +324,21 @@ class Runner:
                         report = outbox.deliver(db.session, self.transports, self.app, worker=self.worker,
                                                 clock=self.now, limit=batch, connections=self.transports.size,
                                                 stopping=self.stopping.is_set, timeout=self.claim_timeout)
-                        if report.handled:
-                            continue
-                        with self._mail_lock:
-                            if not self._mail_wanted.is_set():
-                                self._delivering = False
-                                return
+                        if not report.handled and not self._mail_wanted.is_set():
+                            break
                 except Exception:
                     self._interrupted = True
                     raise
                 finally:
                     self.transports.close()
         finally:
+            # Only now, with the connections closed: a delivery started before this point would run beside
+            # this one (each with its own unmarked messages), and one started as it closes them would lose them.
             with self._mail_lock:
                 self._delivering = False
+                again = self._mail_wanted.is_set()  # mail queued after our last look waited for us
+            if again:
+                self._run_now("deliver")
 
     def expire_holds(self) -> None:
         with self.app.app_context(), unit_of_work() as uow:

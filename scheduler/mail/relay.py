@@ -80,8 +80,9 @@ class RelayTransport:
             process = subprocess.Popen([sys.executable, "-m", "scheduler.mail.relay"], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, close_fds=True)
             _write(process.stdin, self.config)
-            self.process = process
-            threading.Thread(target=self._read_replies, args=(process,), name="townhall-relay-reader",
+            # Each process its own queue of outcomes: a dead one's reader fails only what was handed to it.
+            self.process, self.pending = process, deque()
+            threading.Thread(target=self._read_replies, args=(process, self.pending), name="townhall-relay-reader",
                              daemon=True).start()
         return self.process
 
@@ -123,31 +124,28 @@ class RelayTransport:
         if outcome[0] is not None:
             raise outcome[0]
 
-    def _read_replies(self, process: subprocess.Popen) -> None:
+    def _read_replies(self, process: subprocess.Popen, pending: deque) -> None:
         error: Exception | None = None
         while True:
             try:
                 reply = _read(process.stdout)
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                outcome = None if reply[0] == "ok" else NOT_SENT if reply[0] == "skipped" else _ERRORS[reply[1]](reply[2])
+            except Exception as exc:  # the pipe closed (the process ended), or a reply we cannot read
                 error = ConnectionLost(f"the mail relay process ended: {exc}")
                 break
-            if reply[0] == "ok":
-                outcome = None
-            elif reply[0] == "skipped":
-                outcome = NOT_SENT
-            else:
-                outcome = _ERRORS[reply[1]](reply[2])
             with self.lock:
-                done = self.pending.popleft()
+                done = pending.popleft()
             done(outcome)
             with self.lock:
-                if not self.pending:
+                if not pending:
                     self.idle.notify_all()
         with self.lock:
             if self.process is process:
                 self.process = None
-            failed, self.pending = list(self.pending), deque()
+            failed = list(pending)
+            pending.clear()
             self.idle.notify_all()
+        process.kill()  # nothing more can be read from it; it may still be alive after a reply it could not write
         process.stdout.close()
         for n, done in enumerate(failed):
             done(error if n == 0 else NOT_SENT)  # the first was in hand; the rest were never attempted

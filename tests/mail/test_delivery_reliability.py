@@ -4,6 +4,8 @@ a heartbeat, a clean stop that gives back what was not started, and several conn
 
 from __future__ import annotations
 
+import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -41,14 +43,6 @@ def _states() -> dict[str, int]:
 
 def _recipients(sink: SMTPSink) -> list[str]:
     return sorted(rcpt for envelope in sink.envelopes for rcpt in envelope.rcpt_tos)
-
-
-@pytest.fixture
-def sink(app):
-    server = SMTPSink().start()
-    app.config["MAIL_URL"] = server.url
-    yield server
-    server.stop()
 
 
 def test_the_message_id_is_fixed_when_queued_and_the_same_on_every_attempt(app, create_event, sink, now):
@@ -253,3 +247,86 @@ def test_a_delivery_that_ends_in_an_error_leaves_no_claim_behind(app, create_eve
     assert _states() == {"sent": 12}
     assert sink.wait_for(12)
     assert set(_recipients(sink)) == {f"p{n}@example.org" for n in range(12)}
+
+
+class QuitHook(SMTPSink):
+    """Runs `on_quit()` (once) while a client says QUIT, before answering it."""
+
+    def __init__(self, on_quit):
+        super().__init__()
+        self.on_quit = on_quit
+
+    async def handle_QUIT(self, server, session, envelope):
+        on_quit, self.on_quit = self.on_quit, None
+        if on_quit is not None:
+            on_quit()
+        return "221 Bye"
+
+
+def test_a_tick_while_a_delivery_closes_its_connections_starts_no_second_delivery(app, create_event, now):
+    """Two deliveries at once would each have their own unmarked messages, twice the bound a killed process
+    sends again: the delivery counts as running until its connections are closed."""
+    from scheduler import jobs
+
+    clock = [now]
+    app.config["CLOCK"] = lambda: clock[0]
+    _queue(create_event(), 3, now)
+    _queue(create_event(slug="later"), 2, now)
+    later = db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(2)).all()
+    for row in later:
+        row.next_attempt_at = now + timedelta(seconds=1)
+    db.session.commit()
+    tick: dict = {}
+
+    def on_quit():
+        # The first delivery is closing its connection (this server answers only after this returns): an
+        # interval tick now, with the two later messages due, must return at once and send nothing.
+        clock[0] = now + timedelta(seconds=2)
+        second = threading.Thread(target=runner.deliver, daemon=True)
+        started = time.monotonic()
+        second.start()
+        second.join(5)
+        tick["returned_after"] = None if second.is_alive() else time.monotonic() - started
+
+    server = QuitHook(on_quit).start()
+    app.config["MAIL_URL"] = server.url
+    runner = jobs.Runner(app, mode="embedded")
+    beat(runner.worker, now)
+    db.session.commit()
+    try:
+        runner.deliver()
+        assert tick["returned_after"] is not None and tick["returned_after"] < 1, tick
+        assert _states() == {"sent": 3, "queued": 2}
+        db.session.commit()
+        runner.deliver()  # the next tick sends them
+        assert _states() == {"sent": 5}
+        assert server.wait_for(5)
+    finally:
+        server.stop()
+
+
+def test_mail_woken_for_while_a_delivery_closes_its_connections_goes_out_at_once(app, create_event, now):
+    """The running delivery had its last look already: the wake-up it was told of starts the next run."""
+    from scheduler import jobs
+
+    clock = [now]
+    app.config.update(CLOCK=lambda: clock[0], OUTBOX_POLL_SECONDS=3600.0)  # no interval tick to cover for it
+    _queue(create_event(), 3, now)
+    _queue(create_event(slug="later"), 2, now)
+    for row in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(2)):
+        row.next_attempt_at = now + timedelta(seconds=1)
+    db.session.commit()
+
+    def on_quit():
+        clock[0] = now + timedelta(seconds=2)
+        runner.wake_delivery()
+
+    server = QuitHook(on_quit).start()
+    app.config["MAIL_URL"] = server.url
+    runner = jobs.Runner(app, mode="embedded")
+    try:
+        runner.start()  # its first delivery runs at once, and says QUIT when the three are sent
+        assert server.wait_for(5, timeout=10), len(server.messages)
+    finally:
+        runner.shutdown()
+        server.stop()

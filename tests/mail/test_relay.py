@@ -26,14 +26,6 @@ from tests.support import SMTPSink, wait_for
 
 
 @pytest.fixture
-def sink(app):
-    server = SMTPSink().start()
-    app.config["MAIL_URL"] = server.url
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def relays(app):
     """HeldTransports over relay processes, as a standalone Runner makes them; ended after the test."""
     made = []
