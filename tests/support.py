@@ -489,6 +489,28 @@ def flask_process(instance: Path, *args: str, log: Path, **env: str) -> subproce
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc): a scheduler's mail relays."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    return found
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited: no such process, or a zombie nobody reaped yet (an orphan's exit)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
 def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
     """Poll `predicate` until it is true (True) or `timeout` seconds have passed (False)."""
     deadline = time.monotonic() + timeout

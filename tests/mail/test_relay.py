@@ -22,7 +22,7 @@ from scheduler.mail import outbox, relay
 from scheduler.mail.transports import PermanentError
 from scheduler.models import OutboxMessage
 from tests.mail.test_delivery_reliability import MarkProbe, _queue, _recipients, _states
-from tests.support import SMTPSink, wait_for
+from tests.support import SMTPSink, children_of, process_gone, wait_for
 
 
 @pytest.fixture
@@ -213,19 +213,10 @@ def test_a_relay_exits_when_its_scheduler_is_killed(sink, tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         child = int(parent.stdout.readline())
+        assert children_of(parent.pid) == [child]
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-
-        def gone() -> bool:
-            try:
-                os.kill(child, 0)
-            except ProcessLookupError:
-                return True
-            # Reparented and exited but not yet reaped shows as a zombie.
-            with open(f"/proc/{child}/stat") as stat:
-                return stat.read().split(")")[1].split()[0] == "Z"
-
-        assert wait_for(gone, timeout=10)
+        assert wait_for(lambda: process_gone(child), timeout=10)
     finally:
         if parent.poll() is None:
             parent.kill()

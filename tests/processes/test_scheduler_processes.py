@@ -26,7 +26,15 @@ from sqlalchemy import func, select
 from scheduler.extensions import db
 from scheduler.models import OutboxMessage, PlannedJob, SchedulerHeartbeat, User
 from tests.processes.support import Schedulers
-from tests.support import TimedSink, add_confirmed, flask_process, free_port, wait_for
+from tests.support import (
+    TimedSink,
+    add_confirmed,
+    children_of,
+    flask_process,
+    free_port,
+    process_gone,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -149,8 +157,11 @@ def test_scheduler_killed_mid_fan_out_is_replaced_and_nobody_is_left_out(app, cr
     suffix = f"@e{event.id}.example.org"
     # Killed as soon as mail starts arriving: the fan-out is usually still queuing then.
     assert sink.wait_until(lambda: len(sink.messages) >= 5, 60), processes.log_tail()
+    relays = children_of(victim.pid)
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
+    # Its mail relays finish the message each had in hand, then see it gone and exit.
+    assert wait_for(lambda: all(process_gone(pid) for pid in relays), 10)
     # Dead, and no other scheduler yet: everything the sink has was sent by the victim.
     with sink.lock:
         from_victim = {m["To"].addresses[0].addr_spec for m in sink.messages}
