@@ -61,8 +61,7 @@ class RelayTransport:
     """
 
     def __init__(self, config):
-        self.config = {"MAIL_URL": config["MAIL_URL"], "MAIL_TIMEOUT": config["MAIL_TIMEOUT"],
-                       "OUTBOX_DIR": config.get("OUTBOX_DIR")}
+        self.config = {"MAIL_URL": config["MAIL_URL"], "MAIL_TIMEOUT": config["MAIL_TIMEOUT"]}
         self.process: subprocess.Popen | None = None
         self.lock = threading.Lock()  # a request and its place among the pending outcomes go together
         self.pending: deque[Callable[[object], None]] = deque()
@@ -213,14 +212,14 @@ def serve(requests, replies, config: dict, parent_alive: Callable[[], bool]) -> 
             except EOFError:
                 return
             try:
+                if request[0] == "send" and request[1] <= lost:
+                    _write(replies, ("skipped",))
+                    continue
+                if request[0] == "send" and not parent_alive():
+                    return  # the scheduler died: whatever it handed over stays unsent, still claimed
+                if request[0] in ("open", "send") and transport is None:
+                    transport = transport_from_config(config).__enter__()
                 if request[0] == "send":
-                    if request[1] <= lost:
-                        _write(replies, ("skipped",))
-                        continue
-                    if not parent_alive():
-                        return  # the scheduler died: whatever it handed over stays unsent, still claimed
-                    if transport is None:
-                        transport = transport_from_config(config).__enter__()
                     message = request[2]
                     if isinstance(message, tuple):
                         message = SimpleNamespace(sender=message[0], recipients=message[1], data=message[2])
@@ -229,8 +228,6 @@ def serve(requests, replies, config: dict, parent_alive: Callable[[], bool]) -> 
                     except ConnectionLost:
                         transport, lost = None, request[1]
                         raise
-                elif request[0] == "open" and transport is None:
-                    transport = transport_from_config(config).__enter__()
                 elif request[0] == "close" and transport is not None:
                     current, transport = transport, None
                     current.__exit__(None, None, None)
