@@ -322,7 +322,7 @@ class Runner:
                     while not self.stopping.is_set():
                         self._mail_wanted.clear()
                         report = outbox.deliver(db.session, self.transports, self.app, worker=self.worker,
-                                                clock=self.now, limit=batch, connections=self.transports.size,
+                                                clock=self.now, limit=batch, chunks=None, connections=self.transports.size,
                                                 stopping=self.stopping.is_set, timeout=self.claim_timeout)
                         if not report.handled and not self._mail_wanted.is_set():
                             break

@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -210,10 +211,14 @@ _DONE = object()
 
 
 def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clock=utcnow, limit: int = 200,
-            on_sent=None, connections: int = 1, stopping: Callable[[], bool] | None = None,
+            chunks: int | None = 1, on_sent=None, connections: int = 1, stopping: Callable[[], bool] | None = None,
             timeout: timedelta = CLAIM_TIMEOUT) -> DeliveryReport:
-    """Claim a batch and send it over up to `connections` connections; mark each row sent, retried or failed.
+    """Claim due rows `limit` at a time and send them over up to `connections` connections; mark each
+    row sent, retried or failed.
 
+    The next `limit` rows are claimed while the senders are still busy with the last ones, `chunks`
+    times at most (None: until nothing is due), so the wire never waits for a claim, and rows queued
+    meanwhile ahead of the others (the first recipients of another reminder) go out in the next chunk.
     `transport_factory()` is called once per connection and returns a context manager with
     .send(message). `on_sent(row)` is called after each hand-over (benchmarks and tests time the
     first message with it). One thread composes the messages ahead of the senders, so composing
@@ -223,13 +228,18 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
     report = DeliveryReport()
     config = app.config
     lease = timedelta(seconds=float(config["OUTBOX_LEASE_SECONDS"]))
-    rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease, timeout=timeout)
+
+    def claimed() -> list[OutboxMessage]:
+        rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease, timeout=timeout)
+        for row in rows:
+            row.message_id = row.message_id or message_id_for(row.dedupe_key, config)
+        return rows
+
+    rows = claimed()
     if not rows:
         return report
     max_attempts = int(config["OUTBOX_MAX_ATTEMPTS"])
     retry_base = float(config["OUTBOX_RETRY_BASE_SECONDS"])
-    for row in rows:
-        row.message_id = row.message_id or message_id_for(row.dedupe_key, config)
     halted = threading.Event()  # set as deliver() returns or raises: no sender waits for a permit after that
 
     def stop() -> bool:
@@ -246,9 +256,8 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             log.exception("could not compose outbox message %s", row.id)
             return ComposeError(f"could not compose the message: {exc}")
 
-    composer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townhall-compose")
-    ready = zip(rows, composer.map(compose, rows), strict=True)
-    ready_lock = threading.Lock()
+    feed = _Feed(compose, stop)
+    feed.add(rows)
     results: SimpleQueue = SimpleQueue()
 
     # A sender takes a permit before each message and the marking loop gives it back once the
@@ -260,8 +269,7 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
         while not unmarked.acquire(timeout=0.05):
             if stop():
                 return None
-        with ready_lock:
-            taken = next(ready, None) if not stop() else None
+        taken = feed.take()
         if taken is None:
             unmarked.release()
         return taken
@@ -314,15 +322,24 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
         finally:
             results.put(_DONE)
 
-    senders = [threading.Thread(target=send_all, name=f"townhall-send-{n}", daemon=True)
-               for n in range(max(1, min(connections, len(rows))))]
+    senders: list[threading.Thread] = []
+
+    def more_senders() -> int:
+        """Start a sender (a connection) per row to send, up to `connections`; how many were started."""
+        started = 0
+        while len(senders) < min(connections, len(rows)):
+            sender = threading.Thread(target=send_all, name=f"townhall-send-{len(senders)}", daemon=True)
+            senders.append(sender)
+            sender.start()
+            started += 1
+        return started
+
     marks: list[dict] = []  # sent rows whose mark is not yet committed
     attempted: set[int] = set()
     problem: Exception | None = None
+    claims = 1
     try:
-        for sender in senders:
-            sender.start()
-        running, oldest = len(senders), 0.0
+        running, oldest = more_senders(), 0.0
         while running:
             wait = max(0.0, MARK_SECONDS - (time.monotonic() - oldest)) if marks else None
             try:
@@ -357,6 +374,18 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             # Half the permits: the senders go on with the other half while these are committed.
             if marks and (len(marks) >= MARK_EVERY // 2 or time.monotonic() - oldest >= MARK_SECONDS):
                 _commit_marks(session, marks, unmarked)
+            # The next chunk while half of this one is still to go: claimed after the marks, so a
+            # claim's write never holds them up.
+            if not feed.ended and feed.waiting() < max(1, limit // 2):
+                # After a lost connection or a failed one, the next delivery starts again with new ones.
+                more = [] if stop() or problem is not None or claims == chunks else _claim_more(session, claimed)
+                claims += 1
+                if more:
+                    rows.extend(more)
+                    feed.add(more)
+                    running += more_senders()
+                else:
+                    feed.end()
         _commit_marks(session, marks, unmarked)
         left = [row for row in rows if row.id not in attempted]
         if left and stop():
@@ -371,10 +400,62 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             log.warning("mail delivery interrupted, %d message(s) will be retried: %s", len(left), error)
     finally:
         halted.set()  # on the way out in any case; after an error, senders waiting for a permit would wait for ever
+        feed.end()
         for sender in senders:
             sender.join()
-        composer.shutdown(wait=True, cancel_futures=True)
+        feed.close()
     return report
+
+
+def _claim_more(session: Session, claimed: Callable[[], list[OutboxMessage]]) -> list[OutboxMessage]:
+    """The next chunk; none when the database cannot give it now (the marks in hand are still written,
+    and the next delivery claims again)."""
+    try:
+        return claimed()
+    except DBAPIError as exc:
+        session.rollback()
+        log.warning("could not claim more outbox messages: %s", exc)
+        return []
+
+
+class _Feed:
+    """Claimed rows in order, each composed ahead by one thread, for the senders to take one at a time."""
+
+    def __init__(self, compose: Callable, stop: Callable[[], bool]):
+        self.compose, self.stop = compose, stop
+        self.composer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townhall-compose")
+        self.items: deque = deque()
+        self.ended = False  # no row will be added
+        self.changed = threading.Condition()
+
+    def add(self, rows: list) -> None:
+        with self.changed:
+            self.items.extend((row, self.composer.submit(self.compose, row)) for row in rows)
+            self.changed.notify_all()
+
+    def end(self) -> None:
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    def waiting(self) -> int:
+        """Rows no sender has taken yet."""
+        return len(self.items)
+
+    def take(self):
+        """The next (row, composed message), waiting for one; None when there will be none, or we stop."""
+        with self.changed:
+            while not self.items:
+                if self.ended or self.stop():
+                    return None
+                self.changed.wait(0.05)
+            if self.stop():
+                return None
+            row, composed = self.items.popleft()
+        return row, composed.result()
+
+    def close(self) -> None:
+        self.composer.shutdown(wait=True, cancel_futures=True)
 
 
 def _write(session: Session, write: Callable[[], object]):
@@ -431,8 +512,7 @@ def _commit_marks(session: Session, marks: list[dict], unmarked: threading.Bound
     """Commit the sent marks in hand, then let the senders send as many more."""
     if marks:
         _write(session, lambda: _mark_sent(session, marks))
-        for _ in marks:
-            unmarked.release()
+        unmarked.release(len(marks))  # one wake-up of the senders, not one per message
         marks.clear()
 
 

@@ -88,7 +88,7 @@ def test_sent_marks_keep_up_with_the_wire(app, create_event, now):
     try:
         app.config["MAIL_URL"] = probe.url
         _queue(create_event(), 60, now)
-        assert _deliver(app, at=now).sent == 60
+        assert _deliver(app, at=now, limit=10, chunks=None).sent == 60  # across chunks claimed on the way
     finally:
         probe.stop()
         probe.engine.dispose()
@@ -159,6 +159,57 @@ def test_stopping_finishes_the_message_in_hand_and_gives_back_the_rest(app, crea
     assert _deliver(app, at=now, worker="next").sent == report.released
     assert sink.wait_for(20)
     assert _recipients(sink) == sorted(f"p{n}@example.org" for n in range(20))
+
+
+def test_one_delivery_claims_chunk_after_chunk_until_nothing_is_due(app, create_event, sink, now):
+    _queue(create_event(), 25, now)
+    assert _deliver(app, at=now, limit=10).sent == 10  # one chunk by default
+    assert _deliver(app, at=now, limit=10, chunks=None, connections=2).sent == 15
+    assert sink.wait_for(25)
+    assert _recipients(sink) == sorted(f"p{n}@example.org" for n in range(25))
+    assert _states() == {"sent": 25}
+    assert _deliver(app, at=now, limit=10, chunks=None).handled == 0
+
+
+class DueMaker(SMTPSink):
+    """At the 3rd message, makes the rows of `event_id` due a minute before all the others, as the first
+    recipients of another reminder queued during a fan-out are."""
+
+    def __init__(self, url, event_id: int, due):
+        super().__init__()
+        self.engine = sa.create_engine(url, poolclass=sa.NullPool)
+        self.event_id, self.due = event_id, due
+
+    async def handle_DATA(self, server, session, envelope):
+        if len(self.messages) == 2:
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(OutboxMessage.__table__).where(OutboxMessage.event_id == self.event_id)
+                             .values(next_attempt_at=self.due))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_rows_due_earlier_that_appear_during_a_delivery_go_out_in_its_next_chunk(app, create_event, now):
+    """A delivery does not finish the queue it saw first: what falls due ahead of it meanwhile is claimed next."""
+    _queue(create_event(), 40, now)
+    other = create_event(slug="other")
+    for n in range(5):
+        outbox.queue(db.session, kind="reminder", to_addr=f"first{n}@example.org", dedupe_key=f"other:{n}",
+                     now=now + timedelta(hours=1), event_id=other.id, event=other, name="First", when="soon",
+                     starts_in="1 hour", manage_url="http://townhall.test/r/x",
+                     unsubscribe_url="http://townhall.test/r/x/unsubscribe")
+    db.session.commit()
+    server = DueMaker(db.engine.url, other.id, now - timedelta(minutes=1)).start()
+    try:
+        app.config["MAIL_URL"] = server.url
+        assert _deliver(app, at=now, limit=10, chunks=None).sent == 45
+    finally:
+        server.stop()
+        server.engine.dispose()
+    order = [envelope.rcpt_tos[0] for envelope in server.envelopes]
+    firsts = [n for n, rcpt in enumerate(order) if rcpt.startswith("first")]
+    # Due when the first chunk was out: in the second (claimed with half the first still to go) or the third.
+    assert len(firsts) == 5 and max(firsts) < 25, order
+    assert sorted(order) == sorted([f"p{n}@example.org" for n in range(40)] + [f"first{n}@example.org" for n in range(5)])
 
 
 class PeerSink(SMTPSink):
