@@ -337,6 +337,7 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
     marks: list[dict] = []  # sent rows whose mark is not yet committed
     attempted: set[int] = set()
     problem: Exception | None = None
+    unsure: Exception | None = None  # a claim failed: it may have been committed with its answer lost
     claims = 1
     try:
         running, oldest = more_senders(), 0.0
@@ -377,8 +378,15 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             # The next chunk while half of this one is still to go: claimed after the marks, so a
             # claim's write never holds them up.
             if not feed.ended and feed.waiting() < max(1, limit // 2):
+                more = []
                 # After a lost connection or a failed one, the next delivery starts again with new ones.
-                more = [] if stop() or problem is not None or claims == chunks else _claim_more(session, claimed)
+                if not (stop() or problem is not None or claims == chunks):
+                    try:
+                        more = claimed()
+                    except DBAPIError as exc:  # the rows in hand still go out and get their marks
+                        session.rollback()
+                        unsure = exc
+                        log.warning("could not claim more outbox messages: %s", exc)
                 claims += 1
                 if more:
                     rows.extend(more)
@@ -398,6 +406,10 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
                                                     for row in left]))
             report.errors.append(error)
             log.warning("mail delivery interrupted, %d message(s) will be retried: %s", len(left), error)
+        if unsure is not None:
+            # Everything in hand is settled: whatever this worker still holds was claimed by the failed
+            # claim, and its heartbeat would keep it from ever lapsing.
+            report.released += _write(session, lambda: _release(session, worker))
     finally:
         halted.set()  # on the way out in any case; after an error, senders waiting for a permit would wait for ever
         feed.end()
@@ -405,17 +417,6 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
             sender.join()
         feed.close()
     return report
-
-
-def _claim_more(session: Session, claimed: Callable[[], list[OutboxMessage]]) -> list[OutboxMessage]:
-    """The next chunk; none when the database cannot give it now (the marks in hand are still written,
-    and the next delivery claims again)."""
-    try:
-        return claimed()
-    except DBAPIError as exc:
-        session.rollback()
-        log.warning("could not claim more outbox messages: %s", exc)
-        return []
 
 
 class _Feed:

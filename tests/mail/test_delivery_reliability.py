@@ -249,11 +249,16 @@ def test_a_connection_that_cannot_be_opened_leaves_the_batch_queued_for_a_retry(
 
 
 @contextmanager
-def fault(verb: str, marker: str, error: Exception):
-    """A database fault: `error` raised before every statement that begins with `verb` and names `marker`."""
+def fault(verb: str, marker: str, error: Exception, *, skip: int = 0):
+    """A database fault: `error` raised before every statement that begins with `verb` and names `marker`,
+    but the first `skip` of them."""
+    seen = []
+
     def inject(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().upper().startswith(verb) and marker in statement:
-            raise error
+            seen.append(statement)
+            if len(seen) > skip:
+                raise error
 
     sa.event.listen(db.engine, "before_cursor_execute", inject)
     try:
@@ -276,6 +281,20 @@ def test_a_claim_whose_rows_cannot_be_read_back_claims_nothing(app, create_event
     # The same live scheduler sends them on its next try.
     assert _deliver(app, at=now, worker="live").sent == 3
     assert sink.wait_for(3)
+
+
+def test_a_claim_that_fails_during_a_delivery_ends_it_without_losing_anything(app, create_event, sink, now):
+    """The next chunk's claim fails: the rows in hand still go out with their marks, nothing escapes,
+    nothing stays claimed, and the next delivery sends the rest."""
+    _queue(create_event(), 25, now)
+    cut = sa.exc.OperationalError("SELECT", {}, ConnectionError("the connection was cut"))
+    with fault("SELECT", "body_text", cut, skip=1):  # the first chunk's rows are read, the second's are not
+        report = _deliver(app, at=now, limit=10, chunks=None, connections=2)
+    assert report.sent == 10
+    assert _states() == {"sent": 10, "queued": 15}
+    assert _deliver(app, at=now, limit=10, chunks=None).sent == 15
+    assert sink.wait_for(25)
+    assert _recipients(sink) == sorted(f"p{n}@example.org" for n in range(25))
 
 
 def test_a_delivery_that_ends_in_an_error_leaves_no_claim_behind(app, create_event, sink, now):
