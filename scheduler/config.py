@@ -67,8 +67,9 @@ class Defaults:
     HOLD_EXPIRY_HOURS = 24.0
     SCHEDULER_POLL_SECONDS = 2.0
     SCHEDULER_LOOKAHEAD_SECONDS = 60.0
-    #: Messages claimed per delivery batch. Each claim takes the earliest due: small batches let the first
-    #: recipients of reminders queued meanwhile go ahead of the rest of a large fan-out (no slower at 50).
+    #: Messages claimed at a time; a delivery run claims the next ones while half of the last are still to go.
+    #: Each claim takes the earliest due: small claims let the first recipients of reminders queued meanwhile
+    #: go ahead of the rest of a large fan-out.
     OUTBOX_BATCH_SIZE = 50
     OUTBOX_MAX_ATTEMPTS = 8
     #: First retry after a transient SMTP failure; doubles each time, capped at an hour.
