@@ -117,10 +117,7 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
     """
     if not rows:
         return 0
-    config = current_app.config
-    for row in rows:
-        row["message_id"] = message_id_for(row["dedupe_key"], config)
-    statement = _INSERT_OR_SKIP[session.get_bind().dialect.name]
+    statement = _stamped(session, rows)
     # SQLAlchemy 2 reports -1 for an INSERT without preserve_rowcount; a list of rows is sent as an
     # executemany, which it batches into multi-row VALUES.
     result = session.execute(statement, rows if len(rows) > 1 else rows[0],
@@ -129,6 +126,24 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
     if added:
         wakeups.announce(session, wakeups.MAIL)
     return added
+
+
+def insert_rows_keyed(session: Session, rows: list[dict]) -> set[str]:
+    """insert_rows in one statement however many rows, answering which dedupe keys were new."""
+    if not rows:
+        return set()
+    new = set(session.scalars(_stamped(session, rows).returning(_table.c.dedupe_key), rows))
+    if new:
+        wakeups.announce(session, wakeups.MAIL)
+    return new
+
+
+def _stamped(session: Session, rows: list[dict]):
+    """Fix each row's Message-ID from its dedupe key (every attempt sends the same one); the insert for this database."""
+    config = current_app.config
+    for row in rows:
+        row["message_id"] = message_id_for(row["dedupe_key"], config)
+    return _INSERT_OR_SKIP[session.get_bind().dialect.name]
 
 
 def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lease: timedelta = LEASE,

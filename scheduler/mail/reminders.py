@@ -72,39 +72,41 @@ def put_in(text: str, html: str, values) -> tuple[str, str]:
     return text, html
 
 
-def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: datetime) -> list[dict]:
+def reminder_rows(job_key: str, event: Event, recipients, *, offset: int, now: datetime,
+                  templates: dict | None = None) -> list[dict]:
     """One rendered reminder per recipient (plain rows: id, name, email, timezone, token_nonce).
 
     The templates are rendered once per language with stand-ins for the time, the name and the links;
     the time is put in once per recipient zone, the rest per recipient (escaped for HTML): far cheaper
-    than rendering each message, and the output is the same (tested).
+    than rendering each message, and the output is the same (tested). `templates` keeps those
+    renderings for the next call with the same event (the pages of one firing).
     """
     secret = current_app.config["SECRET_KEY"]
     lead = lead_seconds(event, now=now, nominal=offset)
-    spoken: dict[str, dict] = {}
-    rendered: dict[tuple[str, str], dict] = {}
+    rendered = {} if templates is None else templates  # (language, lead) and (zone, language, lead) -> row
     rows = []
     for person in recipients:
         zone, language = reader_zone(person.timezone, event.timezone), known(getattr(person, "language", None))
-        template = rendered.get((zone, language))
+        template = rendered.get((zone, language, lead))
         if template is None:
             with speaking(language):
-                base = spoken.get(language)
+                base = rendered.get((language, lead))
                 if base is None:
-                    base = spoken[language] = outbox.message_row(
+                    base = rendered[language, lead] = outbox.message_row(
                         kind="reminder", to_addr="", dedupe_key="", now=now, event_id=event.id, event=event,
                         name=NAME, when=_WHEN, starts_in=format_lead(lead), manage_url=MANAGE,
                         unsubscribe_url=UNSUBSCRIBE, door_url=_DOOR if event.join_url else "")
                 when = format_range(event.starts_at, event.ends_at, zone)
             text, html = put_in(base["body_text"], base["body_html"], ((_WHEN, when),))
-            template = rendered[zone, language] = base | dict(
+            template = rendered[zone, language, lead] = base | dict(
                 subject=base["subject"].replace(_WHEN, when), body_text=text, body_html=html)
         manage_url, unsubscribe_url = attendee_links(secret, person)
         text, html = put_in(template["body_text"], template["body_html"], (
             (NAME, person.name), (MANAGE, manage_url), (UNSUBSCRIBE, unsubscribe_url), (_DOOR, door_url(person))))
         rows.append(template | dict(
             dedupe_key=f"{job_key}:{person.id}"[:200], to_addr=person.email, to_name=one_line(person.name)[:200],
-            registration_id=person.id, unsubscribe_url=unsubscribe_url, body_text=text, body_html=html))
+            registration_id=person.id, unsubscribe_url=unsubscribe_url, body_text=text, body_html=html,
+            created_at=now, next_attempt_at=now))
     return rows
 
 

@@ -423,6 +423,73 @@ def test_reminders_due_together_are_fired_together(create_event, now):
     assert jobs_of(events[3])[("reminder", 3600)].messages_queued == dispatch.FIRST_CHUNK + 1
 
 
+def test_more_reminders_due_together_than_a_group_get_every_first_recipient_queued_first(create_event, now,
+                                                                                          monkeypatch):
+    """Before any group's pages, one transaction queues each event's first recipient: the last group's events
+    get their first message as early as the first group's. The pages then skip them, and every job counts
+    its messages once."""
+    monkeypatch.setattr(dispatch, "FIRST_GROUP", 2)  # five events: the heads, then three groups
+    start = now + timedelta(hours=3)
+    events = [create_event(starts_at=start, reminder_offsets=[3600]) for _ in range(5)]
+    firsts = {}
+    for event in events:
+        firsts[event.id] = sign_up(event, f"p0@e{event.id}.example.org", now=now).id
+        for i in range(1, 3):
+            sign_up(event, f"p{i}@e{event.id}.example.org", now=now)
+    jobs = [jobs_of(event)[("reminder", 3600)] for event in events]
+    due = jobs[0].due_at
+    committed = []
+
+    def on_chunk():  # what another connection sees after each commit
+        with db.engine.connect() as connection:
+            committed.append(connection.execute(select(OutboxMessage.event_id, OutboxMessage.registration_id)
+                                                .where(OutboxMessage.kind == "reminder")).all())
+
+    firings = dispatch.fire_many(db.session, [job.id for job in jobs], worker="w", clock=lambda: due,
+                                 on_chunk=on_chunk)
+
+    assert sorted(committed[0]) == sorted(firsts.items())  # the heads alone, one per event
+    assert [len(rows) for rows in committed] == [5, 5 + 2 * 2, 5 + 4 * 2, 15]
+    assert [(f.outcome, f.queued) for f in firings] == [("done", 3)] * 5
+    rows = outbox("reminder")
+    assert sorted((m.event_id, m.to_addr) for m in rows) == sorted(
+        (event.id, f"p{i}@e{event.id}.example.org") for event in events for i in range(3))
+    # Each event's n-th recipient in the n-th place of the queue, the head first.
+    places = sorted({m.next_attempt_at for m in rows})
+    assert len(places) == 3
+    assert {m.event_id: m.next_attempt_at for m in rows if m.registration_id == firsts[m.event_id]} == {
+        event.id: places[0] for event in events}
+    assert [(job.state, job.messages_queued) for job in (jobs_of(event)[("reminder", 3600)] for event in events)] == [
+        ("done", 3)] * 5
+
+
+def test_a_resumed_firing_among_many_due_together_sends_nobody_twice(create_event, now, monkeypatch):
+    """A reminder whose first holder queued part of its recipients and died, fired again with four others:
+    its head and pages skip whoever has the message, and its count goes on from the first holder's."""
+    monkeypatch.setattr(dispatch, "FIRST_GROUP", 2)
+    start = now + timedelta(hours=3)
+    events = [create_event(starts_at=start, reminder_offsets=[3600]) for _ in range(5)]
+    for event in events:
+        for i in range(3):
+            sign_up(event, f"p{i}@e{event.id}.example.org", now=now)
+    jobs = [jobs_of(event)[("reminder", 3600)] for event in events]
+    due = jobs[0].due_at
+    # The dead holder of the first job had queued its first two recipients.
+    assert fire(jobs[0], due, worker="dead").outcome == "done"
+    db.session.delete(outbox("reminder")[2])
+    db.session.execute(update(PlannedJob).where(PlannedJob.id == jobs[0].id).values(
+        state="running", claimed_by="dead", claimed_at=due, messages_queued=2))
+    db.session.commit()
+
+    later = due + timedelta(minutes=2)
+    firings = dispatch.fire_many(db.session, [job.id for job in jobs], worker="w", clock=lambda: later)
+
+    assert [(f.outcome, f.queued) for f in firings] == [("done", 1)] + [("done", 3)] * 4
+    rows = outbox("reminder")
+    assert len(rows) == 15 and len({m.dedupe_key for m in rows}) == 15
+    assert [job.messages_queued for job in (jobs_of(event)[("reminder", 3600)] for event in events)] == [3] * 5
+
+
 def test_a_job_fired_together_with_others_is_claimed_once(create_event, now):
     """Fired together by one scheduler and alone by another: each job is claimed by only one."""
     start = now + timedelta(hours=3)
