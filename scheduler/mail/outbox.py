@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from queue import Empty, SimpleQueue
+from types import SimpleNamespace
 
 from flask import Flask, current_app
-from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy import and_, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -106,6 +107,7 @@ def fill(row: OutboxMessage) -> OutboxMessage:
     return row
 
 
+_table = OutboxMessage.__table__
 _INSERT_OR_SKIP = {dialect: insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
                    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
 
@@ -147,8 +149,8 @@ def _stamped(session: Session, rows: list[dict]):
 
 
 def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lease: timedelta = LEASE,
-          timeout: timedelta = CLAIM_TIMEOUT) -> list[OutboxMessage]:
-    """Claim up to `limit` due rows for this worker and commit the claim; the rows come back detached.
+          timeout: timedelta = CLAIM_TIMEOUT) -> list[Claimed]:
+    """Claim up to `limit` due rows for this worker and commit the claim; the rows come back as plain objects.
 
     Rows claimed by a scheduler that stopped beating its heartbeat are taken over after `timeout`;
     rows claimed by a deliverer without a heartbeat (a one-off command) after the `lease`.
@@ -169,27 +171,28 @@ def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lea
     ids = first(lapsed, limit)
     if len(ids) < limit:
         ids += first(queued, limit - len(ids))
-    due = or_(queued, lapsed)
     if not ids:
         session.commit()
         return []
-    # The WHERE repeats the condition: a row another worker took meanwhile is not taken again.
-    session.execute(
-        update(OutboxMessage).where(OutboxMessage.id.in_(ids), due)
-        .values(state="sending", claimed_by=worker, claimed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    # Read back in the same transaction: a claim whose rows never reached the caller (a connection cut
-    # in between) would stay with a live scheduler, whose heartbeat keeps it from ever lapsing.
-    rows = list(session.scalars(
-        select(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.claimed_by == worker,
-                                    OutboxMessage.state == "sending")
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-    ))
-    for row in rows:  # plain objects from here on: marks are single UPDATEs, and the commit reloads nothing
-        session.expunge(row)
+    # The rows just read are ours until the commit: locked FOR UPDATE on PostgreSQL, and on SQLite the
+    # transaction has held the write lock since its BEGIN IMMEDIATE, so nobody takes one meanwhile.
+    # Claimed and read back in one statement of the same transaction: a claim whose rows never reached
+    # the caller (a connection cut in between) would stay with a live scheduler, whose heartbeat keeps
+    # it from ever lapsing.
+    claimed = session.execute(_CLAIM, {"ids": ids, "claimer": worker, "claimed": now})
+    rows = sorted((Claimed(**values) for values in claimed.mappings()), key=lambda row: (row.next_attempt_at, row.id))
     session.commit()
     return rows
+
+
+class Claimed(SimpleNamespace):
+    """A claimed outbox row: OutboxMessage's columns as plain attributes, outside any session, so
+    composing, sending and marking it never loads or flushes anything."""
+
+
+_CLAIM = (update(_table).where(_table.c.id.in_(bindparam("ids", expanding=True)))
+          .values(state="sending", claimed_by=bindparam("claimer"), claimed_at=bindparam("claimed"))
+          .returning(*_table.c))
 
 
 def backoff(attempts: int, base: float) -> timedelta:
@@ -244,7 +247,7 @@ def deliver(session: Session, transport_factory, app: Flask, *, worker: str, clo
     config = app.config
     lease = timedelta(seconds=float(config["OUTBOX_LEASE_SECONDS"]))
 
-    def claimed() -> list[OutboxMessage]:
+    def claimed() -> list[Claimed]:
         rows = claim(session, worker=worker, now=clock(), limit=limit, lease=lease, timeout=timeout)
         for row in rows:
             row.message_id = row.message_id or message_id_for(row.dedupe_key, config)
@@ -496,7 +499,6 @@ def _write(session: Session, write: Callable[[], object]):
             delay = min(delay * 2, 2.0)
 
 
-_table = OutboxMessage.__table__
 _SENT = (update(_table).where(_table.c.id == bindparam("row_id"))
          .values(state="sent", attempts=bindparam("attempts"), message_id=bindparam("message_id"),
                  sent_at=bindparam("sent_at"), subject=bindparam("subject"), ics=bindparam("ics"), last_error=None))
@@ -559,7 +561,7 @@ def release_own(session: Session, *, worker: str) -> int:
     return released
 
 
-def _release(session: Session, worker: str, rows: list[OutboxMessage] | None = None) -> int:
+def _release(session: Session, worker: str, rows: list[Claimed] | None = None) -> int:
     """Give rows claimed by `worker` back to the queue, no attempt counted, sent at once by anyone: `rows`
     (on a clean shutdown, those nobody started), else every one it holds. Returns how many."""
     held = [OutboxMessage.state == "sending", OutboxMessage.claimed_by == worker]

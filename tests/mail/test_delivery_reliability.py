@@ -268,12 +268,12 @@ def fault(verb: str, marker: str, error: Exception, *, skip: int = 0):
 
 
 def test_a_claim_whose_rows_cannot_be_read_back_claims_nothing(app, create_event, sink, now):
-    """The connection fails between the claim and reading the rows: a live scheduler's heartbeat would keep
-    such a claim from ever lapsing, so it must not be committed."""
+    """The connection fails as the rows are claimed and read back: a live scheduler's heartbeat would keep
+    a claim whose rows never reached it from ever lapsing, so it must not be committed."""
     _queue(create_event(), 3, now)
     beat("live", now)
 
-    with fault("SELECT", "body_text", ConnectionError("the connection was cut before the claimed rows were read")), \
+    with fault("UPDATE", "dedupe_key", ConnectionError("the connection was cut before the rows were read")), \
             pytest.raises(ConnectionError):
         outbox.claim(db.session, worker="live", now=now)
     db.session.rollback()
@@ -288,7 +288,7 @@ def test_a_claim_that_fails_during_a_delivery_ends_it_without_losing_anything(ap
     nothing stays claimed, and the next delivery sends the rest."""
     _queue(create_event(), 25, now)
     cut = sa.exc.OperationalError("SELECT", {}, ConnectionError("the connection was cut"))
-    with fault("SELECT", "body_text", cut, skip=1):  # the first chunk's rows are read, the second's are not
+    with fault("UPDATE", "dedupe_key", cut, skip=1):  # the first chunk is claimed, the second is not
         report = _deliver(app, at=now, limit=10, chunks=None, connections=2)
     assert report.sent == 10
     assert _states() == {"sent": 10, "queued": 15}
@@ -307,7 +307,7 @@ def test_a_delivery_that_ends_in_an_error_leaves_no_claim_behind(app, create_eve
     runner = jobs.Runner(app, mode="standalone")
     beat(runner.worker, now)
 
-    with fault("UPDATE", "sent_at", RuntimeError("an error the delivery does not expect, while marking")), \
+    with fault("UPDATE", "sent_at=", RuntimeError("an error the delivery does not expect, while marking")), \
             pytest.raises(RuntimeError):
         runner.deliver()
     db.session.rollback()
