@@ -79,10 +79,11 @@ def fire_many(session: Session, job_ids: list[int], *, worker: str, clock: Calla
               chunks: int | None = None) -> list[Firing]:
     """Run the planned jobs of `job_ids` that are due and free by `clock()`; one Firing each, in order.
 
-    Reminders due together are claimed and read together, and their first pages queued a group of
-    events per transaction; an event smaller than a page is done in it. A hundred events due in the
-    same second thus have their first messages queued within a few hundred milliseconds, and
-    delivery interleaves them (see _interleaved).
+    Reminders due together are claimed and read together; when they are more than a group, each
+    one's first recipient is queued in one transaction for all (_heads); then their first pages are
+    queued a group of events per transaction, and an event smaller than a page is done in it. A
+    hundred events due in the same second thus have their first messages queued within a few
+    hundred milliseconds, and delivery interleaves them (see _interleaved).
     With `chunks`, a larger reminder stops after that many chunks with outcome "more": the caller
     queues resume() behind the other due jobs. `on_chunk()` is called after each committed chunk.
     """

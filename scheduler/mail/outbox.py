@@ -1,7 +1,8 @@
 """The outbox: queue in the caller's transaction, claim row by row, deliver, mark.
 
-Claiming uses FOR UPDATE SKIP LOCKED on PostgreSQL and a conditional UPDATE inside BEGIN
-IMMEDIATE on SQLite, so any number of deliverers can share the table without sending a row twice.
+Claiming reads due rows FOR UPDATE SKIP LOCKED on PostgreSQL and inside BEGIN IMMEDIATE on SQLite,
+then marks and reads them back in one UPDATE ... RETURNING, so any number of deliverers can share the
+table without sending a row twice.
 A claim older than the lease is taken as lost (its deliverer died) and the row is sent again.
 
 Most rows are rendered when queued. A message about one registration is queued as a small row
