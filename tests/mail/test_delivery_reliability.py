@@ -297,6 +297,37 @@ def test_a_claim_that_fails_during_a_delivery_ends_it_without_losing_anything(ap
     assert _recipients(sink) == sorted(f"p{n}@example.org" for n in range(25))
 
 
+def test_a_claim_committed_with_its_answer_lost_is_given_back(app, create_event, sink, now):
+    """The second chunk's claim is committed but its commit's answer never arrives: the run ends after the rows
+    in hand, and the rows that claim took are queued again, not left with a worker whose heartbeat keeps them."""
+    _queue(create_event(), 25, now)
+    claims = []
+
+    def note_claim(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE") and "dedupe_key" in statement:
+            claims.append(statement)
+
+    def lose_answer(conn):  # the commit is made, then its answer is lost
+        if len(claims) == 2 and not lost:
+            lost.append(True)
+            conn.connection.dbapi_connection.commit()
+            raise sa.exc.OperationalError("COMMIT", {}, ConnectionError("the connection was cut after the commit"))
+
+    lost: list = []
+    sa.event.listen(db.engine, "before_cursor_execute", note_claim)
+    sa.event.listen(db.engine, "commit", lose_answer)
+    try:
+        report = _deliver(app, at=now, limit=10, chunks=None)
+    finally:
+        sa.event.remove(db.engine, "commit", lose_answer)
+        sa.event.remove(db.engine, "before_cursor_execute", note_claim)
+    assert lost and report.sent == 10 and report.released == 10
+    assert _states() == {"sent": 10, "queued": 15}
+    assert _deliver(app, at=now, limit=10, chunks=None).sent == 15
+    assert sink.wait_for(25)
+    assert _recipients(sink) == sorted(f"p{n}@example.org" for n in range(25))
+
+
 def test_a_delivery_that_ends_in_an_error_leaves_no_claim_behind(app, create_event, sink, now):
     """A scheduler's claims never lapse while it beats: what a failed delivery run held is queued again by
     its next run, and every message goes out."""
