@@ -199,21 +199,16 @@ def keep_claims(session: Session, job_ids: list[int], *, worker: str, now: datet
 def finish_job(session: Session, job_id: int, *, worker: str, now: datetime, state: str = "done",
                reason: str | None = None, added: int = 0) -> bool:
     """Mark the job done (or skipped with a reason) if this worker still holds it, counting `added` messages."""
-    result = session.execute(
-        update(PlannedJob).where(PlannedJob.id == job_id, PlannedJob.state == "running",
-                                 PlannedJob.claimed_by == worker)
-        .values(state=state, reason=reason, claimed_by=None, updated_at=now,
-                messages_queued=PlannedJob.messages_queued + added)
-        .execution_options(synchronize_session=False)
-    )
+    result = session.execute(_FINISH, {"job_id": job_id, "added": added, "worker": worker, "now": now,
+                                       "ended": state, "why": reason})
     return result.rowcount == 1
 
 
 def finish_jobs(session: Session, finished: list[tuple[int, int]], *, worker: str, now: datetime) -> None:
     """finish_job for several (job id, messages added) in one statement."""
     if finished:
-        session.execute(_FINISH, [{"job_id": job_id, "added": added, "worker": worker, "now": now}
-                                  for job_id, added in finished])
+        session.execute(_FINISH, [{"job_id": job_id, "added": added, "worker": worker, "now": now, "ended": "done",
+                                   "why": None} for job_id, added in finished])
 
 
 def count_queued(session: Session, added: list[tuple[int, int]], *, worker: str) -> None:
@@ -225,7 +220,8 @@ def count_queued(session: Session, added: list[tuple[int, int]], *, worker: str)
 _jobs = PlannedJob.__table__
 _HELD = (_jobs.c.id == bindparam("job_id"), _jobs.c.state == "running", _jobs.c.claimed_by == bindparam("worker"))
 # On the table, not the mapped class: a list of parameters is then a plain executemany, not a bulk update by key.
-_FINISH = update(_jobs).where(*_HELD).values(state="done", reason=None, claimed_by=None, updated_at=bindparam("now"),
+_FINISH = update(_jobs).where(*_HELD).values(state=bindparam("ended"), reason=bindparam("why"), claimed_by=None,
+                                             updated_at=bindparam("now"),
                                              messages_queued=_jobs.c.messages_queued + bindparam("added"))
 _COUNT = update(_jobs).where(*_HELD).values(messages_queued=_jobs.c.messages_queued + bindparam("added"))
 
