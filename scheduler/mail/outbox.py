@@ -89,7 +89,7 @@ def queue_deferred(session: Session, *, kind: str, to_addr: str, dedupe_key: str
 
 
 #: kind -> function(row) that sets the row's subject, bodies and invitation from the rows it names.
-_renderers: dict[str, Callable[[OutboxMessage], None]] = {}
+_renderers: dict[str, Callable[[OutboxMessage | Claimed], None]] = {}
 
 
 def renders(*kinds: str):
@@ -101,7 +101,7 @@ def renders(*kinds: str):
     return register
 
 
-def fill(row: OutboxMessage) -> OutboxMessage:
+def fill(row: OutboxMessage | Claimed) -> OutboxMessage | Claimed:
     """Compose a deferred row in place (a row rendered when queued is left as it is); returns it."""
     if row.body_text is None:
         _renderers[row.kind](row)
