@@ -50,3 +50,18 @@ def test_get_requests_read_and_posts_jobs_and_blocks_say_what_they_do(app, clien
             db.session.execute(text("SELECT 1"))
             db.session.rollback()
     assert begins == ["BEGIN IMMEDIATE", "BEGIN", "BEGIN IMMEDIATE"]
+
+
+def test_an_outbox_claim_writes_from_its_start_whatever_its_caller(app, create_event, begins, now):
+    """A claim's UPDATE trusts the rows its reads found to be still due: on SQLite its transaction must hold
+    the write lock from its BEGIN, also when claimed from a read-only block or a GET."""
+    from scheduler.mail import outbox
+
+    create_event()
+    db.session.commit()
+    begins.clear()
+    with read_only():
+        outbox.claim(db.session, worker="w", now=now)
+    with app.test_request_context("/", method="GET"):
+        outbox.claim(db.session, worker="w", now=now)
+    assert begins == ["BEGIN IMMEDIATE", "BEGIN IMMEDIATE"]

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .. import wakeups
-from ..database import read_only
+from ..database import read_only, writing
 from ..domain.queries import CLAIM_TIMEOUT, claim_lapsed
 from ..models import OutboxMessage, utcnow
 from ..text import one_line
@@ -168,8 +168,9 @@ def claim(session: Session, *, worker: str, now: datetime, limit: int = 100, lea
 
     # Two reads, each along its own index (state, next_attempt_at) and (state, id): one read with OR
     # scanned and sorted the whole table, sent rows and all, at every claim. Lapsed claims first:
-    # they are the oldest work.
-    ids = first(lapsed, limit)
+    # they are the oldest work. On SQLite the transaction takes the write lock as it begins.
+    with writing():
+        ids = first(lapsed, limit)
     if len(ids) < limit:
         ids += first(queued, limit - len(ids))
     if not ids:
