@@ -109,7 +109,7 @@ def fill(row: OutboxMessage | Claimed) -> OutboxMessage | Claimed:
 
 
 _table = OutboxMessage.__table__
-_INSERT_OR_SKIP = {dialect: insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
+_INSERT_OR_SKIP = {dialect: insert(_table).on_conflict_do_nothing(index_elements=["dedupe_key"])
                    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
 
 
@@ -532,7 +532,7 @@ def _commit_marks(session: Session, marks: list[dict], unmarked: threading.Bound
     """Commit the sent marks in hand, then let the senders send as many more."""
     if marks:
         _write(session, lambda: _mark_sent(session, marks))
-        unmarked.release(len(marks))  # one wake-up of the senders, not one per message
+        unmarked.release(len(marks))  # one call under the semaphore's lock, not one per message
         marks.clear()
 
 
