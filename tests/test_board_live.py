@@ -172,3 +172,26 @@ def test_changes_go_out_in_rounds_a_quarter_second_apart(app, create_event, now)
     if seen != {ids[1], ids[2]}:  # this thread was held up past the round: the last one comes in the next
         seen |= {q["id"] for q in next_change(stream)["questions"]}
     assert seen == {ids[1], ids[2]}
+
+
+def test_open_boards_end_once_their_process_is_told_to_stop_and_so_do_boards_opened_after(app, create_event):
+    event = create_event()
+    hub = board_stream.hub_of(app)
+    stopping = threading.Event()
+    board_stream.end_streams_when(app, stopping.is_set)
+    first = hub.subscribe(event.id, moderator=False)
+    ready(hub)
+    stopping.set()
+
+    def ends(stream: board_stream.Stream) -> bool:
+        """Whether the stream gets its end mark (None) within a second; snapshots may come before it."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                if stream.queue.get(timeout=max(0.0, deadline - time.monotonic())) is None:
+                    return True
+            except queue.Empty:
+                return False
+
+    assert ends(first)
+    assert ends(hub.subscribe(event.id, moderator=True))

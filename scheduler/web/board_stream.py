@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from flask import Flask, Response
 from sqlalchemy import select
@@ -94,6 +94,8 @@ class Hub:
         self.started = False
         self.listener: live.Listener | None = None
         self.key: str | None = None
+        #: Turns true when this process is told to stop (see end_streams_when).
+        self.closing: Callable[[], bool] | None = None
 
     # --- the change side ---
 
@@ -120,12 +122,16 @@ class Hub:
         self.stopping.set()
         if self.key is not None:
             live.unsubscribe(self.key, self.notify)
+        self.end_streams()
+        if self.listener is not None:
+            self.listener.join(timeout=5)
+
+    def end_streams(self) -> None:
+        """End every open stream; each browser opens a new one within RETRY_MS, wherever it is served."""
         with self.lock:
             streams = [s for group in self.streams.values() for s in group]
         for stream in streams:
             stream.end()
-        if self.listener is not None:
-            self.listener.join(timeout=5)
 
     def notify(self, event_id: int, question_ids: frozenset[int]) -> None:
         self.inbox.put((event_id, question_ids))
@@ -137,6 +143,8 @@ class Hub:
     def run(self) -> None:
         last_round = -ROUND_SECONDS
         while not self.stopping.is_set():
+            if self.closing is not None and self.closing():
+                self.end_streams()  # and any opened since, at the next turn
             try:
                 first = self.inbox.get(timeout=0.5)
             except queue.Empty:
@@ -214,6 +222,17 @@ def install(app: Flask) -> None:
 
 def hub_of(app: Flask) -> Hub:
     return app.extensions["townhall.board_hub"]
+
+
+def end_streams_when(app: Flask, closing: Callable[[], bool]) -> None:
+    """End this app's open streams (if it has a hub) within a second of `closing()` turning true.
+
+    A server told to stop (gunicorn's worker on SIGTERM) waits for its open requests, and an open
+    board would hold it for the whole graceful timeout, only to be cut then.
+    """
+    hub = app.extensions.get("townhall.board_hub")
+    if hub is not None:
+        hub.closing = closing
 
 
 def stop(app: Flask) -> None:
