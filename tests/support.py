@@ -364,13 +364,24 @@ def empty_tables(keep: tuple[str, ...] = ()) -> None:
     from scheduler.extensions import db
 
     tables = [table for table in db.metadata.sorted_tables if table.name not in keep]
-    if db.engine.dialect.name == "postgresql":
-        names = ", ".join(f'"{table.name}"' for table in tables)
-        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    else:  # SQLite gives the next row max(id) + 1
-        for table in reversed(tables):
-            db.session.execute(table.delete())
+    # DELETE, dependants first: TRUNCATE makes new files for each table and syncs them at commit, 80-120 ms
+    # after every PostgreSQL test against 5 ms for this.
+    for table in reversed(tables):
+        db.session.execute(table.delete())
+    if db.engine.dialect.name == "postgresql":  # SQLite gives the next row max(id) + 1
+        db.session.execute(text(_RESTART_SEQUENCES), {"tables": [table.name for table in tables]})
     db.session.commit()
+
+
+#: What TRUNCATE ... RESTART IDENTITY restarts: the sequences owned by these tables' columns.
+_RESTART_SEQUENCES = """
+    SELECT setval(owned.objid::regclass, 1, false)
+    FROM pg_depend AS owned
+    JOIN pg_class AS sequence ON sequence.oid = owned.objid AND sequence.relkind = 'S'
+    JOIN pg_class AS owner ON owner.oid = owned.refobjid
+    WHERE owned.classid = 'pg_class'::regclass AND owned.refclassid = 'pg_class'::regclass
+      AND owned.deptype IN ('a', 'i') AND owner.relname = ANY(:tables)
+"""
 
 
 def beat(worker: str, at) -> None:
